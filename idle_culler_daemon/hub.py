@@ -1,0 +1,269 @@
+"""The JupyterHub REST API client: the only module that touches ``requests``.
+
+One ``requests.Session`` per process, retries through urllib3 ``Retry`` configured once, a
+``(connect, read)`` timeout on every call, pagination rebuilt from our own base URL, every path
+segment quoted, and one table from HTTP status to outcome. Errors come out typed
+(``errors.HubError`` and its subclasses) and never carry the token.
+"""
+
+import enum
+import json
+import time
+from dataclasses import dataclass
+from typing import Any, Dict, List, Optional
+from urllib.parse import quote
+
+import requests
+from requests.adapters import HTTPAdapter
+from requests.auth import AuthBase
+from urllib3.util.retry import Retry
+
+from idle_culler_daemon import __version__
+from idle_culler_daemon.config import BACKOFF_FACTOR_S, RETRY_AFTER_CAP_S, HubSettings
+from idle_culler_daemon.errors import (
+    HubAuthError,
+    HubError,
+    HubHTTPError,
+    HubProtocolError,
+    HubUnavailable,
+)
+
+PAGINATION_MEDIA_TYPE = "application/jupyterhub-pagination+json"
+USER_AGENT = "jupyterhub-idle-culler-daemon/%s" % __version__
+CHUNK_BYTES = 64 * 1024
+
+
+class StopResult(enum.Enum):
+    STOPPED = "stopped"  # 204/200: the server is down
+    PENDING = "pending"  # 202, or 400 "in the process of stopping": still alive this pass
+    GONE = "gone"        # 404: nothing to stop any more
+
+
+class DeleteResult(enum.Enum):
+    DELETED = "deleted"  # 204/200
+    BUSY = "busy"        # 400: a server is still stopping; try at the next pass
+    GONE = "gone"        # 404
+
+
+_STOP_RESULTS = {200: StopResult.STOPPED, 204: StopResult.STOPPED, 202: StopResult.PENDING,
+                 400: StopResult.PENDING, 404: StopResult.GONE}
+_DELETE_RESULTS = {200: DeleteResult.DELETED, 204: DeleteResult.DELETED,
+                   400: DeleteResult.BUSY, 404: DeleteResult.GONE}
+
+
+@dataclass(frozen=True)
+class Page:
+    """One page of ``GET /users``; ``next_offset`` is None on the last page."""
+
+    items: List[Any]
+    offset: int = 0
+    limit: Optional[int] = None
+    total: Optional[int] = None
+    next_offset: Optional[int] = None
+
+
+class CappedRetry(Retry):
+    """``Retry`` whose ``Retry-After`` waits are capped (urllib3 1.26 has no cap of its own)."""
+
+    def parse_retry_after(self, retry_after: str) -> float:
+        return min(super().parse_retry_after(retry_after), RETRY_AFTER_CAP_S)
+
+
+class _TokenAuth(AuthBase):
+    """Adds ``Authorization: token …``; keeps ``.netrc`` out and the token out of ``repr``."""
+
+    def __init__(self, token: str) -> None:
+        self._token = token
+
+    def __call__(self, request: requests.PreparedRequest) -> requests.PreparedRequest:
+        request.headers["Authorization"] = "token " + self._token
+        return request
+
+    def __repr__(self) -> str:
+        return "<token auth>"
+
+
+def build_session(settings: HubSettings) -> requests.Session:
+    """Build the process's one Session; it is never mutated afterwards."""
+    retry = CappedRetry(
+        total=settings.retries, connect=settings.retries, read=settings.retries,
+        status=settings.retries, other=0, redirect=0,
+        status_forcelist=(429, 502, 503, 504),
+        allowed_methods=frozenset({"GET", "DELETE"}),
+        backoff_factor=BACKOFF_FACTOR_S, raise_on_status=False,
+        respect_retry_after_header=True)
+    # Workers plus the main thread may each hold a connection: size the pool for all of them,
+    # otherwise urllib3 discards connections ("Connection pool is full").
+    adapter = HTTPAdapter(max_retries=retry, pool_connections=2,
+                          pool_maxsize=settings.pool_size + 1)
+    session = requests.Session()
+    session.mount("http://", adapter)
+    session.mount("https://", adapter)
+    session.auth = _TokenAuth(settings.token)
+    session.headers["User-Agent"] = USER_AGENT
+    if settings.client_cert:
+        session.cert = settings.client_cert
+    if settings.ca_bundle:
+        session.verify = settings.ca_bundle
+    return session
+
+
+def user_path(user: str) -> str:
+    return "/users/" + quote(user, safe="")
+
+
+def server_path(user: str, server: str) -> str:
+    """The path to stop a server; every segment quoted (``c#d`` must not become ``c``)."""
+    if server:
+        return "%s/servers/%s" % (user_path(user), quote(server, safe=""))
+    return user_path(user) + "/server"
+
+
+def _hub_message(response: requests.Response) -> str:
+    try:
+        body = response.json()
+    except ValueError:
+        return response.reason or ""
+    if isinstance(body, dict) and isinstance(body.get("message"), str):
+        return body["message"]
+    return response.reason or ""
+
+
+def error_for(method: str, path: str, response: requests.Response) -> HubError:
+    """Map an unexpected status to a typed error carrying the hub's own message."""
+    status = response.status_code
+    message = "%s %s answered %d: %s" % (method, path, status, _hub_message(response)[:300])
+    if status in (401, 403):
+        return HubAuthError(message, status)
+    if status >= 500 or status == 429:
+        return HubUnavailable(message, status)
+    return HubHTTPError(message, status)
+
+
+class HubClient:
+    """Calls to the hub API, each through ``_call`` with timeouts and retries."""
+
+    def __init__(self, settings: HubSettings, session: Optional[requests.Session] = None,
+                 monotonic=time.monotonic) -> None:
+        self._settings = settings
+        self._base = settings.api_url
+        self._session = session or build_session(settings)
+        self._monotonic = monotonic
+
+    def close(self) -> None:
+        self._session.close()
+
+    def _call(self, method: str, path: str, **kwargs: Any) -> requests.Response:
+        """Send one request; the only place that uses the session."""
+        try:
+            return self._session.request(
+                method, self._base + path,
+                timeout=(self._settings.connect_timeout, self._settings.read_timeout), **kwargs)
+        except requests.RequestException as exc:
+            raise HubUnavailable("%s %s: %s" % (method, path, _describe(exc))) from None
+
+    def _get_json(self, path: str, params: Optional[Dict[str, Any]] = None,
+                  headers: Optional[Dict[str, str]] = None) -> Any:
+        """GET and decode JSON, reading the body within one read timeout in total.
+
+        requests' read timeout bounds each gap between bytes, not the whole body: a hub that
+        trickles a page forever would hang the pass, so the body has a deadline of its own.
+        """
+        response = self._call("GET", path, params=params, headers=headers, stream=True)
+        try:
+            if response.status_code != 200:
+                response.content  # noqa: B018 - read the (small) error body for its message
+                raise error_for("GET", path, response)
+            deadline = self._monotonic() + self._settings.read_timeout
+            chunks = []
+            for chunk in response.iter_content(CHUNK_BYTES):
+                chunks.append(chunk)
+                if self._monotonic() > deadline:
+                    raise HubUnavailable("GET %s: the answer took longer than %ss to arrive"
+                                         % (path, self._settings.read_timeout))
+        except requests.RequestException as exc:
+            raise HubUnavailable("GET %s: %s" % (path, _describe(exc))) from None
+        finally:
+            response.close()
+        try:
+            return json.loads(b"".join(chunks).decode("utf-8"))
+        except ValueError as exc:
+            raise HubProtocolError("GET %s: the answer is not JSON (%s)" % (path, exc)) from None
+
+    def version(self) -> str:
+        """``GET /``: the hub's version string."""
+        body = self._get_json("/")
+        version = body.get("version") if isinstance(body, dict) else None
+        if not isinstance(version, str):
+            raise HubProtocolError("GET /: no version in the answer")
+        return version
+
+    def whoami(self) -> Dict[str, Any]:
+        """``GET /user``: the model of the token's owner, with ``scopes`` on hubs >= 2.0."""
+        body = self._get_json("/user")
+        if not isinstance(body, dict):
+            raise HubProtocolError("GET /user: the answer is not an object")
+        return body
+
+    def users_page(self, state: Optional[str], offset: int) -> Page:
+        """``GET /users``: one page starting at ``offset``.
+
+        The next request is built from our base URL and ``next.offset``; ``next.url`` is
+        ignored on purpose, since the hub builds it from the incoming request and behind a TLS
+        proxy its scheme can be wrong (jupyterhub#5277).
+        """
+        params: Dict[str, Any] = {"offset": offset}
+        if state:
+            params["state"] = state
+        if self._settings.page_size:
+            params["limit"] = self._settings.page_size
+        body = self._get_json("/users", params=params,
+                              headers={"Accept": PAGINATION_MEDIA_TYPE})
+        if isinstance(body, list):  # hub < 2.0: one plain list, no pagination
+            return Page(items=body)
+        try:
+            items = body["items"]
+            pagination = body["_pagination"]
+            following = pagination.get("next")
+            next_offset = int(following["offset"]) if following else None
+            limit = int(pagination["limit"]) if pagination.get("limit") is not None else None
+            total = int(pagination["total"]) if pagination.get("total") is not None else None
+        except (KeyError, TypeError, ValueError, AttributeError):
+            raise HubProtocolError("GET /users: unexpected pagination answer") from None
+        if not isinstance(items, list):
+            raise HubProtocolError("GET /users: 'items' is not a list")
+        if next_offset is not None and next_offset <= offset:
+            raise HubProtocolError("GET /users: next offset %d does not advance past %d"
+                                   % (next_offset, offset))
+        return Page(items=items, offset=offset, limit=limit, total=total,
+                    next_offset=next_offset)
+
+    def stop_server(self, user: str, server: str, remove: bool) -> StopResult:
+        """Stop (and with ``remove``, delete) a server: ``DELETE /users/{u}/server[s/{s}]``."""
+        path = server_path(user, server)
+        body = {"remove": True} if (server and remove) else None
+        response = self._call("DELETE", path, json=body)
+        with response:
+            result = _STOP_RESULTS.get(response.status_code)
+            if result is None:
+                raise error_for("DELETE", path, response)
+            return result
+
+    def delete_user(self, user: str) -> DeleteResult:
+        """Delete a user record: ``DELETE /users/{u}``."""
+        path = user_path(user)
+        response = self._call("DELETE", path)
+        with response:
+            result = _DELETE_RESULTS.get(response.status_code)
+            if result is None:
+                raise error_for("DELETE", path, response)
+            return result
+
+
+def _describe(exc: Exception) -> str:
+    """A one-line description of a requests error, without the request's headers."""
+    reason = exc
+    while reason.args and isinstance(reason.args[0], Exception):
+        reason = reason.args[0]
+    text = str(reason).replace("\n", " ")
+    return "%s: %s" % (exc.__class__.__name__, text[:300])

@@ -1,0 +1,231 @@
+"""Option parsing in every spelling, precedence, config files, and the token's secrecy."""
+
+import pytest
+
+from idle_culler_daemon.config import (
+    OPTIONS,
+    env_names,
+    generate_config,
+    load_config,
+    parse_command_line,
+    parse_rule_option,
+)
+from idle_culler_daemon.errors import ConfigError
+
+TOKEN = "s3cr3t-token-value"
+ENV = {"JUPYTERHUB_API_TOKEN": TOKEN}
+
+
+def no_files(path):
+    raise FileNotFoundError(2, "No such file or directory", path)
+
+
+def load(argv, env=ENV, files=None):
+    files = files or {}
+
+    def read(path):
+        if path in files:
+            return files[path]
+        return no_files(path)
+
+    return load_config(parse_command_line(argv), env, read)
+
+
+def test_zero_to_jupyterhub_command_line():
+    config = load(["--url=http://127.0.0.1:8081/hub/api", "--timeout=3600", "--cull-every=600",
+                   "--concurrency=10", "--cull-users", "--remove-named-servers",
+                   "--cull-admin-users=false", "--max-age=0"])
+    assert config.hub.api_url == "http://127.0.0.1:8081/hub/api"
+    assert (config.culling.timeout, config.cull_every, config.concurrency) == (3600, 600, 10)
+    assert config.culling.cull_users and config.culling.remove_named_servers
+    assert not config.culling.cull_admin_users and config.culling.max_age == 0
+
+
+def test_littlest_jupyterhub_command_line():
+    config = load(["--timeout=600", "--cull-every=60", "--concurrency=5", "--max-age=0",
+                   "--cull-users"])
+    assert (config.culling.timeout, config.cull_every, config.concurrency) == (600, 60, 5)
+    assert config.culling.cull_users
+
+
+def test_reference_2_command_line():
+    config = load(["--cull-users=True", "--cull-named-servers=false", "--api-page-size=200"])
+    assert config.culling.cull_users and not config.culling.cull_named_servers
+    assert config.hub.page_size == 200
+
+
+def test_reference_1_command_line_with_underscores_and_logging():
+    config = load(["--cull_users", "--cull-every=0", "--logging=debug"])
+    assert config.culling.cull_users and config.log_level == "DEBUG"
+    assert config.cull_every == 300  # 0 means timeout // 2
+
+
+def test_traitlets_command_line():
+    config = load(["--IdleCuller.timeout=3600", "--IdleCuller.cull_users=True"])
+    assert config.culling.timeout == 3600 and config.culling.cull_users
+
+
+@pytest.mark.parametrize("word,expected", [("true", True), ("YES", True), ("1", True),
+                                           ("On", True), ("false", False), ("No", False),
+                                           ("0", False), ("OFF", False)])
+def test_booleans_in_any_case(word, expected):
+    assert load(["--cull-users=" + word]).culling.cull_users is expected
+
+
+def test_bare_flag_means_true_and_separate_value_is_accepted():
+    assert load(["--dry-run"]).dry_run is True
+    assert load(["--timeout", "42"]).culling.timeout == 42
+
+
+def test_unknown_option_is_a_usage_error(capsys):
+    with pytest.raises(SystemExit) as info:
+        parse_command_line(["--cull-everything"])
+    assert info.value.code == 2
+    assert "--cull-everything" in capsys.readouterr().err
+
+
+def test_abbreviations_are_refused():
+    with pytest.raises(SystemExit):
+        parse_command_line(["--time=5"])
+
+
+@pytest.mark.parametrize("argv,named", [
+    (["--timeout=soon"], "--timeout"), (["--cull-users=maybe"], "--cull-users"),
+    (["--url=ftp://hub"], "--url"), (["--concurrency=-1"], "--concurrency"),
+    (["--log-level=chatty"], "--log-level"), (["--request-timeout=0"], "--request-timeout"),
+    (["--timeout=0"], "--timeout"),
+])
+def test_bad_values_are_config_errors_naming_option_and_value(argv, named):
+    with pytest.raises(ConfigError) as info:
+        load(argv)
+    assert named in str(info.value)
+
+
+def test_precedence_cli_over_env_over_file_over_default():
+    files = {"c.ini": "[culler]\ntimeout = 100\nmax_age = 7\nconcurrency = 3\n"}
+    env = dict(ENV, JUPYTERHUB_IDLE_CULLER_TIMEOUT="200", JUPYTERHUB_IDLE_CULLER_MAX_AGE="8")
+    config = load(["--config=c.ini", "--timeout=300"], env, files)
+    assert config.culling.timeout == 300          # command line
+    assert config.culling.max_age == 8            # environment
+    assert config.concurrency == 3                # file
+    assert config.culling.cull_users is False     # default
+
+
+def test_url_comes_from_jupyterhub_api_url_and_loses_its_trailing_slash():
+    config = load([], dict(ENV, JUPYTERHUB_API_URL="http://10.0.0.1:8081/hub/api/"))
+    assert config.hub.api_url == "http://10.0.0.1:8081/hub/api"
+    assert load([]).hub.api_url == "http://127.0.0.1:8081/hub/api"
+
+
+def test_request_timeout_from_the_reference_environment_variable():
+    assert load([], dict(ENV, JUPYTERHUB_REQUEST_TIMEOUT="12")).hub.read_timeout == 12.0
+    assert load([]).hub.read_timeout == 60.0
+
+
+def test_concurrency_zero_means_64_with_a_warning():
+    config = load(["--concurrency=0"])
+    assert config.concurrency == 64 and config.warnings
+
+
+def test_python_config_file_is_read_without_being_executed():
+    files = {"c.py": "c = get_config()\nc.IdleCuller.timeout = 1234\n"
+                     "c.IdleCuller.cull_users = True\n"}
+    config = load(["--config=c.py"], files=files)
+    assert config.culling.timeout == 1234 and config.culling.cull_users
+
+
+def test_python_config_file_with_code_is_refused():
+    files = {"c.py": "import os\nc.IdleCuller.timeout = int(os.environ['T'])\n"}
+    with pytest.raises(ConfigError, match="line 1"):
+        load(["--config=c.py"], files=files)
+
+
+def test_ini_unknown_key_and_section_are_named():
+    with pytest.raises(ConfigError, match="'timeuot'"):
+        load(["--config=c.ini"], files={"c.ini": "[culler]\ntimeuot = 5\n"})
+    with pytest.raises(ConfigError, match=r"\[cullers\]"):
+        load(["--config=c.ini"], files={"c.ini": "[cullers]\ntimeout = 5\n"})
+
+
+def test_missing_config_file_is_a_config_error():
+    with pytest.raises(ConfigError, match="cannot read"):
+        load(["--config=/nonexistent.ini"])
+
+
+def test_token_lookup_order_file_then_credentials_then_env():
+    files = {"/t": "from-file\n", "/creds/api-token": " from-creds "}
+    env = dict(ENV, CREDENTIALS_DIRECTORY="/creds")
+    assert load(["--api-token-file=/t"], env, files).hub.token == "from-file"
+    assert load([], env, files).hub.token == "from-creds"
+    assert load([], dict(ENV, CREDENTIALS_DIRECTORY="/empty"), files).hub.token == TOKEN
+
+
+def test_missing_token_names_the_three_places():
+    with pytest.raises(ConfigError) as info:
+        load([], {})
+    text = str(info.value)
+    assert "--api-token-file" in text and "CREDENTIALS_DIRECTORY" in text
+    assert "JUPYTERHUB_API_TOKEN" in text
+
+
+def test_token_is_not_in_repr_or_describe():
+    config = load([])
+    assert TOKEN not in repr(config) and TOKEN not in str(config.describe())
+
+
+def test_every_option_has_an_environment_variable_or_is_an_action():
+    names = env_names()
+    for option in OPTIONS:
+        assert option.cli_only or "JUPYTERHUB_IDLE_CULLER_" + option.name.upper() in names
+
+
+def test_environment_variables_set_every_kind_of_option():
+    env = dict(ENV, JUPYTERHUB_IDLE_CULLER_CULL_USERS="yes",
+               JUPYTERHUB_IDLE_CULLER_LOG_FORMAT="json",
+               JUPYTERHUB_IDLE_CULLER_EXCLUDE_USERS="root,ops-*")
+    config = load([], env)
+    assert config.culling.cull_users and config.log_format == "json"
+    assert config.culling.rules[0].users == ("root", "ops-*")
+
+
+def test_generate_config_lists_every_file_option_and_loads_back():
+    text = generate_config()
+    for option in OPTIONS:
+        if option.in_file and not option.cli_only:
+            assert "# %s = " % option.name in text
+    assert "[rule:gpu]" in text
+    options_part = text.split("# Rules refine")[0]
+    uncommented = "\n".join(line[2:] if line.startswith("# ") and not line.endswith("= ")
+                            and " = " in line else line for line in options_part.splitlines())
+    config = load(["--config=g.ini"], files={"g.ini": uncommented})
+    assert config.culling.timeout == 600
+
+
+def test_rule_option_continues_lists_over_commas():
+    rule = parse_rule_option("staff:groups=staff,admins,cull=false", "--rule")
+    assert rule.groups == ("staff", "admins") and rule.cull is False
+
+
+@pytest.mark.parametrize("text,needle", [
+    ("gpu:server_names=gpu-*,colour=red", "'colour'"),
+    ("gpu:server_names=gpu-[", "bad pattern"),
+    ("gpu:timeout=900", "at least one"),
+    ("nocolon", "NAME:key=value"),
+])
+def test_rule_option_errors_name_the_key(text, needle):
+    with pytest.raises(ConfigError, match=needle):
+        parse_rule_option(text, "--rule")
+
+
+def test_rules_in_file_and_options_come_in_order():
+    files = {"c.ini": "[culler]\ntimeout=3600\n[rule:gpu]\nserver_names = gpu-*\ntimeout = 900\n"}
+    config = load(["--config=c.ini", "--exclude-groups=staff", "--rule=guests:users=guest-*"],
+                  files=files)
+    assert [rule.name for rule in config.culling.rules] == ["exclude-groups", "guests", "gpu"]
+
+
+def test_rule_section_with_unknown_key_names_section_and_key():
+    files = {"c.ini": "[rule:gpu]\nserver_names = gpu-*\ntimeoutt = 900\n"}
+    with pytest.raises(ConfigError) as info:
+        load(["--config=c.ini"], files=files)
+    assert "[rule:gpu]" in str(info.value) and "'timeoutt'" in str(info.value)

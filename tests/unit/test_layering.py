@@ -1,0 +1,79 @@
+"""The import rules of STYLE.md b.3, checked on the source: the architecture stays honest."""
+
+import ast
+import pathlib
+
+PACKAGE = pathlib.Path(__file__).resolve().parents[2] / "idle_culler_daemon"
+
+ALLOWED = {
+    "errors": set(),
+    "config": {"errors"},
+    "model": {"errors"},
+    "policy": {"model", "config", "errors"},
+    "hub": {"model", "config", "errors"},
+    "notify": set(),
+    "log": set(),
+    "cull": {"policy", "hub", "model", "config", "errors"},
+    "daemon": {"cull", "notify", "config", "errors"},
+    "metrics": {"cull", "config", "errors"},
+    "cli": {"config", "cull", "daemon", "errors", "hub", "log", "notify", "policy", "model",
+            "metrics"},
+    "__main__": {"cli"},
+    "__init__": set(),
+}
+FORBIDDEN_EXTERNAL = {
+    "policy": {"requests", "urllib3", "logging", "time", "os"},
+    "model": {"requests", "urllib3", "logging", "time", "os"},
+}
+
+
+def imports_of(path):
+    internal, external = set(), set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            names = [alias.name for alias in node.names]
+        elif isinstance(node, ast.ImportFrom) and node.module:
+            names = [node.module + "." + alias.name for alias in node.names]
+        else:
+            continue
+        for name in names:
+            parts = name.split(".")
+            if parts[0] == "idle_culler_daemon":
+                if len(parts) > 1 and parts[1] != "__version__":
+                    internal.add(parts[1])
+            else:
+                external.add(parts[0])
+    return internal, external
+
+
+def test_layering_every_module_imports_only_what_the_table_allows():
+    modules = sorted(PACKAGE.glob("*.py"))
+    assert len(modules) >= 10
+    for path in modules:
+        name = path.stem
+        assert name in ALLOWED, "new module %s: add it to STYLE.md's table and here" % name
+        internal, external = imports_of(path)
+        assert internal <= ALLOWED[name], "%s imports %s" % (name, internal - ALLOWED[name])
+        assert not external & FORBIDDEN_EXTERNAL.get(name, set()), name
+
+
+def test_layering_nothing_imports_cli_and_only_cli_reads_the_environment():
+    for path in PACKAGE.glob("*.py"):
+        if path.stem in ("cli", "__main__"):
+            continue
+        internal, _ = imports_of(path)
+        assert "cli" not in internal, path.stem
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name):
+                used = "%s.%s" % (node.value.id, node.attr)
+                assert used not in ("os.environ", "sys.argv", "signal.signal", "os.getenv"), \
+                    "%s uses %s" % (path.stem, used)
+
+
+def test_layering_only_hub_touches_requests_and_every_call_has_a_timeout():
+    for path in PACKAGE.glob("*.py"):
+        _, external = imports_of(path)
+        if path.stem != "hub":
+            assert "requests" not in external and "urllib3" not in external, path.stem
+    source = (PACKAGE / "hub.py").read_text()
+    assert source.count("self._session.request(") == 1 and "timeout=(" in source

@@ -1,0 +1,66 @@
+"""Log formats: key=value text, JSON objects, journald priorities, and no secrets."""
+
+import io
+import json
+import logging
+
+import pytest
+
+from idle_culler_daemon.log import configure_logging
+
+TOKEN = "tok-123456-secret"
+
+
+@pytest.fixture
+def emit():
+    def _emit(fmt, env=None, level="INFO"):
+        stream = io.StringIO()
+        configure_logging(level, fmt, env or {}, secrets=[TOKEN], stream=stream)
+        return stream
+    yield _emit
+    logging.getLogger().handlers.clear()
+
+
+def test_text_format_has_event_and_quoted_fields(emit):
+    stream = emit("text")
+    logging.getLogger("idle_culler_daemon.cull").info(
+        "stop user=%s server=%s reason=%s idle_s=%s", "zoë b", "-", "idle", 700)
+    line = stream.getvalue().strip()
+    assert line.endswith('INFO stop user="zoë b" server=- reason=idle idle_s=700')
+
+
+def test_json_format_carries_every_field(emit):
+    stream = emit("json")
+    logging.getLogger("idle_culler_daemon.cull").info(
+        "stop user=%s server=%s reason=%s idle_s=%s age_s=%s rule=%s", "ann", "-", "idle",
+        700, 800, "default")
+    record = json.loads(stream.getvalue())
+    assert record["event"] == "stop" and record["level"] == "INFO" and "time" in record
+    assert (record["user"], record["idle_s"], record["rule"]) == ("ann", "700", "default")
+
+
+def test_json_format_wraps_foreign_records(emit):
+    stream = emit("json")
+    logging.getLogger("idle_culler_daemon.x").warning("free text with %d%% and spaces", 5)
+    logging.getLogger("urllib3.connectionpool").warning("Retrying (%s)", "x")
+    lines = [json.loads(line) for line in stream.getvalue().splitlines()]
+    assert lines[0]["message"] == "free text with 5% and spaces"
+    assert lines[1]["logger"] == "urllib3.connectionpool"
+
+
+def test_journal_stream_gives_priorities_without_timestamps(emit):
+    stream = emit("text", {"JOURNAL_STREAM": "8:1234"})
+    logging.getLogger("idle_culler_daemon.daemon").warning("pass-overran overrun_s=%s", 3)
+    assert stream.getvalue() == "<4>pass-overran overrun_s=3\n"
+
+
+@pytest.mark.parametrize("fmt", ["text", "json"])
+def test_the_token_never_reaches_a_line(emit, fmt):
+    stream = emit(fmt, level="DEBUG")
+    log = logging.getLogger("idle_culler_daemon.hub")
+    log.error("pass-aborted error=%s", "Authorization: token " + TOKEN)
+    try:
+        raise RuntimeError("boom " + TOKEN)
+    except RuntimeError:
+        log.exception("crash")
+    assert TOKEN not in stream.getvalue() and "<redacted>" in stream.getvalue()

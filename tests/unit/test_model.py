@@ -1,0 +1,70 @@
+"""The user-model parser: strict where decisions depend on it, lenient elsewhere."""
+
+from datetime import datetime, timezone
+
+import pytest
+
+from idle_culler_daemon.errors import ModelError
+from idle_culler_daemon.model import parse_hub_time, parse_user
+from tests.fakes import server_model, user_model
+
+
+def test_parse_hub_time_reads_naive_timestamps_as_utc():
+    assert parse_hub_time("2026-11-26T10:00:00") == datetime(2026, 11, 26, 10, tzinfo=timezone.utc)
+
+
+def test_parse_hub_time_converts_other_zones_to_utc():
+    assert parse_hub_time("2026-11-26T12:00:00+02:00") == datetime(2026, 11, 26, 10,
+                                                                    tzinfo=timezone.utc)
+
+
+def test_parse_hub_time_keeps_none_and_refuses_garbage():
+    assert parse_hub_time(None) is None
+    with pytest.raises(ModelError):
+        parse_hub_time("yesterday")
+    with pytest.raises(ModelError):
+        parse_hub_time(1700000000)
+
+
+def test_parse_user_reads_servers_with_names():
+    model = user_model("ann", {"": server_model(10), "lab": server_model(20, name="lab")})
+    user = parse_user(model)
+    assert [s.name for s in user.servers] == ["", "lab"]
+    assert user.servers[0].is_default and user.servers[0].ready
+
+
+def test_parse_user_without_servers_key_uses_the_legacy_server_field():
+    model = user_model("ann")
+    del model["servers"]
+    model.update(server="/user/ann/", pending=None)
+    user = parse_user(model)
+    assert len(user.servers) == 1 and user.servers[0].ready
+    assert user.servers[0].last_activity == user.last_activity
+
+
+def test_parse_user_old_hub_server_without_ready_uses_url():
+    model = user_model("ann", {"": {"url": "/user/ann/", "started": None,
+                                    "last_activity": None, "pending": None}})
+    assert parse_user(model).servers[0].ready
+
+
+@pytest.mark.parametrize("mutate", [
+    lambda m: m.update(name=None),
+    lambda m: m.update(admin="yes"),
+    lambda m: m.update(groups="staff"),
+    lambda m: m.update(last_activity="not a date"),
+    lambda m: m.update(servers=[1, 2]),
+    lambda m: m["servers"][""].update(ready="true"),
+    lambda m: m["servers"][""].update(last_activity=12),
+    lambda m: m["servers"].update(lab="running"),
+])
+def test_parse_user_refuses_wrong_types(mutate):
+    model = user_model("ann", {"": server_model(10)})
+    mutate(model)
+    with pytest.raises(ModelError):
+        parse_user(model)
+
+
+def test_parse_user_refuses_something_that_is_not_an_object():
+    with pytest.raises(ModelError):
+        parse_user(["ann"])
