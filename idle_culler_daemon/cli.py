@@ -22,7 +22,7 @@ from idle_culler_daemon.errors import ConfigError, HubError
 from idle_culler_daemon.hub import HubClient
 from idle_culler_daemon.log import configure_logging
 from idle_culler_daemon.notify import Notifier
-from idle_culler_daemon.policy import missing_scopes, required_scopes
+from idle_culler_daemon.policy import advised_scopes, missing_scopes, required_scopes
 
 log = logging.getLogger(__name__)
 
@@ -110,6 +110,9 @@ class Culler:
                                   "granted: %s)" % ("s" if len(missing) > 1 else "",
                                                     ", ".join(missing), ", ".join(needed),
                                                     ", ".join(sorted(granted)) or "none"))
+            for scope in missing_scopes(advised_scopes(self.config.culling), granted):
+                log.warning("preflight-scope missing=%s detail=%s", scope, "without it the hub "
+                            "hides 'created', so users who were never active are not deleted")
             log.info("preflight hub_version=%s scopes=ok", version)
         else:
             log.info("preflight hub_version=%s scopes=%s", version,

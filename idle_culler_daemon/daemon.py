@@ -82,13 +82,17 @@ def _log_pass(stats: PassStats, next_at: Optional[datetime]) -> None:
 
 def run_forever(service: Service, notifier: Notifier, signals: Signals, once: bool = False,
                 monotonic: Callable[[], float] = time.monotonic,
-                wall: Callable[[], datetime] = lambda: datetime.now(timezone.utc)) -> int:
+                wall: Callable[[], datetime] = lambda: datetime.now(timezone.utc),
+                wait: Optional[Callable[[float], object]] = None) -> int:
     """Run passes until stopped; return the exit code.
 
     With ``once``: one pass, then 0, or 75 when the hub could not be reached or something
     failed. A ConfigError from a pass (missing scopes found by the preflight) ends the loop
     with 78. SIGTERM/SIGINT: no new work, requests in flight finish, STOPPING=1, exit 0.
+    ``wait(seconds)`` sleeps between passes (default: on ``signals.wake``); tests inject a
+    manual clock through ``monotonic`` and ``wait``.
     """
+    wait = wait or signals.wake.wait
     notifier.ready("started; first pass running")
     code = EXIT_OK
     while not signals.stop.is_set():
@@ -111,14 +115,14 @@ def run_forever(service: Service, notifier: Notifier, signals: Signals, once: bo
         if overrun > 0:
             log.warning("pass-overran overrun_s=%.1f interval_s=%s detail=%s", overrun,
                         interval, "the next pass starts now")
-        _sleep_until(started, service, notifier, signals, monotonic)
+        _sleep_until(started, service, notifier, signals, monotonic, wait)
     notifier.stopping("stopping")
     log.info("stopped")
     return code
 
 
 def _sleep_until(started: float, service: Service, notifier: Notifier, signals: Signals,
-                 monotonic: Callable[[], float]) -> None:
+                 monotonic: Callable[[], float], wait: Callable[[float], object]) -> None:
     """Sleep until the next pass is due, heartbeating, waking at once for a stop or a reload.
 
     The deadline is recomputed after a reload, which may change the interval.
@@ -130,6 +134,6 @@ def _sleep_until(started: float, service: Service, notifier: Notifier, signals: 
         left = started + service.interval_s - monotonic()
         if left <= 0:
             return
-        signals.wake.wait(min(left, notifier.tick_s))
+        wait(min(left, notifier.tick_s))
         signals.wake.clear()
         notifier.heartbeat()

@@ -35,7 +35,7 @@ class User:
     """One user with the servers the hub reported for it."""
 
     name: str
-    admin: bool = False
+    admin: Optional[bool] = False  # None: the token may not read it (needs read:users:name)
     groups: Tuple[str, ...] = ()
     created: Optional[datetime] = None
     last_activity: Optional[datetime] = None
@@ -125,7 +125,8 @@ def parse_user(model: Any) -> User:
             servers = ()
         else:
             raise ModelError("servers %r is not an object" % (servers_model,))
-        return User(name=name, admin=_flag(model, "admin", False), groups=tuple(groups),
+        admin = _flag(model, "admin", False) if "admin" in model else None
+        return User(name=name, admin=admin, groups=tuple(groups),
                     created=created, last_activity=last_activity, servers=servers)
     except ModelError as exc:
         raise ModelError("user %r: %s" % (name, exc)) from None

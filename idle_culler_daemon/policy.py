@@ -96,7 +96,8 @@ def judge_server(user: User, server: Server, now: datetime, settings: CullSettin
     if idle_for >= timedelta(seconds=timeout):
         return Verdict(Action.STOP, "idle", rule_name, idle_for, age)
     if max_age and age is not None and age >= timedelta(seconds=max_age):
-        if user.admin and not settings.cull_admin_users:
+        if user.admin is not False and not settings.cull_admin_users:
+            # an admin, or a user whose admin flag the token cannot read: doubt keeps
             return Verdict(Action.KEEP, "admin", rule_name, idle_for, age)
         return Verdict(Action.STOP, "max-age", rule_name, idle_for, age)
     return Verdict(Action.KEEP, "active", rule_name, idle_for, age)
@@ -119,7 +120,7 @@ def judge_user(user: User, now: datetime, settings: CullSettings, servers_kept: 
     age = now - user.created if user.created else None
     if rule is not None and rule.cull is False:
         return Verdict(Action.KEEP, "excluded", rule_name, idle_for, age)
-    if user.admin and not settings.cull_admin_users:
+    if user.admin is not False and not settings.cull_admin_users:
         return Verdict(Action.KEEP, "admin", rule_name, idle_for, age)
     if servers_kept:
         return Verdict(Action.KEEP, "servers-alive", rule_name, idle_for, age)
@@ -155,6 +156,15 @@ def required_scopes(settings: CullSettings) -> Tuple[Tuple[str, ...], ...]:
     if settings.needs_groups:
         needed.append(("read:users:groups",))
     return tuple(needed)
+
+
+def advised_scopes(settings: CullSettings) -> Tuple[Tuple[str, ...], ...]:
+    """Scopes that are not required but without which some users are never deleted.
+
+    Without ``read:users`` the hub hides ``created``, so a user who was never active has no
+    timestamp to judge and is kept.
+    """
+    return (("read:users", "admin:users"),) if settings.cull_users else ()
 
 
 def missing_scopes(needed: Sequence[Tuple[str, ...]], granted: Sequence[str]) -> List[str]:

@@ -99,7 +99,8 @@ def test_run_pass_skips_a_bad_user_model_and_goes_on(caplog):
 
 
 def test_run_pass_isolates_a_failing_stop():
-    hub = FakeHub([user_model("a", {"": server_model(900)}), user_model("b", {"": server_model(900)})],
+    hub = FakeHub([user_model("a", {"": server_model(900)}),
+                   user_model("b", {"": server_model(900)})],
                   stop_results={("a", ""): HubUnavailable("DELETE: 500", 500)})
     stats = run(hub)
     assert stats.failed == 1 and stats.stopped == 1 and not stats.ok

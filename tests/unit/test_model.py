@@ -68,3 +68,9 @@ def test_parse_user_refuses_wrong_types(mutate):
 def test_parse_user_refuses_something_that_is_not_an_object():
     with pytest.raises(ModelError):
         parse_user(["ann"])
+
+
+def test_parse_user_without_admin_key_leaves_admin_unknown():
+    model = user_model("ann")
+    del model["admin"]
+    assert parse_user(model).admin is None

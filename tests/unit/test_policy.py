@@ -218,3 +218,10 @@ def test_missing_scopes_knows_implied_and_filtered_scopes():
     assert missing_scopes(needed, ["admin:users", "admin:servers"]) == []
     assert missing_scopes(needed, ["admin:users", "read:servers!group=a",
                                    "delete:servers"]) == []
+
+
+def test_judge_user_unknown_admin_flag_counts_as_admin_when_admins_are_spared():
+    settings = CullSettings(cull_users=True, cull_admin_users=False)
+    unknown = User(name="ann", admin=None, last_activity=NOW - timedelta(days=9))
+    assert judge_user(unknown, NOW, settings, False).reason == "admin"
+    assert judge_user(unknown, NOW, CullSettings(cull_users=True), False).action is Action.DELETE

@@ -1,0 +1,76 @@
+# The two commands of the README are `make demo` and `make test`; everything they need is
+# installed here, into folders of this checkout (.venv, .venv-hub, .venv-old, .node).
+PYTHON ?= python3
+OLD_PYTHON ?= $(shell command -v python3.9 || command -v $(PYTHON))
+VENV := .venv
+BIN := $(VENV)/bin
+PYTEST_ARGS ?=
+
+.PHONY: help venv hub old-venv demo test test-unit test-old lint bench sdist wheel rpm deb \
+        systemd-test packages-test clean
+
+help:
+	@echo "make demo      run the culler against a real local JupyterHub and show what it did"
+	@echo "make test      install what the tests need and run the whole suite"
+	@echo "make lint      ruff (target Python 3.9)"
+	@echo "make bench     benchmark against the reference culler (bench/README.md)"
+	@echo "make sdist wheel rpm deb   build the packages into dist/"
+
+$(BIN)/.installed: setup.cfg pyproject.toml requirements-test.txt
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -r requirements-test.txt -e .
+	touch $@
+
+venv: $(BIN)/.installed
+
+hub:
+	bash scripts/install-realhub.sh
+
+# The oldest supported versions (RHEL 9, Debian 12) on the oldest supported Python.
+.venv-old/.installed: setup.cfg requirements-old.txt
+	$(OLD_PYTHON) -m venv .venv-old
+	.venv-old/bin/python -m pip install --quiet --upgrade pip
+	.venv-old/bin/python -m pip install --quiet -r requirements-old.txt
+	.venv-old/bin/python -m pip install --quiet --no-deps --no-build-isolation -e .
+	touch $@
+
+old-venv: .venv-old/.installed
+
+demo: venv hub
+	$(BIN)/python scripts/demo.py
+
+lint: venv
+	$(BIN)/ruff check .
+
+# CI=true turns "tool missing, skipped" into a failure: make test installs every tool.
+test: venv hub old-venv lint
+	CI=true $(BIN)/python -m pytest -q -p no:cacheprovider $(PYTEST_ARGS)
+	CI=true .venv-old/bin/python -m pytest -q -p no:cacheprovider tests/unit tests/integration
+	.venv-old/bin/python -c "import sys, urllib3, requests, dateutil, sdnotify; \
+	print('oldest versions: python', sys.version.split()[0], 'urllib3', urllib3.__version__, \
+	'requests', requests.__version__, 'dateutil', dateutil.__version__)"
+
+test-unit: venv
+	$(BIN)/python -m pytest -q tests/unit
+
+bench: venv
+	$(BIN)/python bench/run.py
+
+sdist wheel: venv
+	rm -rf build *.egg-info
+	$(BIN)/python -m build --$@ --outdir dist .
+	$(BIN)/python -m twine check --strict dist/*
+
+rpm:
+	bash .ci/build-rpm.sh
+
+deb:
+	bash .ci/build-deb.sh
+
+systemd-test:
+	bash .ci/check-units.sh
+	bash .ci/nspawn-e2e.sh
+
+clean:
+	rm -rf build dist debian *.egg-info .pytest_cache

@@ -1,0 +1,125 @@
+"""The main loop on a manual clock: interval start to start, overruns, signals, reloads."""
+
+import logging
+
+from idle_culler_daemon.cull import PassStats
+from idle_culler_daemon.daemon import EXIT_CONFIG, EXIT_TEMPFAIL, Signals, run_forever
+from idle_culler_daemon.errors import ConfigError
+from tests.fakes import RecordingNotifier
+
+
+class Clock:
+    def __init__(self):
+        self.now = 1000.0
+
+    def __call__(self):
+        return self.now
+
+    def sleep(self, seconds):
+        self.now += seconds
+
+
+class FakeService:
+    """Each pass takes ``pass_s`` on the manual clock; a script decides what happens next."""
+
+    def __init__(self, clock, signals, interval_s=60.0, pass_s=5.0, passes=3, results=None):
+        self.clock, self.signals, self.interval_s, self.pass_s = clock, signals, interval_s, pass_s
+        self.passes, self.results = passes, list(results or [])
+        self.starts, self.reloads = [], 0
+
+    def run_pass(self, heartbeat, should_stop):
+        self.starts.append(self.clock.now)
+        self.clock.now += self.pass_s
+        heartbeat()
+        if len(self.starts) >= self.passes:
+            self.signals.request_stop()
+        if self.results:
+            result = self.results.pop(0)
+            if isinstance(result, Exception):
+                raise result
+            return result
+        return PassStats(users_seen=3)
+
+    def reload(self):
+        self.reloads += 1
+        self.interval_s = 30.0
+
+
+def loop(service, clock, signals, notifier=None, once=False):
+    notifier = notifier or RecordingNotifier(tick_s=7.0)
+    code = run_forever(service, notifier, signals, once=once, monotonic=clock, wait=clock.sleep)
+    return code, notifier
+
+
+def test_run_forever_starts_passes_on_the_interval_start_to_start():
+    clock, signals = Clock(), Signals()
+    service = FakeService(clock, signals, interval_s=60, pass_s=5)
+    code, notifier = loop(service, clock, signals)
+    assert code == 0 and service.starts == [1000.0, 1060.0, 1120.0]
+    assert notifier.messages[0] == "READY=1" and notifier.messages[-1] == "STOPPING=1"
+    assert sum(m.startswith("STATUS=users 3") for m in notifier.messages) == 3
+
+
+def test_run_forever_heartbeats_while_sleeping_between_passes():
+    clock, signals = Clock(), Signals()
+    service = FakeService(clock, signals, interval_s=60, pass_s=5, passes=2)
+    _, notifier = loop(service, clock, signals, RecordingNotifier(tick_s=7.0))
+    between = notifier.messages.index("STATUS=" + [m for m in notifier.messages
+                                                    if m.startswith("STATUS=")][0][7:])
+    pings = notifier.messages[between:].count("WATCHDOG=1")
+    assert pings >= 55 // 7  # one ping per tick while waiting 55 s
+
+
+def test_run_forever_overrun_warns_and_starts_the_next_pass_at_once(caplog):
+    clock, signals = Clock(), Signals()
+    service = FakeService(clock, signals, interval_s=10, pass_s=25, passes=2)
+    with caplog.at_level(logging.WARNING):
+        loop(service, clock, signals)
+    assert service.starts == [1000.0, 1025.0] and "pass-overran" in caplog.text
+
+
+def test_run_forever_once_exits_75_when_the_hub_is_unreachable():
+    clock, signals = Clock(), Signals()
+    service = FakeService(clock, signals, results=[PassStats(listing_error="GET /users: down")])
+    code, notifier = loop(service, clock, signals, once=True)
+    assert code == EXIT_TEMPFAIL and len(service.starts) == 1
+    assert any("hub unreachable" in m for m in notifier.messages)
+
+
+def test_run_forever_once_exits_0_after_a_clean_pass():
+    clock, signals = Clock(), Signals()
+    service = FakeService(clock, signals, passes=5)
+    code, _ = loop(service, clock, signals, once=True)
+    assert code == 0 and len(service.starts) == 1
+
+
+def test_run_forever_daemon_survives_an_unreachable_hub():
+    clock, signals = Clock(), Signals()
+    down = [PassStats(listing_error="down"), PassStats(listing_error="down")]
+    service = FakeService(clock, signals, passes=3, results=down)
+    code, _ = loop(service, clock, signals)
+    assert code == 0 and len(service.starts) == 3
+
+
+def test_run_forever_config_error_from_preflight_exits_78():
+    clock, signals = Clock(), Signals()
+    service = FakeService(clock, signals, results=[ConfigError("lacks delete:servers")])
+    code, notifier = loop(service, clock, signals)
+    assert code == EXIT_CONFIG and notifier.messages[-1] == "STOPPING=1"
+
+
+def test_run_forever_reload_between_passes_changes_the_interval():
+    clock, signals = Clock(), Signals()
+    service = FakeService(clock, signals, interval_s=60, pass_s=5, passes=3)
+    signals.request_reload()
+    loop(service, clock, signals)
+    assert service.reloads == 1 and service.starts[1] - service.starts[0] == 30.0
+
+
+def test_run_forever_stop_before_the_first_pass_sends_ready_and_stopping_only():
+    clock, signals = Clock(), Signals()
+    signals.request_stop()
+    service = FakeService(clock, signals)
+    code, notifier = loop(service, clock, signals)
+    assert code == 0 and service.starts == []
+    assert notifier.messages == ["READY=1", "STOPPING=1"]
