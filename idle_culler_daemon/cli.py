@@ -106,10 +106,9 @@ class Culler:
         if isinstance(granted, list):
             missing = missing_scopes(needed, granted)
             if missing:
-                raise ConfigError("the API token lacks the scope%s %s (needed: %s; the hub "
-                                  "granted: %s)" % ("s" if len(missing) > 1 else "",
-                                                    ", ".join(missing), ", ".join(needed),
-                                                    ", ".join(sorted(granted)) or "none"))
+                raise ConfigError("the API token lacks the scope%s %s (the hub granted: %s)"
+                                  % ("s" if len(missing) > 1 else "", ", ".join(missing),
+                                     ", ".join(sorted(granted)) or "none"))
             for scope in missing_scopes(advised_scopes(self.config.culling), granted):
                 log.warning("preflight-scope missing=%s detail=%s", scope, "without it the hub "
                             "hides 'created', so users who were never active are not deleted")

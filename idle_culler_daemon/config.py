@@ -177,6 +177,7 @@ class HubSettings:
     read_timeout: float = 60.0
     connect_timeout: float = CONNECT_TIMEOUT_S
     retries: int = RETRIES
+    backoff_factor: float = BACKOFF_FACTOR_S
     page_size: int = 0
     pool_size: int = 10
     client_cert: Optional[Tuple[str, str]] = None  # (certfile, keyfile)
@@ -184,7 +185,7 @@ class HubSettings:
 
     def worst_case_call_s(self) -> float:
         """Upper bound of one HTTP call, retries, backoff and Retry-After waits included."""
-        waits = sum(max(BACKOFF_FACTOR_S * 2 ** attempt, RETRY_AFTER_CAP_S)
+        waits = sum(max(self.backoff_factor * 2 ** attempt, RETRY_AFTER_CAP_S)
                     for attempt in range(self.retries))
         # plus one read timeout for the body of a listing, which has a deadline of its own
         return (self.retries + 1) * (self.connect_timeout + self.read_timeout) + waits \

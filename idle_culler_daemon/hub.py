@@ -8,6 +8,8 @@ segment quoted, and one table from HTTP status to outcome. Errors come out typed
 
 import enum
 import json
+import socket
+import threading
 import time
 from dataclasses import dataclass
 from typing import Any, Dict, List, Optional
@@ -19,7 +21,7 @@ from requests.auth import AuthBase
 from urllib3.util.retry import Retry
 
 from idle_culler_daemon import __version__
-from idle_culler_daemon.config import BACKOFF_FACTOR_S, RETRY_AFTER_CAP_S, HubSettings
+from idle_culler_daemon.config import RETRY_AFTER_CAP_S, HubSettings
 from idle_culler_daemon.errors import (
     HubAuthError,
     HubError,
@@ -30,7 +32,6 @@ from idle_culler_daemon.errors import (
 
 PAGINATION_MEDIA_TYPE = "application/jupyterhub-pagination+json"
 USER_AGENT = "jupyterhub-idle-culler-daemon/%s" % __version__
-CHUNK_BYTES = 64 * 1024
 
 
 class StopResult(enum.Enum):
@@ -90,7 +91,7 @@ def build_session(settings: HubSettings) -> requests.Session:
         status=settings.retries, other=0, redirect=0,
         status_forcelist=(429, 502, 503, 504),
         allowed_methods=frozenset({"GET", "DELETE"}),
-        backoff_factor=BACKOFF_FACTOR_S, raise_on_status=False,
+        backoff_factor=settings.backoff_factor, raise_on_status=False,
         respect_retry_after_header=True)
     # Workers plus the main thread may each hold a connection: size the pool for all of them,
     # otherwise urllib3 discards connections ("Connection pool is full").
@@ -144,11 +145,10 @@ class HubClient:
     """Calls to the hub API, each through ``_call`` with timeouts and retries."""
 
     def __init__(self, settings: HubSettings, session: Optional[requests.Session] = None,
-                 monotonic=time.monotonic) -> None:
+                 ) -> None:
         self._settings = settings
         self._base = settings.api_url
         self._session = session or build_session(settings)
-        self._monotonic = monotonic
 
     def close(self) -> None:
         self._session.close()
@@ -164,29 +164,31 @@ class HubClient:
 
     def _get_json(self, path: str, params: Optional[Dict[str, Any]] = None,
                   headers: Optional[Dict[str, str]] = None) -> Any:
-        """GET and decode JSON, reading the body within one read timeout in total.
+        """GET and decode JSON, the whole body within one read timeout.
 
         requests' read timeout bounds each gap between bytes, not the whole body: a hub that
-        trickles a page forever would hang the pass, so the body has a deadline of its own.
+        trickles a page forever would hang the pass. A timer shuts the socket down when the
+        body is not complete in time, which ends the blocked read.
         """
         response = self._call("GET", path, params=params, headers=headers, stream=True)
+        expired = threading.Event()
+        timer = threading.Timer(self._settings.read_timeout, _abort_read, (response, expired))
+        timer.daemon = True
+        timer.start()
         try:
-            if response.status_code != 200:
-                response.content  # noqa: B018 - read the (small) error body for its message
-                raise error_for("GET", path, response)
-            deadline = self._monotonic() + self._settings.read_timeout
-            chunks = []
-            for chunk in response.iter_content(CHUNK_BYTES):
-                chunks.append(chunk)
-                if self._monotonic() > deadline:
-                    raise HubUnavailable("GET %s: the answer took longer than %ss to arrive"
-                                         % (path, self._settings.read_timeout))
+            body = response.content
         except requests.RequestException as exc:
+            if expired.is_set():
+                raise HubUnavailable("GET %s: the answer took longer than %ss to arrive"
+                                     % (path, self._settings.read_timeout)) from None
             raise HubUnavailable("GET %s: %s" % (path, _describe(exc))) from None
         finally:
+            timer.cancel()
             response.close()
+        if response.status_code != 200:
+            raise error_for("GET", path, response)
         try:
-            return json.loads(b"".join(chunks).decode("utf-8"))
+            return json.loads(body.decode("utf-8"))
         except ValueError as exc:
             raise HubProtocolError("GET %s: the answer is not JSON (%s)" % (path, exc)) from None
 
@@ -258,6 +260,18 @@ class HubClient:
             if result is None:
                 raise error_for("DELETE", path, response)
             return result
+
+
+def _abort_read(response: requests.Response, expired: threading.Event) -> None:
+    """Shut down the socket under a response whose body is overdue (runs in the timer)."""
+    expired.set()
+    connection = getattr(response.raw, "connection", None)  # urllib3 1.26 and 2.x
+    sock = getattr(connection, "sock", None)
+    if sock is not None:
+        try:
+            sock.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass  # already closed: the read has ended anyway
 
 
 def _describe(exc: Exception) -> str:

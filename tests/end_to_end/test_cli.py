@@ -1,0 +1,152 @@
+"""The command line end to end: exit codes, the pass, dry-run, signals, and the token's secrecy."""
+
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+from tests.end_to_end.conftest import SCRIPT, culler_env
+from tests.fakehub import active_user, idle_user, inactive_user
+
+COMMAND_LINES = [
+    "--url={url} --timeout=3600 --cull-every=600 --concurrency=10 --cull-users "
+    "--remove-named-servers --cull-admin-users=false --max-age=0",
+    "--timeout=600 --cull-every=60 --concurrency=5 --max-age=0 --cull-users",
+    "--cull-users=True --cull-named-servers=false --api-page-size=200",
+    "--cull_users --cull-every=0 --logging=debug",
+    "--IdleCuller.timeout=3600 --IdleCuller.cull_users=True",
+]
+
+
+def test_cli_installed_script_and_module_both_answer_version(run_culler):
+    assert SCRIPT.exists(), "the console script is not installed in this environment"
+    installed = run_culler("--version", script=True)
+    module = run_culler("--version")
+    assert installed.returncode == module.returncode == 0
+    assert installed.stdout == module.stdout and installed.stdout.startswith(
+        "jupyterhub-idle-culler ")
+
+
+def test_cli_help_lists_every_option(run_culler):
+    from idle_culler_daemon.config import OPTIONS
+    result = run_culler("--help")
+    assert result.returncode == 0
+    for option in OPTIONS:
+        assert option.flag in result.stdout
+
+
+def test_cli_unknown_option_is_exit_2_naming_it(run_culler):
+    result = run_culler("--cull-evry=5")
+    assert result.returncode == 2 and "--cull-evry=5" in result.stderr
+
+
+def test_cli_missing_token_exits_78_naming_the_three_places(run_culler):
+    result = run_culler("--once")
+    assert result.returncode == 78
+    for place in ("--api-token-file", "CREDENTIALS_DIRECTORY", "JUPYTERHUB_API_TOKEN"):
+        assert place in result.stderr
+
+
+def test_cli_bad_value_exits_78_before_contacting_the_hub(run_culler, fake_hub):
+    result = run_culler("--url=" + fake_hub.api_url, "--timeout=soon", "--once",
+                        token=fake_hub.token)
+    assert result.returncode == 78 and "--timeout" in result.stderr and "soon" in result.stderr
+    assert fake_hub.records() == []
+
+
+@pytest.mark.parametrize("line", COMMAND_LINES)
+def test_cli_accepts_generated_command_lines(run_culler, fake_hub, line):
+    fake_hub.add(idle_user("ann", 7200), active_user("bob"))
+    args = line.format(url=fake_hub.api_url).split()
+    if "--url" not in line:
+        args.append("--url=" + fake_hub.api_url)
+    result = run_culler(*args, "--once", "--dry-run", token=fake_hub.token)
+    assert result.returncode == 0, result.stderr
+    assert "would-stop user=ann" in result.stderr and fake_hub.stopped_servers() == []
+
+
+def test_cli_once_stops_idle_servers_and_deletes_idle_users(run_culler, fake_hub):
+    fake_hub.add(idle_user("ann", 7200), active_user("bob"), inactive_user("cy", 7200))
+    result = run_culler("--url=" + fake_hub.api_url, "--timeout=3600", "--cull-users", "--once",
+                        token=fake_hub.token)
+    assert result.returncode == 0, result.stderr
+    assert fake_hub.stopped_servers() == [("ann", "")]
+    assert sorted(fake_hub.deleted_users()) == ["ann", "cy"]
+    assert "stop user=ann server=- reason=idle" in result.stderr
+    assert "pass-done users=3" in result.stderr
+
+
+def test_cli_once_dry_run_prints_a_table_and_changes_nothing(run_culler, fake_hub):
+    fake_hub.add(idle_user("ann", 7200), idle_user("bob", 9000, server_name="lab"))
+    result = run_culler("--url=" + fake_hub.api_url, "--timeout=3600", "--cull-users", "--once",
+                        "--dry-run", token=fake_hub.token)
+    assert result.returncode == 0
+    lines = result.stdout.splitlines()
+    assert lines[0].split() == ["ACTION", "USER", "SERVER", "REASON", "IDLE", "FOR", "AGE",
+                                "RULE"]
+    assert any(line.split()[:4] == ["would-stop", "ann", "-", "idle"] for line in lines)
+    assert any(line.split()[:4] == ["would-stop", "bob", "lab", "idle"] for line in lines)
+    assert any(line.split()[:2] == ["would-delete", "ann"] for line in lines)
+    assert fake_hub.stopped_servers() == [] and fake_hub.deleted_users() == []
+    assert [r.method for r in fake_hub.records()].count("DELETE") == 0
+
+
+def test_cli_once_unreachable_hub_exits_75(run_culler, unused_port):
+    result = run_culler("--url=http://127.0.0.1:%d/hub/api" % unused_port, "--once",
+                        "--request-timeout=1", token="t0k3n-abcdef")
+    assert result.returncode == 75
+    assert "pass-aborted reason=hub-error" in result.stderr
+
+
+def test_cli_missing_scope_exits_78_naming_it(run_culler, fake_hub):
+    fake_hub.scopes = ["list:users", "read:users:activity", "read:servers", "delete:servers"]
+    fake_hub.add(idle_user("ann", 7200))
+    result = run_culler("--url=" + fake_hub.api_url, "--cull-users", "--once",
+                        token=fake_hub.token)
+    assert result.returncode == 78
+    assert "delete:users or admin:users" in result.stderr
+    assert fake_hub.stopped_servers() == []
+
+
+def test_cli_failing_pass_never_prints_the_token(run_culler, fake_hub):
+    fake_hub.faults.add("GET /users", 500, count=None,
+                        message="invalid token %s for request" % fake_hub.token)
+    result = run_culler("--url=" + fake_hub.api_url, "--once", "--log-level=DEBUG",
+                        token=fake_hub.token)
+    assert result.returncode == 75
+    assert fake_hub.token not in result.stderr + result.stdout
+    assert "<redacted>" in result.stderr
+
+
+def test_cli_json_logs_every_line_parses(run_culler, fake_hub):
+    import json
+    fake_hub.add(idle_user("ann", 7200), active_user("bob"))
+    result = run_culler("--url=" + fake_hub.api_url, "--once", "--log-format=json",
+                        "--log-level=DEBUG", token=fake_hub.token)
+    records = [json.loads(line) for line in result.stderr.splitlines()]
+    assert result.returncode == 0 and records
+    stops = [r for r in records if r["event"] == "stop"]
+    assert stops and {"time", "level", "user", "server", "reason", "rule", "idle_s",
+                      "age_s"} <= set(stops[0])
+
+
+def test_cli_daemon_survives_an_unreachable_hub_and_stops_on_sigterm(unused_port):
+    process = subprocess.Popen(
+        [sys.executable, "-m", "idle_culler_daemon", "--url=http://127.0.0.1:%d/hub/api"
+         % unused_port, "--cull-every=1", "--timeout=60", "--request-timeout=1"],
+        env=culler_env("t0k3n-abcdef"), stderr=subprocess.PIPE, text=True)
+    try:
+        seen = 0
+        deadline = time.monotonic() + 20
+        while seen < 2 and time.monotonic() < deadline:
+            line = process.stderr.readline()
+            seen += "pass-aborted" in line
+        assert seen == 2 and process.poll() is None  # two failed passes, still running
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(timeout=10) == 0
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()

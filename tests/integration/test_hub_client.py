@@ -1,0 +1,135 @@
+"""HubClient against the loopback fake hub: request shape, retries, timeouts, pagination."""
+
+import time
+
+import pytest
+
+from idle_culler_daemon.config import HubSettings
+from idle_culler_daemon.errors import HubAuthError, HubProtocolError, HubUnavailable
+from idle_culler_daemon.hub import HubClient, StopResult
+from tests.fakehub import active_user, idle_user
+
+
+def client(hub, **overrides):
+    settings = dict(api_url=hub.api_url, token=hub.token, read_timeout=0.5, connect_timeout=0.5,
+                    backoff_factor=0.01)
+    settings.update(overrides)
+    return HubClient(HubSettings(**settings))
+
+
+def test_client_sends_token_user_agent_and_pagination_accept(fake_hub):
+    fake_hub.add(idle_user("ann", 3600))
+    page = client(fake_hub).users_page("ready", 0)
+    record = fake_hub.records(route="list_users")[-1]
+    assert record.headers["authorization"] == "token " + fake_hub.token
+    assert record.headers["user-agent"].startswith("jupyterhub-idle-culler-daemon/")
+    assert "jupyterhub-pagination+json" in record.headers["accept"]
+    assert [item["name"] for item in page.items] == ["ann"]
+
+
+def test_client_rebuilds_next_page_from_its_own_base_url(fake_hub):
+    fake_hub.add(*[idle_user("u%03d" % i, 3600) for i in range(120)])
+    hub = client(fake_hub, page_size=50)
+    first = hub.users_page("ready", 0)
+    assert first.next_offset == 50 and first.total == 120 and first.limit == 50
+    second = hub.users_page("ready", first.next_offset)
+    assert second.items[0]["name"] == "u050"
+    assert all(r.path.startswith("/hub/api/users") for r in fake_hub.records(route="list_users"))
+
+
+@pytest.mark.parametrize("status", [502, 503, 504])
+def test_client_retries_gateway_errors(fake_hub, status):
+    fake_hub.add(idle_user("ann", 3600))
+    fake_hub.faults.add("GET /users", status, count=2)
+    assert len(client(fake_hub).users_page("ready", 0).items) == 1
+    assert len(fake_hub.records(route="list_users")) == 3
+
+
+def test_client_does_not_retry_500(fake_hub):
+    fake_hub.faults.add("GET /users", 500, count=1)
+    with pytest.raises(HubUnavailable):
+        client(fake_hub).users_page("ready", 0)
+    assert len(fake_hub.records(route="list_users")) == 1
+
+
+def test_client_retries_delete_on_503_then_reports_stopped(fake_hub):
+    fake_hub.add(idle_user("ann", 3600))
+    fake_hub.faults.add("DELETE /users/ann/server", 503, count=1)
+    assert client(fake_hub).stop_server("ann", "", False) is StopResult.STOPPED
+    assert len(fake_hub.records(route="stop_server")) == 2
+
+
+def test_client_gives_up_after_three_retries(fake_hub):
+    fake_hub.faults.add("GET /users", 503, count=None)
+    with pytest.raises(HubUnavailable):
+        client(fake_hub).users_page("ready", 0)
+    assert len(fake_hub.records(route="list_users")) == 4
+
+
+def test_client_honours_retry_after_on_429(fake_hub):
+    fake_hub.faults.add("GET /users", 429, count=1, retry_after=1)
+    started = time.monotonic()
+    client(fake_hub).users_page("ready", 0)
+    assert time.monotonic() - started >= 0.9
+
+
+def test_client_read_timeout_is_retried_then_unavailable(fake_hub):
+    fake_hub.faults.add("GET /users", "hang", count=None, delay=2)
+    started = time.monotonic()
+    with pytest.raises(HubUnavailable, match="Timeout|timed out"):
+        client(fake_hub, read_timeout=0.2, retries=1).users_page("ready", 0)
+    assert time.monotonic() - started < 2
+
+
+def test_client_a_page_that_never_finishes_hits_the_body_deadline(fake_hub):
+    fake_hub.faults.add("GET /users", "trickle", count=None, interval=0.05)
+    with pytest.raises(HubUnavailable, match="longer than"):
+        client(fake_hub, read_timeout=0.5).users_page("ready", 0)
+
+
+@pytest.mark.parametrize("kind", ["malformed", "truncated"])
+def test_client_bad_json_is_a_protocol_error(fake_hub, kind):
+    fake_hub.add(idle_user("ann", 3600))
+    fake_hub.faults.add("GET /users", kind, count=None, keep=10)
+    with pytest.raises((HubProtocolError, HubUnavailable)):
+        client(fake_hub).users_page("ready", 0)
+
+
+def test_client_connection_reset_is_retried(fake_hub):
+    fake_hub.add(idle_user("ann", 3600))
+    fake_hub.faults.add("GET /users", "reset", count=1)
+    assert len(client(fake_hub).users_page("ready", 0).items) == 1
+
+
+def test_client_403_is_an_auth_error_with_the_hubs_message(fake_hub):
+    fake_hub.add(idle_user("ann", 3600))
+    fake_hub.scopes = ["list:users", "read:users:activity", "read:servers"]
+    with pytest.raises(HubAuthError, match="delete:servers") as info:
+        client(fake_hub).stop_server("ann", "", False)
+    assert info.value.status == 403
+
+
+def test_client_quotes_every_path_segment(fake_hub):
+    for name in ("c#d", "a+b", "zoë", "x/y", "c"):
+        fake_hub.add(idle_user(name, 3600, server_name="lab?1"))
+    hub = client(fake_hub)
+    assert hub.stop_server("c#d", "lab?1", True) is StopResult.STOPPED
+    assert hub.delete_user("c#d").value == "deleted"
+    assert fake_hub.user("c") is not None and fake_hub.user("c#d") is None
+    assert hub.stop_server("zoë", "lab?1", False) is StopResult.STOPPED
+    assert hub.stop_server("x/y", "lab?1", False) is StopResult.STOPPED
+
+
+def test_client_remove_body_only_for_named_servers(fake_hub):
+    fake_hub.add(idle_user("ann", 3600, server_name="lab"), active_user("bob"))
+    hub = client(fake_hub)
+    hub.stop_server("ann", "lab", True)
+    hub.stop_server("bob", "", True)
+    bodies = [r.json for r in fake_hub.records(route="stop_server")]
+    assert bodies == [{"remove": True}, None]
+
+
+def test_client_version_and_whoami(fake_hub):
+    hub = client(fake_hub)
+    assert hub.version() == "6.1.1"
+    assert hub.whoami()["kind"] == "service"

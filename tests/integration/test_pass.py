@@ -1,0 +1,98 @@
+"""Whole passes with the real HubClient and real threads against the loopback fake hub."""
+
+import logging
+from concurrent.futures import ThreadPoolExecutor
+from datetime import datetime, timezone
+
+import pytest
+
+from idle_culler_daemon.config import CullSettings, HubSettings
+from idle_culler_daemon.cull import run_pass
+from idle_culler_daemon.hub import HubClient
+from tests.fakehub import active_user, idle_user, inactive_user, pending_user, user_with_servers
+
+
+def culler_pass(fake_hub, settings=CullSettings(timeout=600), concurrency=4, page_size=0,
+                **kwargs):
+    hub = HubClient(HubSettings(api_url=fake_hub.api_url, token=fake_hub.token,
+                                read_timeout=2, connect_timeout=1, backoff_factor=0.01,
+                                page_size=page_size, pool_size=concurrency))
+    with ThreadPoolExecutor(max_workers=concurrency) as executor:
+        try:
+            return run_pass(hub, settings, datetime.now(timezone.utc), executor, concurrency,
+                            **kwargs)
+        finally:
+            hub.close()
+
+
+def test_pass_pages_through_short_ready_pages_and_ignores_next_url(fake_hub):
+    # Pending users count in the hub's SQL page but are dropped from `ready` afterwards,
+    # so pages come back short; next.url points at https://hub.invalid:1.
+    for i in range(30):
+        fake_hub.add(idle_user("idle%02d" % i, 3600), pending_user("pend%02d" % i),
+                     active_user("busy%02d" % i))
+    stats = culler_pass(fake_hub, page_size=20)
+    assert sorted(user for user, _ in fake_hub.stopped_servers()) == \
+        ["idle%02d" % i for i in range(30)]
+    lists = fake_hub.records(route="list_users")
+    assert len(lists) == 5 and all(r.headers["host"].startswith("127.0.0.1") for r in lists)
+    assert stats.users_seen == 60 and stats.stopped == 30
+
+
+def test_pass_sends_no_delete_before_the_last_page(fake_hub):
+    fake_hub.add(*[idle_user("u%03d" % i, 3600) for i in range(300)])
+    culler_pass(fake_hub, page_size=50, concurrency=8)
+    assert fake_hub.timeline().lists_before_deletes
+    assert len(fake_hub.stopped_servers()) == 300
+
+
+def test_pass_concurrency_reaches_and_never_exceeds_the_limit_across_users(fake_hub):
+    fake_hub.add(*[idle_user("u%03d" % i, 3600) for i in range(60)])
+    fake_hub.latency.stop_server = 0.05
+    culler_pass(fake_hub, concurrency=5)
+    assert fake_hub.max_concurrent_deletes == 5
+    assert fake_hub.max_in_flight() <= 5
+
+
+def test_pass_one_tcp_connection_per_worker_reused(fake_hub):
+    fake_hub.add(*[idle_user("u%03d" % i, 3600) for i in range(80)])
+    culler_pass(fake_hub, concurrency=4, page_size=20)
+    assert fake_hub.connection_count <= 4 + 1  # the workers and the main thread
+
+
+def test_pass_named_servers_and_user_deletion(fake_hub):
+    fake_hub.add(user_with_servers("ann", {"": 3600, "lab": 3600}),
+                 user_with_servers("bob", {"": 5, "lab": 3600}),
+                 inactive_user("never", 7200))
+    settings = CullSettings(timeout=600, cull_users=True, remove_named_servers=True)
+    stats = culler_pass(fake_hub, settings)
+    assert sorted(fake_hub.stopped_servers()) == [("ann", ""), ("ann", "lab"), ("bob", "lab")]
+    assert sorted(fake_hub.deleted_users()) == ["ann", "never"]
+    assert fake_hub.server("bob", "lab") is None and stats.deleted == 2
+
+
+def test_pass_slow_stop_keeps_the_user(fake_hub):
+    fake_hub.add(idle_user("ann", 3600))
+    fake_hub.set_stop_outcome("ann", "", 202)
+    stats = culler_pass(fake_hub, CullSettings(timeout=600, cull_users=True))
+    assert stats.pending == 1 and fake_hub.deleted_users() == []
+
+
+@pytest.mark.parametrize("bad", [
+    {"last_activity": "not a date"}, {"admin": "no"}, {"servers": "none"}, {"groups": 3},
+])
+def test_pass_bad_user_is_skipped_with_a_warning_and_nothing_of_theirs_stopped(
+        fake_hub, caplog, bad):
+    model = {"kind": "user", "name": "weird", "admin": False, "groups": [],
+             "created": "2020-01-01T00:00:00Z", "last_activity": "2020-01-01T00:00:00Z",
+             "servers": {"": {"name": "", "ready": True, "pending": None,
+                              "started": "2020-01-01T00:00:00Z",
+                              "last_activity": "2020-01-01T00:00:00Z", "url": "/user/weird/"}}}
+    model.update(bad)
+    fake_hub.add_raw_user(model)
+    fake_hub.add(idle_user("ann", 3600))
+    with caplog.at_level(logging.WARNING):
+        stats = culler_pass(fake_hub, CullSettings(timeout=600, cull_users=True))
+    assert fake_hub.stopped_servers() == [("ann", "")]
+    assert "weird" not in fake_hub.deleted_users()
+    assert stats.users_skipped == 1 and "skip-user" in caplog.text
