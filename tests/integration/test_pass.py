@@ -11,9 +11,10 @@ from idle_culler_daemon.cull import run_pass
 from idle_culler_daemon.hub import HubClient
 from tests.fakehub import active_user, idle_user, inactive_user, pending_user, user_with_servers
 
+DEFAULT = CullSettings(timeout=600)
 
-def culler_pass(fake_hub, settings=CullSettings(timeout=600), concurrency=4, page_size=0,
-                **kwargs):
+
+def culler_pass(fake_hub, settings=DEFAULT, concurrency=4, page_size=0, **kwargs):
     hub = HubClient(HubSettings(api_url=fake_hub.api_url, token=fake_hub.token,
                                 read_timeout=2, connect_timeout=1, backoff_factor=0.01,
                                 page_size=page_size, pool_size=concurrency))
