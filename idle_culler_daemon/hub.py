@@ -10,7 +10,6 @@ import enum
 import json
 import socket
 import threading
-import time
 from dataclasses import dataclass
 from typing import Any, Dict, List, Optional
 from urllib.parse import quote
