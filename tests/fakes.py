@@ -35,7 +35,7 @@ def user_model(name: str, servers: Optional[Dict[str, Dict[str, Any]]] = None,
             "servers": servers or {}}
 
 
-class FakeHub:
+class MemoryHub:
     """Implements ``cull.HubApi`` in memory and records every call."""
 
     def __init__(self, users: List[Dict[str, Any]], page_size: int = 50,
@@ -120,5 +120,5 @@ class RecordingNotifier:
         self.messages.append("STOPPING=1")
 
 
-__all__ = ["FakeHub", "HubError", "InlineExecutor", "NOW", "RecordingNotifier", "server_model",
+__all__ = ["MemoryHub", "HubError", "InlineExecutor", "NOW", "RecordingNotifier", "server_model",
            "stamp", "user_model"]

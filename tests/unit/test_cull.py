@@ -1,4 +1,4 @@
-"""A whole pass against the in-memory FakeHub: list first, then act; outcomes; isolation."""
+"""A whole pass against the in-memory MemoryHub: list first, then act; outcomes; isolation."""
 
 import logging
 from concurrent.futures import ThreadPoolExecutor
@@ -7,7 +7,7 @@ from idle_culler_daemon.config import CullSettings
 from idle_culler_daemon.cull import run_pass
 from idle_culler_daemon.errors import HubAuthError, HubUnavailable
 from idle_culler_daemon.hub import DeleteResult, StopResult
-from tests.fakes import NOW, FakeHub, InlineExecutor, server_model, user_model
+from tests.fakes import NOW, MemoryHub, InlineExecutor, server_model, user_model
 
 SETTINGS = CullSettings(timeout=600)
 USERS = CullSettings(timeout=600, cull_users=True)
@@ -18,7 +18,7 @@ def run(hub, settings=SETTINGS, **kwargs):
 
 
 def test_run_pass_stops_idle_and_keeps_active_servers():
-    hub = FakeHub([user_model("idle", {"": server_model(900)}),
+    hub = MemoryHub([user_model("idle", {"": server_model(900)}),
                    user_model("busy", {"": server_model(30)})])
     stats = run(hub)
     assert hub.of_kind("stop") == [("stop", "idle", "", False)]
@@ -27,7 +27,7 @@ def test_run_pass_stops_idle_and_keeps_active_servers():
 
 def test_run_pass_sends_no_delete_before_the_last_page():
     users = [user_model("u%03d" % i, {"": server_model(900 if i % 2 else 5)}) for i in range(120)]
-    hub = FakeHub(users, page_size=50)
+    hub = MemoryHub(users, page_size=50)
     run(hub)
     kinds = [call[0] for call in hub.calls]
     last_list = max(i for i, kind in enumerate(kinds) if kind == "list")
@@ -37,23 +37,23 @@ def test_run_pass_sends_no_delete_before_the_last_page():
 
 def test_run_pass_removes_named_servers_only_when_asked():
     model = user_model("ann", {"lab": server_model(900, name="lab")})
-    hub = FakeHub([model])
+    hub = MemoryHub([model])
     run(hub)
-    hub2 = FakeHub([model])
+    hub2 = MemoryHub([model])
     run(hub2, CullSettings(timeout=600, remove_named_servers=True))
     assert hub.of_kind("stop") == [("stop", "ann", "lab", False)]
     assert hub2.of_kind("stop") == [("stop", "ann", "lab", True)]
 
 
 def test_run_pass_does_not_delete_user_whose_server_answered_202():
-    hub = FakeHub([user_model("ann", {"": server_model(900)}, idle_s=900)],
+    hub = MemoryHub([user_model("ann", {"": server_model(900)}, idle_s=900)],
                   stop_results={("ann", ""): StopResult.PENDING})
     stats = run(hub, USERS)
     assert hub.of_kind("delete") == [] and stats.pending == 1 and stats.stopped == 0
 
 
 def test_run_pass_treats_404_as_stopped_and_deletes_the_user():
-    hub = FakeHub([user_model("ann", {"": server_model(900)}, idle_s=900)],
+    hub = MemoryHub([user_model("ann", {"": server_model(900)}, idle_s=900)],
                   stop_results={("ann", ""): StopResult.GONE})
     stats = run(hub, USERS)
     assert hub.of_kind("delete") == [("delete", "ann")] and stats.deleted == 1
@@ -61,14 +61,14 @@ def test_run_pass_treats_404_as_stopped_and_deletes_the_user():
 
 def test_run_pass_deletes_user_judged_on_the_model_read_before_the_stops():
     # The hub bumps last_activity when it stops a server; the verdict must not depend on it.
-    hub = FakeHub([user_model("ann", {"": server_model(900)}, idle_s=900)])
+    hub = MemoryHub([user_model("ann", {"": server_model(900)}, idle_s=900)])
     stats = run(hub, USERS)
     assert [c[0] for c in hub.calls if c[0] != "list"] == ["stop", "delete"]
     assert stats.deleted == 1
 
 
 def test_run_pass_deletes_inactive_users_from_the_second_listing():
-    hub = FakeHub([user_model("never", None, idle_s=None, created_s=7200),
+    hub = MemoryHub([user_model("never", None, idle_s=None, created_s=7200),
                    user_model("fresh", None, idle_s=None, created_s=60)])
     stats = run(hub, USERS)
     assert ("list", "inactive", 0) in hub.calls
@@ -76,14 +76,14 @@ def test_run_pass_deletes_inactive_users_from_the_second_listing():
 
 
 def test_run_pass_keeps_user_with_an_active_second_server():
-    hub = FakeHub([user_model("ann", {"": server_model(900), "lab": server_model(5, name="lab")},
+    hub = MemoryHub([user_model("ann", {"": server_model(900), "lab": server_model(5, name="lab")},
                               idle_s=900)])
     run(hub, USERS)
     assert hub.of_kind("stop") == [("stop", "ann", "", False)] and hub.of_kind("delete") == []
 
 
 def test_run_pass_400_on_delete_means_try_again_next_pass():
-    hub = FakeHub([user_model("ann", None, idle_s=900)], delete_results={"ann": DeleteResult.BUSY})
+    hub = MemoryHub([user_model("ann", None, idle_s=900)], delete_results={"ann": DeleteResult.BUSY})
     stats = run(hub, USERS)
     assert stats.deleted == 0 and stats.ok
 
@@ -91,7 +91,7 @@ def test_run_pass_400_on_delete_means_try_again_next_pass():
 def test_run_pass_skips_a_bad_user_model_and_goes_on(caplog):
     bad = user_model("bad", {"": server_model(900)})
     bad["servers"][""]["last_activity"] = "not-a-date"
-    hub = FakeHub([bad, user_model("idle", {"": server_model(900)})])
+    hub = MemoryHub([bad, user_model("idle", {"": server_model(900)})])
     with caplog.at_level(logging.WARNING):
         stats = run(hub)
     assert hub.of_kind("stop") == [("stop", "idle", "", False)]
@@ -99,7 +99,7 @@ def test_run_pass_skips_a_bad_user_model_and_goes_on(caplog):
 
 
 def test_run_pass_isolates_a_failing_stop():
-    hub = FakeHub([user_model("a", {"": server_model(900)}),
+    hub = MemoryHub([user_model("a", {"": server_model(900)}),
                    user_model("b", {"": server_model(900)})],
                   stop_results={("a", ""): HubUnavailable("DELETE: 500", 500)})
     stats = run(hub)
@@ -108,7 +108,7 @@ def test_run_pass_isolates_a_failing_stop():
 
 def test_run_pass_stops_sending_a_refused_kind_of_request(caplog):
     users = [user_model("u%d" % i, {"": server_model(900)}) for i in range(5)]
-    hub = FakeHub(users, stop_results={("u%d" % i, ""): HubAuthError("403 requires "
+    hub = MemoryHub(users, stop_results={("u%d" % i, ""): HubAuthError("403 requires "
                                                                     "delete:servers", 403)
                                        for i in range(5)})
     with caplog.at_level(logging.ERROR):
@@ -119,7 +119,7 @@ def test_run_pass_stops_sending_a_refused_kind_of_request(caplog):
 
 
 def test_run_pass_listing_failure_stops_nothing():
-    class Broken(FakeHub):
+    class Broken(MemoryHub):
         def users_page(self, state, offset):
             if offset:
                 raise HubUnavailable("GET /users: 503", 503)
@@ -131,7 +131,7 @@ def test_run_pass_listing_failure_stops_nothing():
 
 
 def test_run_pass_dry_run_sends_nothing_and_reports_rows():
-    hub = FakeHub([user_model("ann", {"": server_model(900)}, idle_s=900)])
+    hub = MemoryHub([user_model("ann", {"": server_model(900)}, idle_s=900)])
     stats = run(hub, USERS, dry_run=True)
     assert hub.of_kind("stop") == [] and hub.of_kind("delete") == []
     assert [(row.action, row.user, row.verdict.reason) for row in stats.rows] == [
@@ -141,16 +141,16 @@ def test_run_pass_dry_run_sends_nothing_and_reports_rows():
 def test_run_pass_duplicate_user_is_stopped_once_and_only_if_both_agree():
     idle = user_model("ann", {"": server_model(900)})
     active = user_model("ann", {"": server_model(5)})
-    hub = FakeHub([idle, idle])
+    hub = MemoryHub([idle, idle])
     run(hub)
     assert hub.of_kind("stop") == [("stop", "ann", "", False)]
-    hub = FakeHub([idle, active])
+    hub = MemoryHub([idle, active])
     run(hub)
     assert hub.of_kind("stop") == []
 
 
 def test_run_pass_without_state_filter_lists_everything_once():
-    hub = FakeHub([user_model("ann", {"": server_model(900)}, idle_s=900),
+    hub = MemoryHub([user_model("ann", {"": server_model(900)}, idle_s=900),
                    user_model("bob", None, idle_s=900)])
     run(hub, USERS, use_state_filter=False)
     assert [c for c in hub.calls if c[0] == "list"] == [("list", None, 0)]
@@ -158,7 +158,7 @@ def test_run_pass_without_state_filter_lists_everything_once():
 
 
 def test_run_pass_stops_submitting_when_asked_to_stop():
-    hub = FakeHub([user_model("u%d" % i, {"": server_model(900)}) for i in range(10)])
+    hub = MemoryHub([user_model("u%d" % i, {"": server_model(900)}) for i in range(10)])
     calls = []
 
     def should_stop():
@@ -171,7 +171,7 @@ def test_run_pass_stops_submitting_when_asked_to_stop():
 
 def test_run_pass_with_real_threads_counts_everything():
     users = [user_model("u%03d" % i, {"": server_model(900)}) for i in range(200)]
-    hub = FakeHub(users)
+    hub = MemoryHub(users)
     with ThreadPoolExecutor(max_workers=8) as executor:
         stats = run_pass(hub, SETTINGS, NOW, executor, 8)
     assert stats.stopped == 200 and len(hub.of_kind("stop")) == 200
@@ -179,6 +179,6 @@ def test_run_pass_with_real_threads_counts_everything():
 
 def test_run_pass_heartbeats_only_while_requests_finish():
     beats = []
-    hub = FakeHub([user_model("u%d" % i, {"": server_model(900)}) for i in range(3)])
+    hub = MemoryHub([user_model("u%d" % i, {"": server_model(900)}) for i in range(3)])
     run(hub, heartbeat=lambda: beats.append(1))
     assert beats  # pages and jobs finished: the pass made progress
