@@ -1,7 +1,9 @@
 # The two commands of the README are `make demo` and `make test`; everything they need is
 # installed here, into folders of this checkout (.venv, .venv-hub, .venv-old, .node).
 PYTHON ?= python3
-OLD_PYTHON ?= $(shell command -v python3.9 || command -v $(PYTHON))
+# Python 3.9 (pyenv's, when its shim is not active), else the default interpreter.
+OLD_PYTHON ?= $(shell for p in $${PYENV_ROOT:-$$HOME/.pyenv}/versions/3.9*/bin/python3.9 \
+	python3.9 $(PYTHON); do $$p -c 'import sys' >/dev/null 2>&1 && { echo $$p; break; }; done)
 VENV := .venv
 BIN := $(VENV)/bin
 PYTEST_ARGS ?=

@@ -31,6 +31,10 @@ log = logging.getLogger(__name__)
 #: stop request or a deadline is noticed; there is nothing to ping.
 DEFAULT_TICK_S = 5.0
 
+#: Longest a send may block. A datagram socket blocks when the receiver's queue is full
+#: (net.unix.max_dgram_qlen), e.g. when PID 1 is busy; the loop must not hang on that.
+SEND_TIMEOUT_S = 1.0
+
 #: Longest STATUS= text sent. systemd ignores datagrams over 4096 bytes, and
 #: `systemctl status` shows one line; 200 characters is plenty for a pass summary.
 STATUS_MAX_CHARS = 200
@@ -99,14 +103,16 @@ class _EnvSystemdNotifier(sdnotify.SystemdNotifier):
     exceptions.
     """
 
-    def __init__(self, address: str) -> None:
+    def __init__(self, address: str, send_timeout_s: float) -> None:
         self.debug = True
         self.socket = None
         self.address = address
+        self.send_timeout_s = send_timeout_s
 
     def connect(self) -> None:
         sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
         try:
+            sock.settimeout(self.send_timeout_s)
             sock.connect(self.address)
         except BaseException:
             sock.close()
@@ -138,8 +144,10 @@ class Notifier:
         address: Optional[str],
         watchdog_s: Optional[float],
         monotonic: Callable[[], float] = time.monotonic,
+        send_timeout_s: float = SEND_TIMEOUT_S,
     ) -> None:
-        self._sender = _EnvSystemdNotifier(address) if address is not None else None
+        self._sender = (_EnvSystemdNotifier(address, send_timeout_s)
+                        if address is not None else None)
         self.enabled = self._sender is not None
         self.watchdog_s = watchdog_s if self.enabled else None
         # Waking every quarter interval and pinging at most every half interval keeps
@@ -164,6 +172,7 @@ class Notifier:
         env: Mapping[str, str],
         pid: int,
         monotonic: Callable[[], float] = time.monotonic,
+        send_timeout_s: float = SEND_TIMEOUT_S,
     ) -> "Notifier":
         """Build a notifier from ``env`` (the process environment, or a dict in tests).
 
@@ -174,7 +183,8 @@ class Notifier:
         address = _socket_address(raw)
         if raw and address is None:
             log.debug("notify disabled reason=unsupported-address notify_socket=%r", raw)
-        return cls(address, watchdog_interval(env, pid) if address else None, monotonic)
+        watchdog_s = watchdog_interval(env, pid) if address else None
+        return cls(address, watchdog_s, monotonic, send_timeout_s)
 
     def ready(self, status: str = "") -> None:
         """Tell systemd that start-up is complete (``READY=1``), with an optional status."""
@@ -227,7 +237,7 @@ class Notifier:
             return
         try:
             sender.notify(message)
-        except OSError:
+        except ConnectionError:
             # The receiving socket may have been re-created since we connected (a
             # connected datagram socket stays bound to the old one): reconnect once.
             sender.disconnect()
