@@ -20,8 +20,8 @@ help:
 
 $(BIN)/.installed: setup.cfg pyproject.toml requirements-test.txt
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -r requirements-test.txt -e .
+	$(BIN)/python -m pip install -qq --upgrade pip
+	$(BIN)/python -m pip install -qq -r requirements-test.txt -e .
 	touch $@
 
 venv: $(BIN)/.installed
@@ -32,9 +32,9 @@ hub:
 # The oldest supported versions (RHEL 9, Debian 12) on the oldest supported Python.
 .venv-old/.installed: setup.cfg requirements-old.txt
 	$(OLD_PYTHON) -m venv .venv-old
-	.venv-old/bin/python -m pip install --quiet --upgrade pip
-	.venv-old/bin/python -m pip install --quiet -r requirements-old.txt
-	.venv-old/bin/python -m pip install --quiet --no-deps --no-build-isolation -e .
+	.venv-old/bin/python -m pip install -qq --upgrade pip
+	.venv-old/bin/python -m pip install -qq -r requirements-old.txt
+	.venv-old/bin/python -m pip install -qq --no-deps .
 	touch $@
 
 old-venv: .venv-old/.installed
