@@ -7,7 +7,7 @@ from idle_culler_daemon.config import CullSettings
 from idle_culler_daemon.cull import run_pass
 from idle_culler_daemon.errors import HubAuthError, HubUnavailable
 from idle_culler_daemon.hub import DeleteResult, StopResult
-from tests.fakes import NOW, MemoryHub, InlineExecutor, server_model, user_model
+from tests.fakes import NOW, InlineExecutor, MemoryHub, server_model, user_model
 
 SETTINGS = CullSettings(timeout=600)
 USERS = CullSettings(timeout=600, cull_users=True)
@@ -83,7 +83,8 @@ def test_run_pass_keeps_user_with_an_active_second_server():
 
 
 def test_run_pass_400_on_delete_means_try_again_next_pass():
-    hub = MemoryHub([user_model("ann", None, idle_s=900)], delete_results={"ann": DeleteResult.BUSY})
+    hub = MemoryHub([user_model("ann", None, idle_s=900)],
+                    delete_results={"ann": DeleteResult.BUSY})
     stats = run(hub, USERS)
     assert stats.deleted == 0 and stats.ok
 
