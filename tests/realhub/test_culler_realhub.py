@@ -70,7 +70,10 @@ def test_realhub_cull_users_deletes_idle_users_and_spares_admins(realhub):
 @pytest.mark.parametrize("prefix", ["a+b", "c@d.org", "zoë", "c#d"])
 def test_realhub_user_names_that_need_quoting(realhub, prefix):
     (name,) = unique_names(prefix)
-    bystander = name.split("#")[0] if "#" in name else None
+    bystander = None
+    if "#" in prefix:  # `base#d` unquoted would have deleted user `base`
+        (bystander,) = unique_names("quoting-bystander")
+        name = bystander + "#d"
     realhub.create_users([name] + ([bystander] if bystander else []))
     realhub.start_server(name)
     realhub.backdate(name, "", last_activity=2 * HOUR, started=2 * HOUR,
@@ -80,7 +83,7 @@ def test_realhub_user_names_that_need_quoting(realhub, prefix):
     result = culled(realhub, "--cull-users")
     assert result.returncode == 0, result.stderr
     assert not realhub.user_exists(name)
-    if bystander:  # `c#d` unquoted would have deleted user `c`
+    if bystander:
         assert realhub.user_exists(bystander) and realhub.server_running(bystander)
 
 
