@@ -16,11 +16,12 @@ from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence
 
 from idle_culler_daemon import __version__
 from idle_culler_daemon.config import Config, generate_config, load_config, parse_command_line
-from idle_culler_daemon.cull import PassStats, Row, run_pass, seconds
+from idle_culler_daemon.cull import PassStats, Row, run_pass, seconds, status_class
 from idle_culler_daemon.daemon import EXIT_CONFIG, Signals, run_forever
 from idle_culler_daemon.errors import ConfigError, HubError
 from idle_culler_daemon.hub import HubClient
 from idle_culler_daemon.log import configure_logging
+from idle_culler_daemon.metrics import Metrics
 from idle_culler_daemon.notify import Notifier
 from idle_culler_daemon.policy import advised_scopes, missing_scopes, required_scopes
 
@@ -47,8 +48,10 @@ class Culler:
     """One configured culler: hub client, worker pool, preflight state; rebuilt on reload."""
 
     def __init__(self, config: Config, load: Callable[[], Config],
-                 clock: Callable[[], datetime] = lambda: datetime.now(timezone.utc)) -> None:
+                 clock: Callable[[], datetime] = lambda: datetime.now(timezone.utc),
+                 metrics: Optional[Metrics] = None) -> None:
         self._load = load
+        self._metrics = metrics
         self._clock = clock
         self._warned: set = set()
         self.last_stats: Optional[PassStats] = None
@@ -124,14 +127,26 @@ class Culler:
             try:
                 self.preflight()
             except HubError as exc:
-                return PassStats(listing_error=str(exc))
+                stats = PassStats(listing_error=str(exc))
+                stats.errors[status_class(exc.status)] += 1
+                self._record(stats)
+                return stats
         now = self._clock()
         self.last_stats = run_pass(self.hub, self.config.culling, now, self.executor,
                         self.config.concurrency, dry_run=self.config.dry_run,
                         use_state_filter=self._use_state_filter, heartbeat=heartbeat,
                         should_stop=should_stop, warned=self._warned,
                         stall_s=self.config.hub.worst_case_call_s())
+        self._record(self.last_stats)
         return self.last_stats
+
+    def _record(self, stats: PassStats) -> None:
+        if self._metrics is None:
+            return
+        try:
+            self._metrics.record(stats)
+        except OSError as exc:
+            log.error("metrics-failed error=%s", exc)
 
 
 def format_duration(text: str) -> str:
@@ -215,7 +230,24 @@ def main(argv: Optional[Sequence[str]] = None, env: Optional[Mapping[str, str]] 
     log.info("start version=%s url=%s timeout=%s cull_every=%s concurrency=%s dry_run=%s "
              "once=%s", __version__, config.hub.api_url, config.culling.timeout,
              config.cull_every, config.concurrency, config.dry_run, config.once)
-    culler = Culler(config, load)
+    metrics = None
+    if config.metrics_port or config.metrics_file:
+        try:
+            metrics = Metrics(config.metrics_file)
+            if config.metrics_file:
+                metrics.write_file(config.metrics_file)  # fails now, not after the first pass
+            if config.metrics_port:
+                metrics.serve(config.metrics_port, config.metrics_address)
+        except OSError as exc:
+            log.error("config-error error=%s", "--metrics-file: cannot write %s: %s"
+                      % (config.metrics_file, exc.strerror or exc))
+            return EXIT_CONFIG
+        except ConfigError as exc:
+            log.error("config-error error=%s", exc)
+            return EXIT_CONFIG
+        log.info("metrics port=%s address=%s file=%s", config.metrics_port or "-",
+                 config.metrics_address, config.metrics_file or "-")
+    culler = Culler(config, load, metrics=metrics)
     try:
         code = run_forever(culler, notifier, signals, once=config.once)
     except Exception:

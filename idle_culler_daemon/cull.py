@@ -230,7 +230,7 @@ def run_job(job: UserJob, hub: HubApi, settings: CullSettings, dry_run: bool,
             log.error("stop-failed user=%s server=%s reason=%s error=%s", fields[0], fields[1],
                       fields[2], exc)
             outcome.failed += 1
-            outcome.errors[_status_class(exc.status)] += 1
+            outcome.errors[status_class(exc.status)] += 1
             all_down = False
             continue
         except Exception:  # a bug must not end the pass for everyone else
@@ -280,7 +280,7 @@ def _delete_user(job: UserJob, hub: HubApi, dry_run: bool, denials: _Denials,
     except HubError as exc:
         log.error("delete-failed user=%s reason=%s error=%s", job.user, verdict.reason, exc)
         outcome.delete_failed += 1
-        outcome.errors[_status_class(exc.status)] += 1
+        outcome.errors[status_class(exc.status)] += 1
         return
     except Exception:
         log.exception("delete-failed user=%s reason=%s", job.user, verdict.reason)
@@ -296,7 +296,7 @@ def _delete_user(job: UserJob, hub: HubApi, dry_run: bool, denials: _Denials,
     outcome.rows.append(Row("delete", job.user, "", verdict, result.value))
 
 
-def _status_class(status: Optional[int]) -> str:
+def status_class(status: Optional[int]) -> str:
     return "connection" if status is None else "%dxx" % (status // 100)
 
 
@@ -427,7 +427,7 @@ def run_pass(hub: HubApi, settings: CullSettings, now: datetime, executor: Execu
         jobs = {}
     except HubError as exc:
         stats.listing_error = str(exc)
-        stats.errors[_status_class(exc.status)] += 1
+        stats.errors[status_class(exc.status)] += 1
         jobs = {}
     denials = _Denials()
     pending: Set[Future] = set()

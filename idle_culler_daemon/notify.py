@@ -162,7 +162,7 @@ class Notifier:
         if self._sender is not None:
             try:
                 self._sender.connect()
-            except OSError as exc:
+            except (OSError, ValueError) as exc:
                 # The next send tries again; a socket that appears later still works.
                 self._log_failure("connect", exc)
 
@@ -204,9 +204,10 @@ class Notifier:
         if self._ping_every_s is None:
             return
         now = self._monotonic()
-        if self._last_ping is not None and now - self._last_ping < self._ping_every_s:
-            return
-        self._last_ping = now
+        with self._lock:
+            if self._last_ping is not None and now - self._last_ping < self._ping_every_s:
+                return
+            self._last_ping = now
         self._send("WATCHDOG=1", "")
 
     def stopping(self, status: str = "") -> None:
@@ -223,7 +224,7 @@ class Notifier:
         with self._lock:
             try:
                 self._send_locked(message)
-            except OSError as exc:
+            except (OSError, ValueError) as exc:  # ValueError: e.g. a NUL byte in the path
                 self._sender.disconnect()
                 self._log_failure("send", exc)
             else:
@@ -244,7 +245,7 @@ class Notifier:
             sender.connect()
             sender.notify(message)
 
-    def _log_failure(self, what: str, exc: OSError) -> None:
+    def _log_failure(self, what: str, exc: Exception) -> None:
         # Once per run of failures: outside a healthy systemd every message would fail.
         if not self._failing:
             self._failing = True

@@ -31,11 +31,3 @@ def run_culler():
                               capture_output=True, text=True, timeout=timeout)
     return run
 
-
-@pytest.fixture
-def unused_port():
-    """A loopback port nobody listens on (bound, then released)."""
-    import socket
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]

@@ -31,7 +31,10 @@ DEFAULT_SERVICES = [
         "scopes": [s for s in CULLER_SCOPES if s != "delete:servers"],
     },
     {"name": "culler-no-delete-users", "scopes": [s for s in CULLER_SCOPES if s != "delete:users"]},
-    {"name": "culler-no-groups", "scopes": [s for s in CULLER_SCOPES if s != "read:users:groups"]},
+    {   # read:users implies read:users:groups: drop both
+        "name": "culler-no-groups",
+        "scopes": [s for s in CULLER_SCOPES if s not in ("read:users:groups", "read:users")],
+    },
 ]
 
 # The shared hub answers 202 to a stop that takes over 1 s (set_behaviour(stop_delay=...)),

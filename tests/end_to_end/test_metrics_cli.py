@@ -1,0 +1,109 @@
+"""Metrics from a running daemon: scraped over HTTP, and as a textfile never half-written."""
+
+import subprocess
+import sys
+import threading
+import time
+import urllib.request
+
+import pytest
+
+from tests.end_to_end.conftest import culler_env
+from tests.fakehub import active_user, idle_user
+
+pytest.importorskip("prometheus_client")
+
+
+def start_daemon(fake_hub, *args):
+    return subprocess.Popen(
+        [sys.executable, "-m", "idle_culler_daemon", "--url=" + fake_hub.api_url,
+         "--timeout=3600", "--cull-every=1", *args],
+        env=culler_env(fake_hub.token), stderr=subprocess.PIPE, text=True)
+
+
+def wait_for_passes(process, count, timeout=20):
+    """Read stderr until ``count`` pass-done lines were seen; return the lines."""
+    lines, seen = [], 0
+    deadline = time.monotonic() + timeout
+    while seen < count and time.monotonic() < deadline:
+        line = process.stderr.readline()
+        if not line:
+            break
+        lines.append(line)
+        seen += "pass-done" in line
+    assert seen == count, "".join(lines)
+    return lines
+
+
+def stop(process):
+    process.terminate()
+    try:
+        assert process.wait(timeout=10) == 0
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+
+
+def metric(text, name):
+    for line in text.splitlines():
+        if line.startswith(name + " ") or line.startswith(name + "{"):
+            yield line
+
+
+def test_metrics_endpoint_counts_the_stopped_servers(fake_hub, unused_port):
+    fake_hub.add(*[idle_user("idle%d" % i, 7200) for i in range(4)],
+                 idle_user("lab", 7200, server_name="gpu"), active_user("busy"))
+    process = start_daemon(fake_hub, "--metrics-port=%d" % unused_port)
+    try:
+        wait_for_passes(process, 2)
+        with urllib.request.urlopen("http://127.0.0.1:%d/metrics" % unused_port,
+                                    timeout=5) as answer:
+            text = answer.read().decode()
+    finally:
+        stop(process)
+    stopped = {line.split(" ")[0]: float(line.split(" ")[1])
+               for line in metric(text, "jupyterhub_idle_culler_servers_stopped_total")}
+    assert sum(stopped.values()) == len(fake_hub.stopped_servers()) == 5
+    assert stopped['jupyterhub_idle_culler_servers_stopped_total{kind="named",reason="idle"}'] \
+        == 1
+    assert 'jupyterhub_idle_culler_passes_total{result="ok"} 2.0' in text
+
+
+def test_metrics_textfile_is_never_seen_half_written(fake_hub, tmp_path):
+    fake_hub.add(idle_user("ann", 7200), active_user("bob"))
+    path = tmp_path / "culler.prom"
+    process = start_daemon(fake_hub, "--metrics-file=%s" % path)
+    reads, bad = [], []
+    done = threading.Event()
+
+    def reader():
+        while not done.is_set():
+            try:
+                text = path.read_text()
+            except FileNotFoundError:
+                continue
+            reads.append(1)
+            if not text.endswith("\n") or "jupyterhub_idle_culler_build_info" not in text:
+                bad.append(text)
+
+    thread = threading.Thread(target=reader)
+    thread.start()
+    try:
+        wait_for_passes(process, 3)
+    finally:
+        done.set()
+        thread.join()
+        stop(process)
+    assert reads and not bad
+    assert 'jupyterhub_idle_culler_passes_total{result="ok"} 3.0' in path.read_text()
+
+
+def test_metrics_without_prometheus_client_exit_78_with_the_install_command(
+        run_culler, fake_hub, tmp_path):
+    (tmp_path / "prometheus_client.py").write_text("raise ImportError('not installed')\n")
+    env = culler_env(fake_hub.token, PYTHONPATH=str(tmp_path))
+    result = run_culler("--url=" + fake_hub.api_url, "--once", "--metrics-port=9999", env=env)
+    assert result.returncode == 78
+    assert "jupyterhub-idle-culler-daemon[metrics]" in result.stderr
+    assert fake_hub.records() == []

@@ -1,0 +1,52 @@
+"""Metrics: counters equal what the pass did; the textfile is replaced atomically."""
+
+from collections import Counter
+
+import pytest
+
+from idle_culler_daemon.cull import PassStats
+
+prometheus_client = pytest.importorskip("prometheus_client")
+from prometheus_client.parser import text_string_to_metric_families  # noqa: E402
+
+from idle_culler_daemon.metrics import Metrics  # noqa: E402
+
+
+def samples(text):
+    found = {}
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            found[(sample.name, tuple(sorted(sample.labels.items())))] = sample.value
+    return found
+
+
+def test_metrics_count_what_the_passes_did():
+    metrics = Metrics()
+    metrics.record(PassStats(users_seen=10, stopped=3, deleted=1, duration_s=0.4,
+                             stopped_by=Counter({("idle", "default"): 2, ("max-age", "named"): 1}),
+                             ), now=1000.0)
+    metrics.record(PassStats(listing_error="down", errors=Counter({"connection": 1})))
+    values = samples(metrics.text())
+    prefix = "jupyterhub_idle_culler_"
+    assert values[(prefix + "servers_stopped_total",
+                   (("kind", "default"), ("reason", "idle")))] == 2
+    assert values[(prefix + "servers_stopped_total",
+                   (("kind", "named"), ("reason", "max-age")))] == 1
+    assert values[(prefix + "users_deleted_total", ())] == 1
+    assert values[(prefix + "passes_total", (("result", "ok"),))] == 1
+    assert values[(prefix + "passes_total", (("result", "hub_error"),))] == 1
+    assert values[(prefix + "users_seen", ())] == 10  # a failed listing keeps the last figure
+    assert values[(prefix + "request_errors_total", (("status_class", "connection"),))] == 1
+    assert values[(prefix + "last_success_timestamp_seconds", ())] == 1000.0
+    assert values[(prefix + "pass_duration_seconds_count", ())] == 2
+
+
+def test_metrics_file_is_replaced_never_rewritten_in_place(tmp_path):
+    path = tmp_path / "culler.prom"
+    metrics = Metrics(str(path))
+    metrics.record(PassStats(users_seen=1))
+    first = path.stat().st_ino
+    metrics.record(PassStats(users_seen=2))
+    assert path.stat().st_ino != first  # a new file renamed over the old one
+    assert [p.name for p in tmp_path.iterdir()] == ["culler.prom"]
+    assert samples(path.read_text())[("jupyterhub_idle_culler_users_seen", ())] == 2
