@@ -34,7 +34,6 @@ hub:
 	$(OLD_PYTHON) -m venv .venv-old
 	.venv-old/bin/python -m pip install -qq --upgrade pip
 	.venv-old/bin/python -m pip install -qq -r requirements-old.txt
-	.venv-old/bin/python -m pip install -qq --no-deps .
 	touch $@
 
 old-venv: .venv-old/.installed
@@ -48,6 +47,7 @@ lint: venv
 # CI=true turns "tool missing, skipped" into a failure: make test installs every tool.
 test: venv hub old-venv lint
 	CI=true $(BIN)/python -m pytest -q -p no:cacheprovider $(PYTEST_ARGS)
+	.venv-old/bin/python -m pip install -qq --no-deps --force-reinstall .
 	CI=true .venv-old/bin/python -m pytest -q -p no:cacheprovider tests/unit tests/integration
 	.venv-old/bin/python -c "import sys, urllib3, requests, dateutil, sdnotify; \
 	print('oldest versions: python', sys.version.split()[0], 'urllib3', urllib3.__version__, \

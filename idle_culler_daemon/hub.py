@@ -184,6 +184,9 @@ class HubClient:
         finally:
             timer.cancel()
             response.close()
+        if expired.is_set():  # urllib3 1.26 may return the cut body without an error
+            raise HubUnavailable("GET %s: the answer took longer than %ss to arrive"
+                                 % (path, self._settings.read_timeout))
         if response.status_code != 200:
             raise error_for("GET", path, response)
         try:
