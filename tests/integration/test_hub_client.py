@@ -133,3 +133,20 @@ def test_client_version_and_whoami(fake_hub):
     hub = client(fake_hub)
     assert hub.version() == "6.1.1"
     assert hub.whoami()["kind"] == "service"
+
+
+@pytest.mark.parametrize("status,expected", [(204, "stopped"), (202, "pending"),
+                                             (400, "pending"), (404, "gone")])
+def test_client_stop_status_table(fake_hub, status, expected):
+    fake_hub.add(idle_user("ann", 3600))
+    fake_hub.set_stop_outcome("ann", "", status)
+    assert client(fake_hub).stop_server("ann", "", False).value == expected
+
+
+def test_client_delete_user_status_table(fake_hub):
+    fake_hub.add(idle_user("ann", 3600), idle_user("bob", 3600))
+    hub = client(fake_hub)
+    assert hub.delete_user("ann").value == "busy"  # a server is still running: 400
+    assert hub.delete_user("nobody").value == "gone"
+    hub.stop_server("bob", "", False)
+    assert hub.delete_user("bob").value == "deleted"
