@@ -49,8 +49,10 @@ class Culler:
 
     def __init__(self, config: Config, load: Callable[[], Config],
                  clock: Callable[[], datetime] = lambda: datetime.now(timezone.utc),
-                 metrics: Optional[Metrics] = None) -> None:
+                 metrics: Optional[Metrics] = None,
+                 cancel: Optional[threading.Event] = None) -> None:
         self._load = load
+        self._cancel = cancel
         self._metrics = metrics
         self._clock = clock
         self._warned: set = set()
@@ -60,7 +62,7 @@ class Culler:
     def _apply(self, config: Config) -> None:
         self.config = config
         self.interval_s = float(config.cull_every)
-        self.hub = HubClient(config.hub)
+        self.hub = HubClient(config.hub, cancel=self._cancel)
         self.executor = ThreadPoolExecutor(max_workers=config.concurrency,
                                            thread_name_prefix="cull")
         self._checked = False
@@ -247,7 +249,7 @@ def main(argv: Optional[Sequence[str]] = None, env: Optional[Mapping[str, str]] 
             return EXIT_CONFIG
         log.info("metrics port=%s address=%s file=%s", config.metrics_port or "-",
                  config.metrics_address, config.metrics_file or "-")
-    culler = Culler(config, load, metrics=metrics)
+    culler = Culler(config, load, metrics=metrics, cancel=signals.stop)
     try:
         code = run_forever(culler, notifier, signals, once=config.once)
     except Exception:

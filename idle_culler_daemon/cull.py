@@ -95,6 +95,7 @@ class JobOutcome:
     stopped_by: Counter = field(default_factory=Counter)  # (reason, kind) -> count
     errors: Counter = field(default_factory=Counter)      # status class -> count
     rows: List[Row] = field(default_factory=list)
+    failed_user: Optional[str] = None
 
 
 @dataclass
@@ -115,6 +116,7 @@ class PassStats:
     errors: Counter = field(default_factory=Counter)
     rows: List[Row] = field(default_factory=list)
     interrupted: bool = False
+    first_failure: Optional[str] = None  # a user whose stop or deletion failed, for STATUS=
 
     @property
     def ok(self) -> bool:
@@ -130,6 +132,8 @@ class PassStats:
         self.stopped_by.update(outcome.stopped_by)
         self.errors.update(outcome.errors)
         self.rows.extend(outcome.rows)
+        if self.first_failure is None:
+            self.first_failure = outcome.failed_user
 
 
 def seconds(delta: Optional[timedelta]) -> str:
@@ -249,6 +253,8 @@ def run_job(job: UserJob, hub: HubApi, settings: CullSettings, dry_run: bool,
         outcome.rows.append(Row("stop", job.user, stop.server, stop.verdict, result.value))
     if job.delete is not None:
         _delete_user(job, hub, dry_run, denials, outcome, all_down)
+    if outcome.failed or outcome.delete_failed:
+        outcome.failed_user = job.user
     return outcome
 
 

@@ -61,6 +61,8 @@ def status_line(stats: PassStats, next_at: Optional[datetime]) -> str:
         head = ("users %d, stopped %d, pending %d, failed %d, deleted %d in %.1fs"
                 % (stats.users_seen, stats.stopped, stats.pending,
                    stats.failed + stats.delete_failed, stats.deleted, stats.duration_s))
+        if stats.first_failure:
+            head += " (first failure: user %s)" % stats.first_failure
     if next_at is not None:
         head += "; next pass %s" % next_at.strftime("%H:%M:%SZ")
     return head

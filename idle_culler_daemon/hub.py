@@ -17,6 +17,7 @@ from urllib.parse import quote
 import requests
 from requests.adapters import HTTPAdapter
 from requests.auth import AuthBase
+from urllib3.exceptions import MaxRetryError, ResponseError
 from urllib3.util.retry import Retry
 
 from idle_culler_daemon import __version__
@@ -63,10 +64,27 @@ class Page:
 
 
 class CappedRetry(Retry):
-    """``Retry`` whose ``Retry-After`` waits are capped (urllib3 1.26 has no cap of its own)."""
+    """``Retry`` with two additions that urllib3 (1.26 and 2.x) does not offer.
+
+    ``Retry-After`` waits are capped, and no retry starts once ``cancel`` is set: after
+    SIGTERM the daemon must end within one request timeout, not after every retry.
+    """
+
+    cancel: Optional[threading.Event] = None
 
     def parse_retry_after(self, retry_after: str) -> float:
         return min(super().parse_retry_after(retry_after), RETRY_AFTER_CAP_S)
+
+    def new(self, **kwargs: Any) -> "CappedRetry":
+        retry = super().new(**kwargs)
+        retry.cancel = self.cancel
+        return retry
+
+    def increment(self, method=None, url=None, response=None, error=None, _pool=None,
+                  _stacktrace=None):  # noqa: ANN001 - urllib3's own signature
+        if self.cancel is not None and self.cancel.is_set():
+            raise MaxRetryError(_pool, url, error or ResponseError("stopping: no retry"))
+        return super().increment(method, url, response, error, _pool, _stacktrace)
 
 
 class _TokenAuth(AuthBase):
@@ -83,7 +101,8 @@ class _TokenAuth(AuthBase):
         return "<token auth>"
 
 
-def build_session(settings: HubSettings) -> requests.Session:
+def build_session(settings: HubSettings, cancel: Optional[threading.Event] = None
+                  ) -> requests.Session:
     """Build the process's one Session; it is never mutated afterwards."""
     retry = CappedRetry(
         total=settings.retries, connect=settings.retries, read=settings.retries,
@@ -92,6 +111,7 @@ def build_session(settings: HubSettings) -> requests.Session:
         allowed_methods=frozenset({"GET", "DELETE"}),
         backoff_factor=settings.backoff_factor, raise_on_status=False,
         respect_retry_after_header=True)
+    retry.cancel = cancel
     # Workers plus the main thread may each hold a connection: size the pool for all of them,
     # otherwise urllib3 discards connections ("Connection pool is full").
     adapter = HTTPAdapter(max_retries=retry, pool_connections=2,
@@ -144,10 +164,10 @@ class HubClient:
     """Calls to the hub API, each through ``_call`` with timeouts and retries."""
 
     def __init__(self, settings: HubSettings, session: Optional[requests.Session] = None,
-                 ) -> None:
+                 cancel: Optional[threading.Event] = None) -> None:
         self._settings = settings
         self._base = settings.api_url
-        self._session = session or build_session(settings)
+        self._session = session or build_session(settings, cancel)
 
     def close(self) -> None:
         self._session.close()

@@ -150,3 +150,15 @@ def test_client_delete_user_status_table(fake_hub):
     assert hub.delete_user("nobody").value == "gone"
     hub.stop_server("bob", "", False)
     assert hub.delete_user("bob").value == "deleted"
+
+
+def test_client_makes_no_retry_once_cancelled(fake_hub):
+    import threading
+    cancel = threading.Event()
+    cancel.set()
+    fake_hub.faults.add("GET /users", 503, count=None)
+    settings = HubSettings(api_url=fake_hub.api_url, token=fake_hub.token, read_timeout=0.5,
+                           connect_timeout=0.5, backoff_factor=0.01)
+    with pytest.raises(HubUnavailable):
+        HubClient(settings, cancel=cancel).users_page("ready", 0)
+    assert len(fake_hub.records(route="list_users")) == 1

@@ -1,0 +1,115 @@
+"""The daemon speaks sd_notify to a real AF_UNIX datagram socket, as systemd would see it."""
+
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+from tests.end_to_end.conftest import culler_env
+from tests.fakehub import active_user, idle_user
+from tests.notify_listener import NotifyListener
+
+WATCHDOG_USEC = 400000  # 0.4 s: pings expected at most every 0.2 s
+
+
+@pytest.fixture(params=["path", "abstract"])
+def listener(request, tmp_path):
+    if request.param == "path":
+        sink = NotifyListener.bind_path(tmp_path)
+    else:
+        sink = NotifyListener.bind_abstract()
+    with sink:
+        yield sink
+
+
+def start(fake_hub, listener, *args, watchdog_pid="self", request_timeout=5):
+    """Start the daemon the way systemd does: WATCHDOG_PID is the pid of the exec'd process."""
+    env = culler_env(fake_hub.token, NOTIFY_SOCKET=listener.notify_socket,
+                     WATCHDOG_USEC=str(WATCHDOG_USEC))
+    command = [sys.executable, "-m", "idle_culler_daemon", "--url=" + fake_hub.api_url,
+               "--timeout=3600", "--request-timeout=%d" % request_timeout, *args]
+    if watchdog_pid == "self":
+        command = ["sh", "-c", 'WATCHDOG_PID=$$ exec "$@"', "sh"] + command
+    else:
+        env["WATCHDOG_PID"] = str(watchdog_pid)
+    return subprocess.Popen(command, env=env, stderr=subprocess.DEVNULL)
+
+
+def terminate(process, timeout=10):
+    process.send_signal(signal.SIGTERM)
+    try:
+        return process.wait(timeout=timeout)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+
+
+def test_protocol_ready_first_pings_status_stopping_all_from_our_pid(fake_hub, listener):
+    fake_hub.add(idle_user("ann", 7200), active_user("bob"))
+    process = start(fake_hub, listener, "--cull-every=1")
+    try:
+        first = listener.wait_for(lambda m: True, timeout=10)
+        assert first.has("READY", "1")
+        status = listener.wait_for(lambda m: (m.get("STATUS") or "").startswith("users 2"),
+                                   timeout=10)
+        assert "stopped 1" in status.get("STATUS")
+        messages = listener.collect(1.5)
+    finally:
+        code = terminate(process)
+    tail = listener.drain()
+    assert code == 0
+    assert any(m.has("STOPPING", "1") for m in tail)
+    everything = [first, status] + messages + tail
+    assert {m.pid for m in everything} == {process.pid}
+    pings = [m.received_at for m in messages if m.has("WATCHDOG", "1")]
+    assert len(pings) >= 3  # the loop pings while it sleeps between passes
+    gaps = [later - earlier for earlier, later in zip(pings, pings[1:])]
+    assert min(gaps) >= WATCHDOG_USEC / 2e6 * 0.9  # at most one ping per half interval
+
+
+def test_protocol_no_pings_when_the_watchdog_belongs_to_another_pid(fake_hub, listener):
+    process = start(fake_hub, listener, "--cull-every=1", watchdog_pid=1)
+    try:
+        listener.wait_for(lambda m: m.has("READY", "1"), timeout=10)
+        messages = listener.collect(1.5)
+    finally:
+        assert terminate(process) == 0
+    assert any(m.get("STATUS") for m in messages)
+    assert not any(m.has("WATCHDOG", "1") for m in messages)
+
+
+def test_protocol_non_ascii_user_name_in_status_does_not_lose_the_message(fake_hub, listener):
+    fake_hub.add(idle_user("zoë", 7200))
+    fake_hub.set_stop_outcome("zoë", "", 500)
+    process = start(fake_hub, listener, "--once")
+    try:
+        status = listener.wait_for(lambda m: "first failure" in (m.get("STATUS") or ""),
+                                   timeout=10)
+        assert process.wait(timeout=10) == 75
+    finally:
+        if process.poll() is None:
+            terminate(process)
+    text = status.get("STATUS")
+    assert text.isascii() and "zo" in text and "failed 1" in text
+
+
+def test_protocol_a_hanging_pass_stops_the_pings(fake_hub, listener):
+    fake_hub.add(active_user("bob"))
+    fake_hub.faults.add("GET /users", "hang", count=None, skip=1, delay=20)
+    process = start(fake_hub, listener, "--cull-every=1", request_timeout=10)
+    try:
+        listener.wait_for(lambda m: (m.get("STATUS") or "").startswith("users 1"), timeout=10)
+        before = listener.collect(0.9)  # sleeping between passes: pings
+        # the second pass starts and hangs on its first page
+        fake_hub.wait_until(lambda: len(fake_hub.records(route="list_users")) >= 2, timeout=5)
+        during = listener.collect(1.5)
+    finally:
+        started = time.monotonic()
+        code = terminate(process, timeout=15)
+        stopped_in = time.monotonic() - started
+    assert any(m.has("WATCHDOG", "1") for m in before)
+    assert not any(m.has("WATCHDOG", "1") for m in during)
+    assert code == 0 and stopped_in < 10 + 2  # within the request timeout
