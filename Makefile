@@ -60,9 +60,7 @@ bench: venv
 	$(BIN)/python bench/run.py
 
 sdist wheel: venv
-	rm -rf build *.egg-info
-	$(BIN)/python -m build --$@ --outdir dist .
-	$(BIN)/python -m twine check --strict dist/*
+	bash .ci/build-python.sh $@
 
 rpm:
 	bash .ci/build-rpm.sh
@@ -70,9 +68,19 @@ rpm:
 deb:
 	bash .ci/build-deb.sh
 
+# The real-systemd checks (root, systemd-container); with a deb in dist/ they run against it.
 systemd-test:
 	bash .ci/check-units.sh
 	bash .ci/nspawn-e2e.sh
+
+# What .ci/run adds after `make test`: build, lint and install the packages, boot systemd.
+packages-test: venv
+	bash .ci/build-python.sh all
+	bash .ci/build-rpm.sh
+	bash .ci/build-deb.sh
+	bash .ci/check-units.sh
+	bash .ci/nspawn-e2e.sh
+	bash .ci/check-deb-install.sh
 
 clean:
 	rm -rf build dist debian *.egg-info .pytest_cache

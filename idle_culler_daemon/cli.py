@@ -18,7 +18,7 @@ from idle_culler_daemon import __version__
 from idle_culler_daemon.config import Config, generate_config, load_config, parse_command_line
 from idle_culler_daemon.cull import PassStats, Row, run_pass, seconds, status_class
 from idle_culler_daemon.daemon import EXIT_CONFIG, Signals, run_forever
-from idle_culler_daemon.errors import ConfigError, HubError
+from idle_culler_daemon.errors import ConfigError, HubAuthError, HubError
 from idle_culler_daemon.hub import HubClient
 from idle_culler_daemon.log import configure_logging
 from idle_culler_daemon.metrics import Metrics
@@ -105,7 +105,10 @@ class Culler:
         """
         version = self.hub.version()
         self._use_state_filter = _version_tuple(version) >= (1, 3)
-        owner = self.hub.whoami()
+        try:
+            owner = self.hub.whoami()
+        except HubAuthError as exc:  # the token itself is refused: restarting cannot help
+            raise ConfigError("the hub refused the API token: %s" % exc) from None
         granted = owner.get("scopes")
         needed = required_scopes(self.config.culling)
         if isinstance(granted, list):

@@ -150,3 +150,9 @@ def test_cli_daemon_survives_an_unreachable_hub_and_stops_on_sigterm(unused_port
         if process.poll() is None:
             process.kill()
             process.wait()
+
+
+def test_cli_token_refused_by_the_hub_exits_78(run_culler, fake_hub):
+    result = run_culler("--url=" + fake_hub.api_url, "--once", token="not-the-token")
+    assert result.returncode == 78 and "refused the API token" in result.stderr
+    assert "not-the-token" not in result.stderr

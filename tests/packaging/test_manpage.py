@@ -1,0 +1,91 @@
+"""The man page made by packaging/make-manpage.py covers every option and renders cleanly."""
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from idle_culler_daemon.config import OPTIONS, build_parser, env_names
+
+REPO = Path(__file__).resolve().parents[2]
+SCRIPT = REPO / "packaging" / "make-manpage.py"
+
+
+def make_page(tmp_path, epoch="1700000000"):
+    env = dict(os.environ, SOURCE_DATE_EPOCH=epoch)
+    out = tmp_path / "jupyterhub-idle-culler.1"
+    subprocess.run([sys.executable, str(SCRIPT), "-o", str(out)], check=True, env=env,
+                   timeout=60)
+    return out.read_text(encoding="utf-8")
+
+
+def plain(roff):
+    """The page's words without the escapes that matter here (\\- and font changes)."""
+    return (roff.replace("\\-", "-").replace("\\fB", "").replace("\\fI", "")
+            .replace("\\fR", "").replace("\\e", "\\"))
+
+
+@pytest.fixture(scope="module")
+def page(tmp_path_factory):
+    return make_page(tmp_path_factory.mktemp("man"))
+
+
+def test_every_option_flag_is_documented(page):
+    text = plain(page)
+    options_part = text.split("\n.SH OPTIONS\n", 1)[1].split("\n.SH ", 1)[0]
+    for option in OPTIONS:
+        assert option.flag in options_part, option.flag
+    for action in build_parser()._actions:
+        for flag in action.option_strings:
+            assert flag in options_part, flag
+
+
+def test_every_environment_variable_is_documented(page):
+    text = plain(page)
+    environment = text.split("\n.SH ENVIRONMENT\n", 1)[1].split("\n.SH ", 1)[0]
+    for name in env_names() + ["JUPYTERHUB_API_URL", "JUPYTERHUB_API_TOKEN",
+                               "JUPYTERHUB_REQUEST_TIMEOUT", "CREDENTIALS_DIRECTORY",
+                               "JUPYTERHUB_SSL_KEYFILE", "JUPYTERHUB_SSL_CERTFILE",
+                               "JUPYTERHUB_SSL_CLIENT_CA", "NOTIFY_SOCKET", "WATCHDOG_USEC"]:
+        assert name in environment, name
+
+
+def test_sections_files_and_exit_codes(page):
+    text = plain(page)
+    for section in ("NAME", "SYNOPSIS", "DESCRIPTION", "OPTIONS", "ENVIRONMENT", "FILES",
+                    "EXIT STATUS", "EXAMPLES", "SEE ALSO"):
+        assert "\n.SH %s\n" % section in text, section
+    for path in ("culler.env", "api-token", "culler.conf"):
+        assert "/etc/jupyterhub-idle-culler/" + path in text
+    exits = "\n" + text.split("\n.SH EXIT STATUS\n", 1)[1].split("\n.SH ", 1)[0]
+    for code in ("0", "1", "2", "75", "78"):
+        assert "\n.TP\n%s\n" % code in exits, code
+
+
+def test_reproducible_and_dated_from_source_date_epoch(tmp_path):
+    first = make_page(tmp_path / "a")
+    second = make_page(tmp_path / "b")
+    assert first == second
+    assert '"2023-11-14"' in first  # SOURCE_DATE_EPOCH=1700000000
+    env = {k: v for k, v in os.environ.items() if k != "SOURCE_DATE_EPOCH"}
+    undated = subprocess.run([sys.executable, str(SCRIPT)], check=True, env=env,
+                             capture_output=True, text=True, timeout=60).stdout
+    assert "\n.TH " in "\n" + undated
+
+
+def test_renders_without_warnings(page, tmp_path):
+    groff = shutil.which("groff")
+    if groff is None:
+        if os.environ.get("CI") == "true":
+            pytest.fail("groff is missing on CI (install groff-base)")
+        pytest.skip("groff is not installed")
+    source = tmp_path / "page.1"
+    source.write_text(page, encoding="utf-8")
+    result = subprocess.run([groff, "-man", "-Tutf8", "-ww", str(source)],
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    assert result.stderr == ""
+    assert "jupyterhub-idle-culler" in result.stdout

@@ -1,0 +1,179 @@
+"""The systemd units in packaging/systemd/: syntax, sandbox score, and what they promise.
+
+The same checks as .ci/check-units.sh, under pytest. The systemd-analyze tests skip when
+the tool is absent, except under CI (CI=true), where a missing tool is a failure.
+"""
+
+import configparser
+import os
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from idle_culler_daemon import config
+
+REPO = Path(__file__).resolve().parents[2]
+UNITS_DIR = REPO / "packaging" / "systemd"
+SERVICE = "jupyterhub-idle-culler.service"
+TEMPLATE = "jupyterhub-idle-culler@.service"
+ONESHOT = "jupyterhub-idle-culler-oneshot.service"
+TIMER = "jupyterhub-idle-culler-oneshot.timer"
+UNITS = (SERVICE, TEMPLATE, ONESHOT, TIMER)
+SERVICES = (SERVICE, TEMPLATE, ONESHOT)
+DAEMONS = (SERVICE, TEMPLATE)
+SECURITY_LIMIT = 1.5
+# Variables the daemon reads besides JUPYTERHUB_IDLE_CULLER_*, documented in the example.
+HUB_VARIABLES = {"JUPYTERHUB_API_URL", "JUPYTERHUB_REQUEST_TIMEOUT"}
+
+
+def systemd_analyze() -> str:
+    path = shutil.which("systemd-analyze")
+    if path is None:
+        if os.environ.get("CI") == "true":
+            pytest.fail("systemd-analyze is missing, and CI=true forbids skipping")
+        pytest.skip("systemd-analyze is not installed")
+    return path
+
+
+def settings(unit: str):
+    """The unit's (section, key, value) lines in order; repeated keys are kept."""
+    section, lines = None, []
+    for raw in (UNITS_DIR / unit).read_text(encoding="utf-8").splitlines():
+        line = raw.strip()
+        if not line or line.startswith(("#", ";")):
+            continue
+        if line.startswith("["):
+            section = line.strip("[]")
+            continue
+        key, _, value = line.partition("=")
+        lines.append((section, key.strip(), value.strip()))
+    return lines
+
+
+def values(unit: str, key: str, section: str = "Service"):
+    return [v for s, k, v in settings(unit) if s == section and k == key]
+
+
+def seconds(span: str) -> float:
+    """A systemd time span as used in our units (``15min``, ``30s``, ``2min 30s``)."""
+    factors = {"ms": 0.001, "s": 1, "sec": 1, "min": 60, "m": 60, "h": 3600}
+    parts = re.findall(r"(\d+(?:\.\d+)?)\s*([a-z]*)", span)
+    assert parts and "".join(n + u for n, u in parts) == span.replace(" ", ""), span
+    return sum(float(number) * factors[unit or "s"] for number, unit in parts)
+
+
+@pytest.fixture(scope="module")
+def verify_root(tmp_path_factory):
+    """A --root for verify: the distribution's units, ours, and a stand-in ExecStart."""
+    root = tmp_path_factory.mktemp("root")
+    (root / "usr/lib/systemd").mkdir(parents=True)
+    shutil.copytree("/usr/lib/systemd/system", root / "usr/lib/systemd/system", symlinks=True)
+    (root / "etc/systemd/system").mkdir(parents=True)
+    for unit in UNITS:
+        shutil.copy(UNITS_DIR / unit, root / "etc/systemd/system" / unit)
+    binary = root / "usr/bin/jupyterhub-idle-culler"
+    binary.parent.mkdir(parents=True)
+    binary.write_text("#!/bin/sh\nexit 0\n")
+    binary.chmod(0o755)
+    return root
+
+
+@pytest.mark.parametrize("unit", UNITS + ("jupyterhub-idle-culler@check.service",))
+def test_units_verify_prints_nothing(unit, verify_root):
+    tool = systemd_analyze()
+    if not (Path("/usr/lib/systemd/system") / "sysinit.target").exists():
+        pytest.skip("no distribution units to verify against")
+    result = subprocess.run(
+        [tool, "verify", "--man=no", "--recursive-errors=yes", "--root=%s" % verify_root, unit],
+        capture_output=True, text=True, timeout=60)
+    assert (result.returncode, result.stdout + result.stderr) == (0, "")
+
+
+@pytest.mark.parametrize("unit", SERVICES)
+def test_units_security_score_is_at_most_limit(unit):
+    tool = systemd_analyze()
+    result = subprocess.run(
+        [tool, "security", "--offline=yes", "--no-pager", str(UNITS_DIR / unit)],
+        capture_output=True, text=True, timeout=60)
+    match = re.search(r"Overall exposure level for \S+: ([0-9.]+)", result.stdout)
+    assert result.returncode == 0 and match, result.stdout + result.stderr
+    assert result.stderr == ""  # unknown keys and bad values are reported here
+    assert float(match.group(1)) <= SECURITY_LIMIT
+
+
+def test_units_env_example_keys_are_exactly_the_variables_the_daemon_reads():
+    text = (UNITS_DIR / "culler.env.example").read_text(encoding="utf-8")
+    keys = re.findall(r"^#?([A-Z][A-Z0-9_]*)=", text, flags=re.MULTILINE)
+    assert len(keys) == len(set(keys)), "a key is documented twice"
+    assert set(keys) == set(config.env_names()) | HUB_VARIABLES
+
+
+def test_units_exec_start_is_the_console_script():
+    parser = configparser.ConfigParser()
+    parser.read(REPO / "setup.cfg", encoding="utf-8")
+    scripts = parser["options.entry_points"]["console_scripts"]
+    (name,) = re.findall(r"^\s*([\w-]+)\s*=", scripts, flags=re.MULTILINE)
+    for unit in SERVICES:
+        (exec_start,) = values(unit, "ExecStart")
+        assert exec_start.split()[0] == "/usr/bin/" + name, unit
+    assert values(ONESHOT, "ExecStart")[0].split()[1:] == ["--once"]
+    assert values(TEMPLATE, "ExecStart")[0].split()[1:] == ["$CULLER_ARGS"]
+
+
+@pytest.mark.parametrize("unit", DAEMONS)
+def test_units_daemon_is_notify_type_and_stops_restarting_on_config_errors(unit):
+    assert values(unit, "Type") == ["notify"] and values(unit, "NotifyAccess") == ["main"]
+    assert values(unit, "Restart") == ["on-failure"]
+    assert "78" in values(unit, "RestartPreventExitStatus")[0].split()
+    assert values(unit, "DynamicUser") == ["yes"]
+
+
+def test_units_credentials_and_environment_files():
+    token = "api-token:/etc/jupyterhub-idle-culler/"
+    assert values(SERVICE, "LoadCredential") == [token + "api-token"]
+    assert values(ONESHOT, "LoadCredential") == [token + "api-token"]
+    assert values(TEMPLATE, "LoadCredential") == [token + "%i.token"]
+    shared = "-/etc/jupyterhub-idle-culler/culler.env"
+    assert values(SERVICE, "EnvironmentFile") == [shared]
+    assert values(ONESHOT, "EnvironmentFile") == [shared]
+    # The instance file comes last (wins) and has no "-": without it the start fails.
+    assert values(TEMPLATE, "EnvironmentFile") == [shared, "/etc/jupyterhub-idle-culler/%i.env"]
+
+
+def test_units_template_instances_get_a_dynamic_user_each():
+    # Without User=, DynamicUser= names the user after the prefix: all instances (and the
+    # plain service) would share one UID, visible to and signallable by each other.
+    assert values(TEMPLATE, "User") == ["%p-%i"]
+    assert values(SERVICE, "User") == [] and values(ONESHOT, "User") == []
+
+
+@pytest.mark.parametrize("unit", DAEMONS)
+def test_units_watchdog_half_exceeds_worst_case_call_with_default_settings(unit):
+    # The daemon pings from its loop only, at most every WatchdogSec/2: one blocking HTTP
+    # call must fit in that, and a stop waits for the call in flight.
+    defaults = config.load_config({}, {"JUPYTERHUB_API_TOKEN": "not-a-token"},
+                                  lambda path: "")
+    worst = defaults.hub.worst_case_call_s()
+    (watchdog,) = values(unit, "WatchdogSec")
+    (stop,) = values(unit, "TimeoutStopSec")
+    assert seconds(watchdog) / 2 > worst
+    assert seconds(stop) > worst
+
+
+def test_units_services_share_one_sandbox():
+    def sandbox(unit):
+        text = (UNITS_DIR / unit).read_text(encoding="utf-8")
+        return text[text.index("# Sandbox."):].split("[Install]")[0].strip()
+
+    assert sandbox(SERVICE) == sandbox(TEMPLATE) == sandbox(ONESHOT)
+
+
+def test_units_timer_runs_the_oneshot_after_the_previous_pass():
+    assert values(TIMER, "Unit", "Timer") == [ONESHOT]
+    assert values(TIMER, "OnUnitInactiveSec", "Timer")
+    assert values(TIMER, "OnBootSec", "Timer")  # the first run; OnUnitInactiveSec needs one
+    assert values(TIMER, "WantedBy", "Install") == ["timers.target"]
+    assert not values(ONESHOT, "WantedBy", "Install")  # started by the timer only
