@@ -226,7 +226,7 @@ def main(argv: Optional[Sequence[str]] = None, env: Optional[Mapping[str, str]] 
     notifier = Notifier.from_environ(env, os.getpid())
     worst = config.hub.worst_case_call_s()
     if notifier.watchdog_s and worst > notifier.watchdog_s / 2:
-        log.warning("watchdog-too-short worst_case_call_s=%.0f watchdog_half_s=%.0f detail=%s",
+        log.warning("watchdog-too-short worst_case_call_s=%.1f watchdog_half_s=%.1f detail=%s",
                     worst, notifier.watchdog_s / 2, "raise WatchdogSec= or lower "
                     "--request-timeout, or a slow hub can get the culler restarted")
     signals = Signals()

@@ -113,3 +113,17 @@ def test_protocol_a_hanging_pass_stops_the_pings(fake_hub, listener):
     assert any(m.has("WATCHDOG", "1") for m in before)
     assert not any(m.has("WATCHDOG", "1") for m in during)
     assert code == 0 and stopped_in < 10 + 2  # within the request timeout
+
+
+def test_protocol_warns_when_one_call_can_outlast_half_the_watchdog(fake_hub, listener):
+    env = culler_env(fake_hub.token, NOTIFY_SOCKET=listener.notify_socket,
+                     WATCHDOG_USEC=str(WATCHDOG_USEC))
+    command = ["sh", "-c", 'WATCHDOG_PID=$$ exec "$@"', "sh", sys.executable, "-m",
+               "idle_culler_daemon", "--url=" + fake_hub.api_url, "--once",
+               "--request-timeout=5"]
+    result = subprocess.run(command, env=env, capture_output=True, text=True, timeout=30)
+    assert result.returncode == 0
+    warning = [line for line in result.stderr.splitlines() if "watchdog-too-short" in line]
+    # (3 retries + 1) x (3.05 s + 5 s) + 3 x 30 s + 5 s = 127.2 s; half of 0.4 s is 0.2 s
+    assert warning and "worst_case_call_s=127" in warning[0]
+    assert "watchdog_half_s=0.2" in warning[0]
