@@ -260,7 +260,7 @@ def parse_log(lines: list[str]) -> dict[tuple[str, str | None], str]:
 # ---- after ----------------------------------------------------------------------------------
 def after_table(hub: RealHub, why: dict, service: str) -> list[str]:
     """Print the after table; return the list of mismatches with the expected outcome."""
-    rows, mismatches, footnotes = [], [], []
+    rows, mismatches = [], []
     for case in SCENARIO:
         user, expect_user = case.user, case.expect_user
         model = hub.user_model(user)
@@ -288,8 +288,6 @@ def after_table(hub: RealHub, why: dict, service: str) -> list[str]:
         if not ok:
             mismatches.append(f"user {user}: {user_now}, expected {expect_user}")
     table(["USER", "SERVER", "NOW", "WHY (from the culler's log)", "EXPECTED", "OK"], rows)
-    for text in footnotes:
-        say("  " + text)
     return mismatches
 
 
