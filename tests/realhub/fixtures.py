@@ -11,6 +11,7 @@ with a message, unless CI=true, in which case they fail.
 
 from __future__ import annotations
 
+import contextlib
 import os
 
 import pytest
@@ -53,10 +54,10 @@ def require_realhub() -> None:
     pytest.skip(message)
 
 
-@pytest.fixture(scope="session")
-def realhub_factory(tmp_path_factory):
-    """make(services=DEFAULT_SERVICES, **RealHub options) -> a started RealHub.
-    Every hub made is stopped at the end of the session (or earlier with hub.stop())."""
+@contextlib.contextmanager
+def _hub_maker(next_dir):
+    """Yield make(services=DEFAULT_SERVICES, **RealHub options) -> a started RealHub, each in
+    the folder ``next_dir(count)`` gives; every hub made is stopped on the way out."""
     require_realhub()
     hubs: list[RealHub] = []
 
@@ -64,7 +65,7 @@ def realhub_factory(tmp_path_factory):
         merged = dict(DEFAULT_OPTIONS)
         merged.update(options)
         hub = RealHub(
-            tmp_path_factory.mktemp("realhub"),
+            next_dir(len(hubs)),
             services=DEFAULT_SERVICES if services is None else services,
             **merged,
         )
@@ -72,9 +73,19 @@ def realhub_factory(tmp_path_factory):
         hub.start()
         return hub
 
-    yield make
-    for hub in hubs:
-        hub.stop()
+    try:
+        yield make
+    finally:
+        for hub in hubs:
+            hub.stop()
+
+
+@pytest.fixture(scope="session")
+def realhub_factory(tmp_path_factory):
+    """make(services=DEFAULT_SERVICES, **RealHub options) -> a started RealHub.
+    Every hub made is stopped at the end of the session (or earlier with hub.stop())."""
+    with _hub_maker(lambda count: tmp_path_factory.mktemp("realhub")) as make:
+        yield make
 
 
 @pytest.fixture(scope="session")
@@ -88,21 +99,5 @@ def realhub(realhub_factory) -> RealHub:
 def fresh_realhub(tmp_path):
     """make(services=DEFAULT_SERVICES, **options): a hub of the test's own, stopped when the
     test ends (costs ~2.5 s; for tests that need an empty hub or special options)."""
-    require_realhub()
-    hubs: list[RealHub] = []
-
-    def make(services=None, **options) -> RealHub:
-        merged = dict(DEFAULT_OPTIONS)
-        merged.update(options)
-        hub = RealHub(
-            tmp_path / f"hub{len(hubs)}",
-            services=DEFAULT_SERVICES if services is None else services,
-            **merged,
-        )
-        hubs.append(hub)
-        hub.start()
-        return hub
-
-    yield make
-    for hub in hubs:
-        hub.stop()
+    with _hub_maker(lambda count: tmp_path / f"hub{count}") as make:
+        yield make
