@@ -7,7 +7,9 @@ listing, never the user models. Jobs never raise: each returns its outcome, and 
 user is counted and logged, never fatal to the pass.
 """
 
+import hashlib
 import logging
+import secrets
 import threading
 import time
 from collections import Counter
@@ -347,9 +349,10 @@ def _pages(hub: HubApi, state: Optional[str], executor: Executor, window: int,
            progress: _Progress, tick_s: float) -> Iterator[Page]:
     """Yield the pages of one listing in order.
 
-    The first page says how many users match (``total``) and the page size: the rest are then
-    fetched ``window`` at a time, and anything beyond the first ``total`` (users added while
-    listing) is followed page by page.
+    The first page says how many users match (``total``) and the page size: the next pages are
+    then fetched ``window`` at a time. ``total`` is a hint, not a promise: fetching stops at
+    the first page that has no ``next``, and pages beyond ``total`` (users added while
+    listing) are followed one by one.
     """
     page = hub.users_page(state, 0)
     progress.advanced()
@@ -357,18 +360,25 @@ def _pages(hub: HubApi, state: Optional[str], executor: Executor, window: int,
     if page.next_offset is None:
         return
     if page.total is not None and page.limit:
-        offsets = list(range(page.next_offset, page.total, page.limit))
+        offsets = iter(range(page.next_offset, page.total, page.limit))  # lazy: total may lie
         futures: List[Future] = []
-        position = 0
-        while position < len(offsets) or futures:
-            while position < len(offsets) and len(futures) < window:
-                futures.append(executor.submit(hub.users_page, state, offsets[position]))
-                position += 1
+        more = True
+        while True:
+            while more and len(futures) < window:
+                offset = next(offsets, None)
+                if offset is None:
+                    more = False
+                else:
+                    futures.append(executor.submit(hub.users_page, state, offset))
+            if not futures:
+                break
             head = futures.pop(0)
             _drain({head}, 0, progress, tick_s)
             page = head.result()
             yield page
-        if not offsets or page.next_offset is None:
+            if page.next_offset is None:
+                more = False  # the listing ended before `total`: fetch nothing more
+        if page.next_offset is None:
             return
     offset = page.next_offset
     while offset is not None:
@@ -378,12 +388,43 @@ def _pages(hub: HubApi, state: Optional[str], executor: Executor, window: int,
         offset = page.next_offset
 
 
+class SeenNames:
+    """Which user names a pass has seen, in a fixed 1 MiB whatever the number of users.
+
+    A Bloom filter: an answer "seen" may be wrong (about 3 in 10 million at 50k users), never
+    "not seen". A wrong "seen" makes a user count as a duplicate sighting, which only keeps
+    that user's servers for this pass; the salt changes every pass, so it is never the same
+    user twice. This keeps memory growing with the number of culls, not of users (SPEC 4.3).
+    """
+
+    BITS = 1 << 23
+    HASHES = 4
+
+    def __init__(self, salt: Optional[bytes] = None) -> None:
+        self._bits = bytearray(self.BITS // 8)
+        self._salt = salt if salt is not None else secrets.token_bytes(16)
+
+    def add(self, name: str) -> bool:
+        """Record ``name``; return True when it was (probably) seen before."""
+        digest = hashlib.blake2b(name.encode("utf-8", "surrogatepass"), digest_size=16,
+                                 key=self._salt).digest()
+        seen = True
+        for index in range(self.HASHES):
+            bit = int.from_bytes(digest[4 * index:4 * index + 4], "little") % self.BITS
+            byte, mask = bit >> 3, 1 << (bit & 7)
+            if not self._bits[byte] & mask:
+                seen = False
+                self._bits[byte] |= mask
+        return seen
+
+
 def collect_jobs(hub: HubApi, settings: CullSettings, now: datetime, executor: Executor,
                  window: int, progress: _Progress, tick_s: float, stats: PassStats,
                  states: Iterable[Optional[str]], warned: Optional[MutableSet[str]],
                  should_stop: Callable[[], bool]) -> Dict[str, UserJob]:
     """Read every listing and judge each user as its page arrives; keep only the jobs."""
     jobs: Dict[str, UserJob] = {}
+    seen = SeenNames()
     for state in states:
         for page in _pages(hub, state, executor, window, progress, tick_s):
             if should_stop():
@@ -399,8 +440,9 @@ def collect_jobs(hub: HubApi, settings: CullSettings, now: datetime, executor: E
                                 "nothing of this user is stopped or deleted in this pass")
                     continue
                 job = judge(user, now, settings, warned)
-                if user.name in jobs:  # seen before: keep only what both sightings agree on
-                    jobs[user.name] = jobs[user.name].merged(job or UserJob(user.name))
+                if seen.add(user.name):  # seen before: keep only what every sighting agrees on
+                    earlier = jobs.get(user.name) or UserJob(user.name)
+                    jobs[user.name] = earlier.merged(job or UserJob(user.name))
                 elif job is not None:
                     jobs[user.name] = job
     return jobs

@@ -252,7 +252,7 @@ class HubClient:
             next_offset = int(following["offset"]) if following else None
             limit = int(pagination["limit"]) if pagination.get("limit") is not None else None
             total = int(pagination["total"]) if pagination.get("total") is not None else None
-        except (KeyError, TypeError, ValueError, AttributeError):
+        except (KeyError, TypeError, ValueError, AttributeError, OverflowError):
             raise HubProtocolError("GET /users: unexpected pagination answer") from None
         if not isinstance(items, list):
             raise HubProtocolError("GET /users: 'items' is not a list")

@@ -58,7 +58,10 @@ def parse_hub_time(value: Any) -> Optional[datetime]:
         raise ModelError("timestamp %r cannot be parsed: %s" % (value, exc)) from None
     if stamp.tzinfo is None:
         return stamp.replace(tzinfo=timezone.utc)  # the hub writes naive UTC in some versions
-    return stamp.astimezone(timezone.utc)
+    try:
+        return stamp.astimezone(timezone.utc)
+    except OverflowError:  # e.g. 9999-12-31T23:59:59-01:00 is past datetime.max in UTC
+        raise ModelError("timestamp %r is out of range" % (value,)) from None
 
 
 def _text(model: Mapping[str, Any], key: str, default: Optional[str] = None) -> Optional[str]:

@@ -183,3 +183,12 @@ def test_run_pass_heartbeats_only_while_requests_finish():
     hub = MemoryHub([user_model("u%d" % i, {"": server_model(900)}) for i in range(3)])
     run(hub, heartbeat=lambda: beats.append(1))
     assert beats  # pages and jobs finished: the pass made progress
+
+
+def test_seen_names_reports_second_sightings_in_fixed_memory():
+    from idle_culler_daemon.cull import SeenNames
+    seen = SeenNames(salt=b"fixed-salt-for-the-test")
+    names = ["user%05d" % i for i in range(20000)]
+    assert not any(seen.add(name) for name in names)
+    assert all(seen.add(name) for name in names)
+    assert len(seen._bits) == SeenNames.BITS // 8

@@ -1,0 +1,9 @@
+"""Fixtures and the ``soak`` marker of the soak test (it runs in ``make test`` by default;
+``-m "not soak"`` leaves it out)."""
+
+from tests.integration.conftest import fake_hub, make_fake_hub  # noqa: F401 - fixtures
+
+
+def pytest_configure(config):
+    config.addinivalue_line(
+        "markers", "soak: a long run of the daemon (minutes) against a churning fake hub")
