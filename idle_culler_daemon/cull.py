@@ -78,13 +78,12 @@ class UserJob:
 
 @dataclass(frozen=True)
 class Row:
-    """One line of the dry-run summary table, and the raw material of log lines."""
+    """One line of the ``--dry-run`` summary table (kept only in dry runs)."""
 
     action: str  # stop, delete
     user: str
     server: str
     verdict: Verdict
-    result: str
 
 
 @dataclass
@@ -214,7 +213,7 @@ def run_job(job: UserJob, hub: HubApi, settings: CullSettings, dry_run: bool,
         kind = "named" if stop.server else "default"
         if dry_run:
             log.info("would-stop user=%s server=%s reason=%s idle_s=%s age_s=%s rule=%s", *fields)
-            outcome.rows.append(Row("stop", job.user, stop.server, stop.verdict, "dry-run"))
+            outcome.rows.append(Row("stop", job.user, stop.server, stop.verdict))
             continue
         if denials.denied("stop"):
             outcome.failed += 1
@@ -252,7 +251,6 @@ def run_job(job: UserJob, hub: HubApi, settings: CullSettings, dry_run: bool,
             outcome.stopped_by[(stop.verdict.reason, kind)] += 1
         log.info("stop user=%s server=%s reason=%s idle_s=%s age_s=%s rule=%s result=%s",
                  *fields, result.value)
-        outcome.rows.append(Row("stop", job.user, stop.server, stop.verdict, result.value))
     if job.delete is not None:
         _delete_user(job, hub, dry_run, denials, outcome, all_down)
     if outcome.failed or outcome.delete_failed:
@@ -267,7 +265,7 @@ def _delete_user(job: UserJob, hub: HubApi, dry_run: bool, denials: _Denials,
     fields = (fields[0],) + fields[2:]
     if dry_run:
         log.info("would-delete user=%s reason=%s idle_s=%s age_s=%s rule=%s", *fields)
-        outcome.rows.append(Row("delete", job.user, "", verdict, "dry-run"))
+        outcome.rows.append(Row("delete", job.user, "", verdict))
         return
     if not all_down:
         log.info("keep-user user=%s reason=servers-alive detail=%s", job.user,
@@ -301,7 +299,6 @@ def _delete_user(job: UserJob, hub: HubApi, dry_run: bool, denials: _Denials,
     outcome.deleted += 1
     log.info("delete user=%s reason=%s idle_s=%s age_s=%s rule=%s result=%s", *fields,
              result.value)
-    outcome.rows.append(Row("delete", job.user, "", verdict, result.value))
 
 
 def status_class(status: Optional[int]) -> str:

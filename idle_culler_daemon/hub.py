@@ -123,8 +123,14 @@ def build_session(settings: HubSettings, cancel: Optional[threading.Event] = Non
     session.headers["User-Agent"] = USER_AGENT
     if settings.client_cert:
         session.cert = settings.client_cert
-    if settings.ca_bundle:
-        session.verify = settings.ca_bundle
+    # Read the environment (proxies, REQUESTS_CA_BUNDLE) once for the hub's URL, as requests
+    # would on every request, then stop it doing so: that scan was a tenth of the culler's
+    # CPU time at 10k users.
+    from_env = session.merge_environment_settings(settings.api_url, {}, None,
+                                                  settings.ca_bundle or True, None)
+    session.proxies = from_env["proxies"]
+    session.verify = from_env["verify"]
+    session.trust_env = False
     return session
 
 

@@ -53,9 +53,14 @@ def parse_hub_time(value: Any) -> Optional[datetime]:
     if not isinstance(value, str):
         raise ModelError("timestamp %r is not a string" % (value,))
     try:
-        stamp = dateutil.parser.isoparse(value)
-    except (ValueError, OverflowError) as exc:
-        raise ModelError("timestamp %r cannot be parsed: %s" % (value, exc)) from None
+        # The stdlib reads the hub's own format (…T12:00:00.123456Z) several times faster;
+        # dateutil reads every other ISO 8601 spelling (and Python 3.9 has no 'Z').
+        stamp = datetime.fromisoformat(value[:-1] + "+00:00" if value.endswith("Z") else value)
+    except ValueError:
+        try:
+            stamp = dateutil.parser.isoparse(value)
+        except (ValueError, OverflowError) as exc:
+            raise ModelError("timestamp %r cannot be parsed: %s" % (value, exc)) from None
     if stamp.tzinfo is None:
         return stamp.replace(tzinfo=timezone.utc)  # the hub writes naive UTC in some versions
     try:
