@@ -7,10 +7,12 @@ SETTINGS = HubSettings(api_url="https://hub.example.org/hub/api", token="secret-
 
 
 def test_build_session_reads_ca_bundle_and_proxies_from_the_environment_once(monkeypatch):
+    # pybuild sets https_proxy itself to keep package builds offline: clear every spelling
+    for name in ("http_proxy", "https_proxy", "all_proxy", "no_proxy"):
+        monkeypatch.delenv(name, raising=False)
+        monkeypatch.delenv(name.upper(), raising=False)
     monkeypatch.setenv("REQUESTS_CA_BUNDLE", "/etc/ssl/hub-ca.pem")
-    monkeypatch.setenv("HTTPS_PROXY", "http://proxy.example.org:3128")
-    monkeypatch.delenv("NO_PROXY", raising=False)
-    monkeypatch.delenv("no_proxy", raising=False)
+    monkeypatch.setenv("https_proxy", "http://proxy.example.org:3128")
     session = build_session(SETTINGS)
     assert session.verify == "/etc/ssl/hub-ca.pem"
     assert session.proxies.get("https") == "http://proxy.example.org:3128"
