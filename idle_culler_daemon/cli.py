@@ -87,7 +87,7 @@ class Culler:
                      new_values.get(key, "-"))
         if new.hub.token != self.config.hub.token:
             changed.append("api-token")
-            log.info("reload-changed option=api_token detail=%s", "the token was replaced")
+            log.info("reload-changed option=credential detail=%s", "replaced")
         old_rules, new_rules = self.config.culling.rules, new.culling.rules
         if old_rules != new_rules:
             log.info("reload-changed option=rules old=%s new=%s",

@@ -5,23 +5,11 @@ import subprocess
 import sys
 import time
 
-import pytest
-
 from tests.end_to_end.conftest import culler_env
 from tests.fakehub import active_user, idle_user
-from tests.notify_listener import NotifyListener
 
 WATCHDOG_USEC = 400000  # 0.4 s: pings expected at most every 0.2 s
 
-
-@pytest.fixture(params=["path", "abstract"])
-def listener(request, tmp_path):
-    if request.param == "path":
-        sink = NotifyListener.bind_path(tmp_path)
-    else:
-        sink = NotifyListener.bind_abstract()
-    with sink:
-        yield sink
 
 
 def start(fake_hub, listener, *args, watchdog_pid="self", request_timeout=5):

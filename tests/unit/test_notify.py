@@ -28,15 +28,6 @@ class ManualClock:
         return self.now
 
 
-@pytest.fixture(params=["path", "abstract"])
-def listener(request, tmp_path):
-    if request.param == "path":
-        sink = NotifyListener.bind_path(tmp_path)
-    else:
-        sink = NotifyListener.bind_abstract()
-    with sink:
-        yield sink
-
 
 def sent_since_last_marker(listener, notifier):
     """What the notifier sent since the previous call (or the start), up to a new marker."""
