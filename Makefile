@@ -39,7 +39,7 @@ hub:
 old-venv: .venv-old/.installed
 
 demo: venv hub
-	$(BIN)/python scripts/demo.py
+	$(BIN)/python -m scripts.demo
 
 lint: venv
 	$(BIN)/ruff check .
@@ -57,7 +57,7 @@ test-unit: venv
 	$(BIN)/python -m pytest -q tests/unit
 
 bench: venv
-	$(BIN)/python bench/run.py
+	$(BIN)/python -m bench.run
 
 sdist wheel: venv
 	bash .ci/build-python.sh $@

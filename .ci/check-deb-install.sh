@@ -80,7 +80,7 @@ if [ ! -x .venv-hub/bin/jupyterhub ] || [ ! -x .node/node_modules/.bin/configura
 then
     bash scripts/install-realhub.sh
 fi
-"$python" .ci/deb-realhub-check.py "$binary"
+PYTHONPATH="$PWD" "$python" .ci/deb-realhub-check.py "$binary"
 
 step "apt-get purge keeps only the admin's own files"
 printf 'not-a-real-token\n' >"$confdir/api-token"

@@ -1,10 +1,10 @@
 #!/usr/bin/env python3
 """Check that an installed culler binary culls a real JupyterHub on 127.0.0.1.
 
-    .venv/bin/python .ci/deb-realhub-check.py [/usr/bin/jupyterhub-idle-culler]
+    PYTHONPATH=. .venv/bin/python .ci/deb-realhub-check.py [/usr/bin/jupyterhub-idle-culler]
 
 Run by .ci/check-deb-install.sh after `apt-get install ./…deb`. The hub comes from
-tests/realhub/harness.py (needs `bash scripts/install-realhub.sh`). The binary runs with a
+tests/support/realhub.py (needs `bash scripts/install-realhub.sh`). The binary runs with a
 clean environment (Debian's python3 and python3-* libraries, as under systemd), `--once`, and
 the hub URL and token in the environment only, never on the command line. Exit 0 when every
 check holds; otherwise 1, with the culler's output and the hub's log tail.
@@ -13,12 +13,8 @@ check holds; otherwise 1, with the culler's output and the hub's log tail.
 import subprocess
 import sys
 import tempfile
-from pathlib import Path
 
-REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO))
-
-from tests.realhub.harness import CULLER_SCOPES, RealHub, installed  # noqa: E402
+from tests.support.realhub import CULLER_SCOPES, RealHub, installed
 
 BINARY = sys.argv[1] if len(sys.argv) > 1 else "/usr/bin/jupyterhub-idle-culler"
 HOUR = 3600

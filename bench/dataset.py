@@ -16,18 +16,12 @@ to ``q?x``) that a client which does not quote path segments hits instead.
 from __future__ import annotations
 
 import math
-import os
 import random
-import sys
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Dict, List, Optional, Set, Tuple
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-if ROOT not in sys.path:
-    sys.path.insert(0, ROOT)
-
-from tests.fakehub import FakeServer, FakeUser  # noqa: E402  (after the path set-up)
+from tests.support.fakehub import FakeServer, FakeUser
 
 TIMEOUT_S = 3600
 # The same flags for both cullers (ours adds --once): see the module docstring.

@@ -5,9 +5,9 @@ process) holding the same seeded dataset, and the run prints one table: wall tim
 its lower bound and the ratio, CPU seconds, peak RSS, requests, TCP connections, and missing and
 wrong culls, then checks the targets of bench/README.md. See bench/README.md for the method.
 
-    .venv/bin/python bench/run.py                      # 1k, 10k, 50k users, both cullers
-    .venv/bin/python bench/run.py --sizes 1000,10000   # quicker
-    .venv/bin/python bench/run.py --cullers ours       # without the reference
+    .venv/bin/python -m bench.run                      # 1k, 10k, 50k users, both cullers
+    .venv/bin/python -m bench.run --sizes 1000,10000   # quicker
+    .venv/bin/python -m bench.run --cullers ours       # without the reference
 """
 
 from __future__ import annotations
@@ -24,11 +24,10 @@ import tempfile
 import time
 from typing import Any, Dict, List, Optional
 
+from bench import dataset
+
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
-sys.path.insert(0, HERE)
-
-import dataset  # noqa: E402
 
 REFERENCE = "jupyterhub-idle-culler==2.0.0"
 REF_VENV = os.path.join(ROOT, ".venv-ref")
@@ -65,13 +64,14 @@ class HubProcess:
     """``bench/serve_hub.py`` as a child process, driven line by line over pipes."""
 
     def __init__(self, size: int, args: argparse.Namespace) -> None:
-        command = [sys.executable, os.path.join(HERE, "serve_hub.py"), "--users", str(size),
+        command = [sys.executable, "-m", "bench.serve_hub", "--users", str(size),
                    "--seed", str(args.seed), "--list-latency", str(args.list_latency),
                    "--stop-latency", str(args.stop_latency),
                    "--delete-latency", str(args.delete_latency)]
         if args.no_slow_stops:
             command.append("--no-slow-stops")
-        self.process = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+        self.process = subprocess.Popen(command, cwd=ROOT, stdin=subprocess.PIPE,
+                                        stdout=subprocess.PIPE,
                                         text=True, bufsize=1)
         line = self.process.stdout.readline()
         if not line:

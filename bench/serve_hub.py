@@ -1,6 +1,6 @@
 """The benchmark's fake hub, in a process of its own (so its CPU is not mixed with a culler's).
 
-It serves ``tests.fakehub.FakeHub`` (threaded, in memory, JupyterHub 6.1.1's pagination and
+It serves ``tests.support.fakehub.FakeHub`` (threaded, in memory, JupyterHub 6.1.1's pagination and
 stop answers) loaded with the seeded dataset of ``bench/dataset.py``, with per-request latency
 for list pages and stops, and the stops of ``*-slow`` users answering 202.
 
@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import resource
 import sys
 import threading
@@ -28,13 +27,8 @@ from collections import Counter
 from datetime import datetime, timezone
 from typing import Any, Dict, List, Optional
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-sys.path.insert(0, os.path.dirname(HERE))
-sys.path.insert(0, HERE)
-
-import dataset  # noqa: E402
-
-from tests.fakehub import (  # noqa: E402
+from bench import dataset
+from tests.support.fakehub import (
     ROUTE_DELETE_USER,
     ROUTE_LIST_USERS,
     ROUTE_STOP_SERVER,

@@ -3,7 +3,7 @@
 Run from the repository root, after the project is installed in .venv and
 scripts/install-realhub.sh has run:
 
-    .venv/bin/python scripts/demo.py
+    .venv/bin/python -m scripts.demo
 
 It starts a throw-away JupyterHub 6.1.1 on 127.0.0.1 (state in a temporary folder), creates
 about ten users in different situations, makes some of them look idle for two hours (the hub's
@@ -30,10 +30,9 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import NamedTuple
 
-REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO / "tests" / "realhub"))
+from tests.support.realhub import RealHub, RealHubError, installed, parse_ts
 
-from harness import RealHub, RealHubError, installed, parse_ts  # noqa: E402
+REPO = Path(__file__).resolve().parent.parent
 
 TIMEOUT = 3600
 IDLE = 2 * 3600  # how long the idle ones have been idle

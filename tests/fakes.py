@@ -1,5 +1,6 @@
 """In-memory fakes for our own seams (STYLE.md c.15): a hub behind the ``HubApi`` Protocol,
-a recording notifier and a manual clock. Real loopback servers live in ``tests/fakehub.py``."""
+a recording notifier and a manual clock. Real loopback servers live in
+``tests/support/fakehub.py``."""
 
 import threading
 from concurrent.futures import Executor, Future

@@ -8,7 +8,7 @@ import time
 import pytest
 
 from tests.end_to_end.conftest import SCRIPT, culler_env
-from tests.fakehub import active_user, idle_user, inactive_user
+from tests.support.fakehub import active_user, idle_user, inactive_user
 
 COMMAND_LINES = [
     "--url={url} --timeout=3600 --cull-every=600 --concurrency=10 --cull-users "

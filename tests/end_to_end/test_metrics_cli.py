@@ -9,7 +9,7 @@ import urllib.request
 import pytest
 
 from tests.end_to_end.conftest import culler_env
-from tests.fakehub import active_user, idle_user
+from tests.support.fakehub import active_user, idle_user
 
 pytest.importorskip("prometheus_client")
 

@@ -6,7 +6,7 @@ import sys
 import time
 
 from tests.end_to_end.conftest import culler_env
-from tests.fakehub import active_user, idle_user
+from tests.support.fakehub import active_user, idle_user
 
 WATCHDOG_USEC = 400000  # 0.4 s: pings expected at most every 0.2 s
 

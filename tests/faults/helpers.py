@@ -32,7 +32,7 @@ from idle_culler_daemon.cull import PassStats, run_pass
 from idle_culler_daemon.hub import HubClient
 from idle_culler_daemon.log import TextFormatter
 from tests.end_to_end.conftest import culler_env
-from tests.fakehub import (
+from tests.support.fakehub import (
     ROUTE_DELETE_USER,
     ROUTE_STOP_SERVER,
     FakeHub,

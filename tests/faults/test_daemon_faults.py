@@ -18,7 +18,6 @@ from typing import Any, Callable, List, Optional, Tuple
 
 import pytest
 
-from tests.fakehub import ago, isoformat
 from tests.faults.helpers import (
     IDLE_S,
     TIMEOUT_S,
@@ -29,6 +28,7 @@ from tests.faults.helpers import (
     missing_stops,
     populate,
 )
+from tests.support.fakehub import ago, isoformat
 
 LIST = "GET /users"
 PAGE_2 = {"state": "ready", "offset": "5"}

@@ -15,7 +15,6 @@ from typing import Any, Dict, Optional
 import pytest
 
 from idle_culler_daemon.config import CullSettings
-from tests.fakehub import ago, idle_user, isoformat, utcnow
 from tests.faults.helpers import (
     ACTIVE_S,
     IDLE_S,
@@ -29,6 +28,7 @@ from tests.faults.helpers import (
     populate,
     stop_targets,
 )
+from tests.support.fakehub import ago, idle_user, isoformat, utcnow
 
 SETTINGS = CullSettings(timeout=TIMEOUT_S, cull_users=True)
 

@@ -6,7 +6,7 @@ from typing import Any, Callable, Iterator, List
 
 import pytest
 
-from tests.fakehub import FakeHub
+from tests.support.fakehub import FakeHub
 
 
 @pytest.fixture

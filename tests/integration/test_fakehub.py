@@ -16,7 +16,7 @@ from datetime import datetime, timedelta, timezone
 import pytest
 import requests
 
-from tests.fakehub import (
+from tests.support.fakehub import (
     CULLER_SCOPES,
     PAGINATION_MEDIA_TYPE,
     FakeHub,

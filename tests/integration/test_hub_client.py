@@ -7,7 +7,7 @@ import pytest
 from idle_culler_daemon.config import HubSettings
 from idle_culler_daemon.errors import HubAuthError, HubProtocolError, HubUnavailable
 from idle_culler_daemon.hub import HubClient, StopResult
-from tests.fakehub import active_user, idle_user
+from tests.support.fakehub import active_user, idle_user
 
 
 def client(hub, **overrides):

@@ -9,7 +9,13 @@ import pytest
 from idle_culler_daemon.config import CullSettings, HubSettings
 from idle_culler_daemon.cull import run_pass
 from idle_culler_daemon.hub import HubClient
-from tests.fakehub import active_user, idle_user, inactive_user, pending_user, user_with_servers
+from tests.support.fakehub import (
+    active_user,
+    idle_user,
+    inactive_user,
+    pending_user,
+    user_with_servers,
+)
 
 DEFAULT = CullSettings(timeout=600)
 

@@ -16,7 +16,7 @@ import os
 
 import pytest
 
-from .harness import CULLER_SCOPES, RealHub, installed
+from tests.support.realhub import CULLER_SCOPES, RealHub, installed
 
 # Services of the shared hub: the culler with every scope it may need, and variants each
 # missing one scope (see reference/real-jupyterhub.md, "Scopes").

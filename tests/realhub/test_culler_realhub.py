@@ -5,7 +5,7 @@ import time
 
 import pytest
 
-from .harness import CULLER_SCOPES, unique_names
+from tests.support.realhub import CULLER_SCOPES, unique_names
 
 pytestmark = pytest.mark.realhub
 

@@ -12,7 +12,7 @@ from urllib.parse import unquote
 import pytest
 import requests
 
-from .harness import ADMIN_SERVICE, CULLER_SCOPES, RealHub, parse_ts, q, unique_names
+from tests.support.realhub import ADMIN_SERVICE, CULLER_SCOPES, RealHub, parse_ts, q, unique_names
 
 pytestmark = pytest.mark.realhub
 
@@ -183,7 +183,7 @@ def test_harness_restart_without_cleanup_keeps_servers_and_back_dated_activity(f
 
 def test_harness_start_failure_raises_with_log_and_leaves_nothing(tmp_path, monkeypatch):
     # a hub that cannot start reports the log instead of hanging
-    from . import harness
+    from tests.support import realhub as harness
 
     if not harness.installed()[0]:
         pytest.skip("real JupyterHub not installed")

@@ -7,7 +7,7 @@ import urllib.request
 
 import pytest
 
-from .harness import culler_command, unique_names
+from tests.support.realhub import culler_command, unique_names
 
 pytestmark = pytest.mark.realhub
 

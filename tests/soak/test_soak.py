@@ -28,7 +28,6 @@ from typing import Dict, List, Set, Tuple
 
 import pytest
 
-from tests.fakehub import ago, idle_user, inactive_user, user_with_servers, utcnow
 from tests.faults.helpers import (
     ACTIVE_S,
     IDLE_S,
@@ -39,6 +38,7 @@ from tests.faults.helpers import (
     process_figures,
     stop_targets,
 )
+from tests.support.fakehub import ago, idle_user, inactive_user, user_with_servers, utcnow
 
 PASSES = 300
 BASELINE_PASS = 10  # pools and the worker threads are warm by then

@@ -1,7 +1,7 @@
 # JupyterHub configuration for the real-hub tests and for `make demo`.
 #
 # Loaded by `.venv-hub/bin/jupyterhub -f tests/realhub/jupyterhub_config.py`, started by
-# tests/realhub/harness.py, which sets these environment variables:
+# tests/support/realhub.py, which sets these environment variables:
 #
 #   REALHUB_STATE_DIR        temporary directory: database, cookie secret, pid files
 #   REALHUB_PORT             public (proxy) port on 127.0.0.1
@@ -38,7 +38,7 @@ def _env(name, default=None):
     value = os.environ.get(name)
     if value is None or value == "":
         if default is None:
-            raise RuntimeError(f"jupyterhub_config.py: {name} is not set (use harness.py)")
+            raise RuntimeError(f"jupyterhub_config.py: {name} is not set (see realhub.py)")
         return default
     return value
 

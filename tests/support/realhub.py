@@ -33,7 +33,7 @@ from urllib.parse import quote
 import requests
 
 HERE = Path(__file__).resolve().parent
-REPO = HERE.parent.parent
+REPO = HERE.parent.parent  # tests/support/ -> the repository root
 CONFIG_FILE = HERE / "jupyterhub_config.py"
 HUB_BIN = REPO / ".venv-hub" / "bin" / "jupyterhub"
 PROXY_BIN_DIR = REPO / ".node" / "node_modules" / ".bin"

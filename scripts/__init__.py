@@ -1,0 +1,1 @@
+"""Developer scripts: ``python -m scripts.demo`` from the repository root (``make demo``)."""
