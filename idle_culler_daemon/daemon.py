@@ -6,21 +6,19 @@ and while waiting on the workers (through the heartbeat given to the pass) and i
 between passes, so a stuck pass stops the pings and systemd restarts us.
 """
 
-import logging
 import threading
 import time
+from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from typing import Callable, Optional, Protocol
 
-from idle_culler_daemon.cull import PassStats
-from idle_culler_daemon.errors import ConfigError
+from idle_culler_daemon.errors import EXIT_CONFIG, EXIT_OK, EXIT_TEMPFAIL, ConfigError
+from idle_culler_daemon.log import get_logger
 from idle_culler_daemon.notify import Notifier
+from idle_culler_daemon.report import log_pass, status_line
+from idle_culler_daemon.stats import PassStats
 
-log = logging.getLogger(__name__)
-
-EXIT_OK = 0
-EXIT_TEMPFAIL = 75  # EX_TEMPFAIL: --once could not reach the hub or the pass had failures
-EXIT_CONFIG = 78    # EX_CONFIG
+log = get_logger(__name__)
 
 
 class Service(Protocol):
@@ -51,50 +49,34 @@ class Signals:
         self.wake.set()
 
 
-def status_line(stats: PassStats, next_at: Optional[datetime]) -> str:
-    """The one-line summary used for STATUS= (kept short and ASCII by the notifier)."""
-    if stats.listing_error:
-        head = "hub unreachable: %s" % stats.listing_error
-    elif stats.auth_error:
-        head = "refused by the hub: %s" % stats.auth_error
-    else:
-        head = ("users %d, stopped %d, pending %d, failed %d, deleted %d in %.1fs"
-                % (stats.users_seen, stats.stopped, stats.pending,
-                   stats.failed + stats.delete_failed, stats.deleted, stats.duration_s))
-        if stats.first_failure:
-            head += " (first failure: user %s)" % stats.first_failure
-    if next_at is not None:
-        head += "; next pass %s" % next_at.strftime("%H:%M:%SZ")
-    return head
+def _utc_now() -> datetime:
+    return datetime.now(timezone.utc)
 
 
-def _log_pass(stats: PassStats, next_at: Optional[datetime]) -> None:
-    fields = (stats.users_seen, stats.users_skipped, stats.stopped, stats.pending,
-              stats.failed, stats.deleted, stats.delete_failed, "%.2f" % stats.duration_s,
-              next_at.strftime("%Y-%m-%dT%H:%M:%SZ") if next_at else "-")
-    if stats.listing_error:
-        log.error("pass-aborted reason=hub-error error=%s detail=%s", stats.listing_error,
-                  "nothing was stopped; trying again at the next pass")
-    if stats.auth_error:
-        log.error("pass-refused reason=auth error=%s hint=%s", stats.auth_error,
-                  "check the scopes of the token's role")
-    log.info("pass-done users=%s skipped=%s stopped=%s pending=%s failed=%s deleted=%s "
-             "delete_failed=%s took_s=%s next=%s", *fields)
+@dataclass(frozen=True)
+class LoopClock:
+    """The loop's sense of time; tests give a manual one.
+
+    ``monotonic`` schedules passes, ``wall`` only names the next pass in the logs, and
+    ``wait(seconds)`` sleeps between passes (default: on ``signals.wake``, so that a signal
+    ends the sleep at once).
+    """
+
+    monotonic: Callable[[], float] = time.monotonic
+    wall: Callable[[], datetime] = _utc_now
+    wait: Optional[Callable[[float], object]] = None
 
 
 def run_forever(service: Service, notifier: Notifier, signals: Signals, once: bool = False,
-                monotonic: Callable[[], float] = time.monotonic,
-                wall: Callable[[], datetime] = lambda: datetime.now(timezone.utc),
-                wait: Optional[Callable[[float], object]] = None) -> int:
+                clock: LoopClock = LoopClock()) -> int:
     """Run passes until stopped; return the exit code.
 
     With ``once``: one pass, then 0, or 75 when the hub could not be reached or something
     failed. A ConfigError from a pass (missing scopes found by the preflight) ends the loop
     with 78. SIGTERM/SIGINT: no new work, requests in flight finish, STOPPING=1, exit 0.
-    ``wait(seconds)`` sleeps between passes (default: on ``signals.wake``); tests inject a
-    manual clock through ``monotonic`` and ``wait``.
     """
-    wait = wait or signals.wake.wait
+    monotonic = clock.monotonic
+    wait = clock.wait or signals.wake.wait
     notifier.ready("started; first pass running")
     code = EXIT_OK
     while not signals.stop.is_set():
@@ -102,21 +84,21 @@ def run_forever(service: Service, notifier: Notifier, signals: Signals, once: bo
         try:
             stats = service.run_pass(notifier.heartbeat, signals.stop.is_set)
         except ConfigError as exc:
-            log.error("config-error error=%s", exc)
+            log.error("config-error", error=str(exc))
             notifier.stopping("configuration error: %s" % exc)
             return EXIT_CONFIG
         interval = service.interval_s
-        next_at = None if once else wall() + timedelta(
+        next_at = None if once else clock.wall() + timedelta(
             seconds=max(0.0, interval - (monotonic() - started)))
-        _log_pass(stats, next_at)
+        log_pass(stats, next_at)
         notifier.status(status_line(stats, next_at))
         if once:
             code = EXIT_OK if stats.ok or signals.stop.is_set() else EXIT_TEMPFAIL
             break
         overrun = monotonic() - (started + interval)
         if overrun > 0:
-            log.warning("pass-overran overrun_s=%.1f interval_s=%s detail=%s", overrun,
-                        interval, "the next pass starts now")
+            log.warning("pass-overran", overrun_s="%.1f" % overrun, interval_s=interval,
+                        detail="the next pass starts now")
         _sleep_until(started, service, notifier, signals, monotonic, wait)
     notifier.stopping("stopping")
     log.info("stopped")

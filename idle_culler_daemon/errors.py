@@ -1,11 +1,18 @@
-"""The exception hierarchy: every error the culler raises on purpose derives from ``CullerError``.
+"""The culler's errors and the process exit codes they lead to: both live here, in one place.
 
-Each kind maps to one handling level (STYLE.md c.8): ``ConfigError`` ends the process with exit
-code 78 before anything is sent to the hub; ``HubError`` ends one pass (the daemon carries on);
-``ModelError`` skips one user.
+Each kind of error is handled at one level (docs/architecture.md#errors): ``ConfigError``
+ends the process with ``EXIT_CONFIG`` before anything is sent to the hub; ``HubError`` ends one
+pass (the daemon carries on; ``--once`` exits ``EXIT_TEMPFAIL``); ``ModelError`` skips one user.
+Anything else that reaches the loop is a bug: ``EXIT_BUG``.
 """
 
 from typing import Optional
+
+EXIT_OK = 0
+EXIT_BUG = 1        # an unexpected error, logged with its traceback
+EXIT_USAGE = 2      # argparse's own code for an unknown option or a missing value
+EXIT_TEMPFAIL = 75  # EX_TEMPFAIL: --once could not reach the hub, or the pass had failures
+EXIT_CONFIG = 78    # EX_CONFIG: a bad option, an unreadable file, no token, a missing scope
 
 
 class CullerError(Exception):
@@ -42,3 +49,8 @@ class HubProtocolError(HubError):
 
 class HubHTTPError(HubError):
     """Any other unexpected HTTP status."""
+
+
+def status_class(status: Optional[int]) -> str:
+    """The label of a failed request for counting: ``4xx``, ``5xx`` or ``connection``."""
+    return "connection" if status is None else "%dxx" % (status // 100)

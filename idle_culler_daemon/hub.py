@@ -1,9 +1,11 @@
 """The JupyterHub REST API client: the only module that touches ``requests``.
 
-One ``requests.Session`` per process, retries through urllib3 ``Retry`` configured once, a
-``(connect, read)`` timeout on every call, pagination rebuilt from our own base URL, every path
-segment quoted, and one table from HTTP status to outcome. Errors come out typed
-(``errors.HubError`` and its subclasses) and never carry the token.
+One ``requests.Session`` per process, retries through urllib3 ``Retry`` configured once from
+the ``RetryPolicy`` below, a ``(connect, read)`` timeout on every call and a deadline on every
+body, pagination rebuilt from our own base URL, every path segment quoted, and one table from
+HTTP status to outcome. Errors come out typed (``errors.HubError`` and its subclasses) and never
+carry the token. The retry policy also gives the worst case of one call, which the daemon
+compares with systemd's watchdog interval and uses as the stall limit of a pass.
 """
 
 import enum
@@ -21,7 +23,7 @@ from urllib3.exceptions import MaxRetryError, ResponseError
 from urllib3.util.retry import Retry
 
 from idle_culler_daemon import __version__
-from idle_culler_daemon.config import RETRY_AFTER_CAP_S, HubSettings
+from idle_culler_daemon.config import HubSettings
 from idle_culler_daemon.errors import (
     HubAuthError,
     HubError,
@@ -32,6 +34,33 @@ from idle_culler_daemon.errors import (
 
 PAGINATION_MEDIA_TYPE = "application/jupyterhub-pagination+json"
 USER_AGENT = "jupyterhub-idle-culler-daemon/%s" % __version__
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """How a call to the hub is retried and how long it may take (not user settings).
+
+    Connection errors, read errors and 429/502/503/504 answers to GET and DELETE are retried
+    ``retries`` times with exponential backoff; ``Retry-After`` is honoured up to
+    ``retry_after_cap_s``.
+    """
+
+    retries: int = 3
+    backoff_factor: float = 0.5
+    retry_after_cap_s: float = 30.0
+    connect_timeout: float = 3.05  # just above a multiple of 3 s, the TCP SYN retransmission step
+
+    def worst_case_call_s(self, read_timeout: float) -> float:
+        """Upper bound of one call, retries, backoff and Retry-After waits included.
+
+        Each attempt may spend a connect and a read timeout; each wait between attempts is at
+        most the Retry-After cap (the backoff waits are shorter); a listing's body has one more
+        read timeout as its own deadline.
+        """
+        attempts = self.retries + 1
+        waits = sum(max(self.backoff_factor * 2 ** attempt, self.retry_after_cap_s)
+                    for attempt in range(self.retries))
+        return attempts * (self.connect_timeout + read_timeout) + waits + read_timeout
 
 
 class StopResult(enum.Enum):
@@ -71,13 +100,14 @@ class CappedRetry(Retry):
     """
 
     cancel: Optional[threading.Event] = None
+    cap_s: float = RetryPolicy.retry_after_cap_s
 
     def parse_retry_after(self, retry_after: str) -> float:
-        return min(super().parse_retry_after(retry_after), RETRY_AFTER_CAP_S)
+        return min(super().parse_retry_after(retry_after), self.cap_s)
 
     def new(self, **kwargs: Any) -> "CappedRetry":
         retry = super().new(**kwargs)
-        retry.cancel = self.cancel
+        retry.cancel, retry.cap_s = self.cancel, self.cap_s
         return retry
 
     def increment(self, method=None, url=None, response=None, error=None, _pool=None,
@@ -101,17 +131,17 @@ class _TokenAuth(AuthBase):
         return "<token auth>"
 
 
-def build_session(settings: HubSettings, cancel: Optional[threading.Event] = None
-                  ) -> requests.Session:
+def build_session(settings: HubSettings, policy: RetryPolicy = RetryPolicy(),
+                  cancel: Optional[threading.Event] = None) -> requests.Session:
     """Build the process's one Session; it is never mutated afterwards."""
     retry = CappedRetry(
-        total=settings.retries, connect=settings.retries, read=settings.retries,
-        status=settings.retries, other=0, redirect=0,
+        total=policy.retries, connect=policy.retries, read=policy.retries,
+        status=policy.retries, other=0, redirect=0,
         status_forcelist=(429, 502, 503, 504),
         allowed_methods=frozenset({"GET", "DELETE"}),
-        backoff_factor=settings.backoff_factor, raise_on_status=False,
+        backoff_factor=policy.backoff_factor, raise_on_status=False,
         respect_retry_after_header=True)
-    retry.cancel = cancel
+    retry.cancel, retry.cap_s = cancel, policy.retry_after_cap_s
     # Workers plus the main thread may each hold a connection: size the pool for all of them,
     # otherwise urllib3 discards connections ("Connection pool is full").
     adapter = HTTPAdapter(max_retries=retry, pool_connections=2,
@@ -169,11 +199,12 @@ def error_for(method: str, path: str, response: requests.Response) -> HubError:
 class HubClient:
     """Calls to the hub API, each through ``_call`` with timeouts and retries."""
 
-    def __init__(self, settings: HubSettings, session: Optional[requests.Session] = None,
+    def __init__(self, settings: HubSettings, policy: RetryPolicy = RetryPolicy(),
                  cancel: Optional[threading.Event] = None) -> None:
         self._settings = settings
+        self._timeout = (policy.connect_timeout, settings.read_timeout)
         self._base = settings.api_url
-        self._session = session or build_session(settings, cancel)
+        self._session = build_session(settings, policy, cancel)
 
     def close(self) -> None:
         self._session.close()
@@ -182,8 +213,7 @@ class HubClient:
         """Send one request; the only place that uses the session."""
         try:
             return self._session.request(
-                method, self._base + path,
-                timeout=(self._settings.connect_timeout, self._settings.read_timeout), **kwargs)
+                method, self._base + path, timeout=self._timeout, **kwargs)
         except requests.RequestException as exc:
             raise HubUnavailable("%s %s: %s" % (method, path, _describe(exc))) from None
 
@@ -193,7 +223,9 @@ class HubClient:
 
         requests' read timeout bounds each gap between bytes, not the whole body: a hub that
         trickles a page forever would hang the pass. A timer shuts the socket down when the
-        body is not complete in time, which ends the blocked read.
+        body is not complete in time. It stays a timer because the body is read in blocking
+        chunks (urllib3 1.26 has no read-at-most-once call) that a slow sender can stretch
+        without limit, so a deadline checked between reads could not end the read in progress.
         """
         response = self._call("GET", path, params=params, headers=headers, stream=True)
         expired = threading.Event()

@@ -1,10 +1,12 @@
-"""Logging set-up: ``key=value`` text or one JSON object per line, with secrets redacted.
+"""Logging: events with named fields, written as ``key=value`` text or one JSON object per line.
 
-The package logs with lazy ``%`` arguments in the shape ``"event key=%s key=%s"``. The
-formatters here split that shape back into an event and fields, so the text format can quote
-values that contain spaces and the JSON format can carry every field under its own key. Under
-systemd (``$JOURNAL_STREAM`` set) text lines drop the timestamp, which journald adds, and start
-with a ``<N>`` syslog priority so that ``journalctl -p warning`` works.
+The package logs through :func:`get_logger`, whose methods take an event name and its fields
+by name: ``log.info("stop", user="ann", server="-", reason="idle")``. The fields travel with
+the record (an :class:`Event` as the message), so the formatters never have to recover them
+from a format string. Secrets are redacted from each value before it is quoted, and from the
+finished line (tracebacks included). Under systemd (``$JOURNAL_STREAM`` set) text lines drop
+the timestamp, which journald adds, and start with a ``<N>`` syslog priority so that
+``journalctl -p warning`` works.
 """
 
 import json
@@ -12,62 +14,108 @@ import logging
 import re
 import sys
 import time
-from typing import Iterable, List, Mapping, Optional, TextIO, Tuple
+from typing import Any, Dict, Iterable, List, Mapping, Optional, TextIO, Tuple
 
 PACKAGE_LOGGER = "idle_culler_daemon"
 REDACTED = "<redacted>"
 _PRIORITY = {logging.DEBUG: 7, logging.INFO: 6, logging.WARNING: 4, logging.ERROR: 3,
              logging.CRITICAL: 2}
-_KEY = re.compile(r"^[a-z_][a-z0-9_]*$")
 _NEEDS_QUOTES = re.compile(r'[\s"=]')
 
-
-def record_fields(record: logging.LogRecord) -> Tuple[str, List[Tuple[str, object]]]:
-    """Split a record into its event word and ``(key, value)`` fields.
-
-    Records that do not follow the package's shape (third-party loggers, or a format string
-    this function cannot pair with its arguments) become event ``log`` with a ``message``.
-    """
-    message = record.msg if isinstance(record.msg, str) else None
-    args = record.args if isinstance(record.args, tuple) else ()
-    if message and record.name.startswith(PACKAGE_LOGGER):
-        tokens = message.split(" ")
-        fields: List[Tuple[str, object]] = []
-        position = 0
-        try:
-            for token in tokens[1:]:
-                key, equals, template = token.partition("=")
-                if not equals or not _KEY.match(key):
-                    raise ValueError(token)
-                count = template.count("%") - 2 * template.count("%%")
-                value = template % args[position:position + count] if count else template
-                position += count
-                fields.append((key, value))
-            if position == len(args) and _KEY.match(tokens[0].replace("-", "_")):
-                return tokens[0], fields
-        except (ValueError, TypeError):
-            pass
-    return "log", [("logger", record.name), ("message", record.getMessage())]
+Fields = List[Tuple[str, Any]]
 
 
-def _quote(value: object) -> str:
-    text = str(value)
+def _text_value(value: Any) -> str:
+    if value is None:
+        return "-"
+    return str(value)
+
+
+def _quote(text: str) -> str:
     if text == "" or _NEEDS_QUOTES.search(text):
         return json.dumps(text, ensure_ascii=False)
     return text
 
 
+def render(event: str, fields: Fields) -> str:
+    """``event key=value ...``, quoting values that hold spaces, quotes or ``=``."""
+    return " ".join([event] + ["%s=%s" % (key, _quote(_text_value(value)))
+                               for key, value in fields])
+
+
+class Event:
+    """A log message made of an event name and its fields; ``str()`` is the text form."""
+
+    __slots__ = ("name", "fields")
+
+    def __init__(self, name: str, fields: Mapping[str, Any]) -> None:
+        self.name = name
+        self.fields: Fields = list(fields.items())
+
+    def __str__(self) -> str:
+        return render(self.name, self.fields)
+
+
+class EventLogger:
+    """A ``logging.Logger`` whose methods take an event name and named fields."""
+
+    def __init__(self, name: str) -> None:
+        self.logger = logging.getLogger(name)
+
+    def _emit(self, level: int, event: str, fields: Dict[str, Any], exc_info: bool = False
+              ) -> None:
+        if self.logger.isEnabledFor(level):
+            # stacklevel 3: the caller of debug()/info()/..., not this helper
+            self.logger.log(level, Event(event, fields), exc_info=exc_info, stacklevel=3)
+
+    def debug(self, event: str, **fields: Any) -> None:
+        self._emit(logging.DEBUG, event, fields)
+
+    def info(self, event: str, **fields: Any) -> None:
+        self._emit(logging.INFO, event, fields)
+
+    def warning(self, event: str, **fields: Any) -> None:
+        self._emit(logging.WARNING, event, fields)
+
+    def error(self, event: str, **fields: Any) -> None:
+        self._emit(logging.ERROR, event, fields)
+
+    def exception(self, event: str, **fields: Any) -> None:
+        """An ERROR with the traceback of the exception being handled."""
+        self._emit(logging.ERROR, event, fields, exc_info=True)
+
+    def enabled(self, level: int) -> bool:
+        return self.logger.isEnabledFor(level)
+
+
+def get_logger(name: str) -> EventLogger:
+    return EventLogger(name)
+
+
+def record_fields(record: logging.LogRecord) -> Tuple[str, Fields]:
+    """The event and fields of a record; records of other loggers become event ``log``."""
+    if isinstance(record.msg, Event):
+        return record.msg.name, record.msg.fields
+    return "log", [("logger", record.name), ("message", record.getMessage())]
+
+
 class _Redacting(logging.Formatter):
-    """Base formatter that removes every secret from the finished line."""
+    """Base formatter that keeps every secret out of what it writes."""
 
     def __init__(self, secrets: Iterable[str] = ()) -> None:
         super().__init__()
         self._secrets = [secret for secret in secrets if secret]
 
-    def _redact(self, line: str) -> str:
+    def _redact(self, text: str) -> str:
         for secret in self._secrets:
-            line = line.replace(secret, REDACTED)
-        return line
+            text = text.replace(secret, REDACTED)
+        return text
+
+    def _clean_fields(self, record: logging.LogRecord) -> Tuple[str, Fields]:
+        event, fields = record_fields(record)
+        cleaned = [(key, self._redact(value) if isinstance(value, str) else value)
+                   for key, value in fields]
+        return event, cleaned
 
 
 class TextFormatter(_Redacting):
@@ -78,8 +126,7 @@ class TextFormatter(_Redacting):
         self._journal = journal
 
     def format(self, record: logging.LogRecord) -> str:
-        event, fields = record_fields(record)
-        body = " ".join([event] + ["%s=%s" % (key, _quote(value)) for key, value in fields])
+        body = render(*self._clean_fields(record))
         if self._journal:
             line = "<%d>%s" % (_PRIORITY.get(record.levelno, 6), body)
         else:
@@ -94,12 +141,12 @@ class JsonFormatter(_Redacting):
     """One JSON object per line: ``time``, ``level``, ``event`` and the record's fields."""
 
     def format(self, record: logging.LogRecord) -> str:
-        event, fields = record_fields(record)
+        event, fields = self._clean_fields(record)
         stamp = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created))
-        payload = {"time": "%s.%03dZ" % (stamp, record.msecs), "level": record.levelname,
-                   "event": event}
+        payload: Dict[str, Any] = {"time": "%s.%03dZ" % (stamp, record.msecs),
+                                   "level": record.levelname, "event": event}
         for key, value in fields:
-            payload.setdefault(key, value)
+            payload.setdefault(key, _text_value(value))
         if record.exc_info:
             payload["traceback"] = self.formatException(record.exc_info)
         return self._redact(json.dumps(payload, ensure_ascii=False, default=str))
@@ -124,9 +171,7 @@ def configure_logging(level: str = "INFO", log_format: str = "text",
     root.addHandler(handler)
     root.setLevel(logging.WARNING)
     logging.getLogger(PACKAGE_LOGGER).setLevel(getattr(logging, level))
-    if level == "DEBUG":
-        logging.getLogger("urllib3").setLevel(logging.DEBUG)  # shows each retry
-    else:
-        logging.getLogger("urllib3").setLevel(logging.WARNING)
+    # urllib3 logs each retry at DEBUG: shown only when we are asked for DEBUG ourselves
+    logging.getLogger("urllib3").setLevel(logging.DEBUG if level == "DEBUG" else logging.WARNING)
     logging.captureWarnings(True)
     return handler

@@ -11,8 +11,8 @@ import time
 from typing import Any, Optional
 
 from idle_culler_daemon import __version__
-from idle_culler_daemon.cull import PassStats
 from idle_culler_daemon.errors import ConfigError
+from idle_culler_daemon.stats import PassStats
 
 PREFIX = "jupyterhub_idle_culler_"
 INSTALL_HINT = ("pip install 'jupyterhub-idle-culler-daemon[metrics]' (or the distribution's "

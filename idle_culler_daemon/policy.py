@@ -1,15 +1,15 @@
 """Pure cull decisions: which server to stop and which user to delete, and why.
 
 Everything here is a function of its arguments: the parsed models, ``now`` and the settings.
-Nothing logs, reads the clock or talks to the hub, so each rule of SPEC sections 4 and 6 is one
-small test. The caller logs the verdicts.
+Nothing logs, reads the clock or talks to the hub, so each rule (docs/behaviour.md#server-rules,
+#user-rules and #rules) is one small test. The caller logs the verdicts.
 """
 
 import enum
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from fnmatch import fnmatchcase
-from typing import List, Optional, Sequence, Tuple
+from typing import Optional, Sequence
 
 from idle_culler_daemon.config import CullSettings, RuleSettings
 from idle_culler_daemon.model import Server, User
@@ -74,7 +74,7 @@ def _pick(*values: Optional[int]) -> int:
 
 
 def judge_server(user: User, server: Server, now: datetime, settings: CullSettings) -> Verdict:
-    """Decide whether one server should be stopped (SPEC section 4, step 4)."""
+    """Decide whether one server should be stopped (docs/behaviour.md#server-rules)."""
     if server.pending:
         return Verdict(Action.KEEP, "pending-" + server.pending)
     if not server.ready:
@@ -135,47 +135,3 @@ def judge_user(user: User, now: datetime, settings: CullSettings, servers_kept: 
     if max_age and age is not None and age >= timedelta(seconds=max_age):
         return Verdict(Action.DELETE, "max-age", rule_name, idle_for, age)
     return Verdict(Action.KEEP, "active", rule_name, idle_for, age)
-
-
-# What each scope of JupyterHub 2+ also grants, for hubs that report unexpanded scopes.
-_IMPLIED_BY = {
-    "list:users": ("admin:users",),
-    "read:users:activity": ("read:users", "admin:users"),
-    "read:users:groups": ("read:users", "admin:users"),
-    "read:servers": ("admin:servers",),
-    "delete:servers": ("admin:servers",),
-    "delete:users": ("admin:users",),
-}
-
-
-def required_scopes(settings: CullSettings) -> Tuple[Tuple[str, ...], ...]:
-    """The scopes the configuration needs; each entry lists alternatives (any one will do)."""
-    needed = [("list:users",), ("read:users:activity",), ("read:servers",), ("delete:servers",)]
-    if settings.cull_users:
-        needed.append(("delete:users", "admin:users"))
-    if settings.needs_groups:
-        needed.append(("read:users:groups",))
-    return tuple(needed)
-
-
-def advised_scopes(settings: CullSettings) -> Tuple[Tuple[str, ...], ...]:
-    """Scopes that are not required but without which some users are never deleted.
-
-    Without ``read:users`` the hub hides ``created``, so a user who was never active has no
-    timestamp to judge and is kept.
-    """
-    return (("read:users", "admin:users"),) if settings.cull_users else ()
-
-
-def missing_scopes(needed: Sequence[Tuple[str, ...]], granted: Sequence[str]) -> List[str]:
-    """Name each needed scope that ``granted`` lacks (``a or b`` for alternatives).
-
-    A scope held with a filter (``read:servers!group=x``) counts as held: the hub then shows
-    only the users the filter allows, which is the operator's choice.
-    """
-    held = {scope.split("!", 1)[0] for scope in granted if isinstance(scope, str)}
-
-    def has(scope: str) -> bool:
-        return scope in held or any(parent in held for parent in _IMPLIED_BY.get(scope, ()))
-
-    return [" or ".join(options) for options in needed if not any(has(s) for s in options)]

@@ -1,10 +1,12 @@
-"""Fixtures shared by every tier of tests."""
+"""Fixtures shared by every tier of tests: ports, the notification socket, the fake hub."""
 
 import socket
+from typing import Any, Callable, Iterator, List
 
 import pytest
 
 from tests.notify_listener import NotifyListener
+from tests.support.fakehub import FakeHub
 
 
 @pytest.fixture
@@ -24,3 +26,27 @@ def listener(request, tmp_path):
         sink = NotifyListener.bind_abstract()
     with sink:
         yield sink
+
+
+@pytest.fixture
+def fake_hub() -> Iterator[FakeHub]:
+    """A started loopback :class:`FakeHub` with default settings (JupyterHub 6.1.1, no scopes),
+    closed (and its threads joined) at teardown."""
+    with FakeHub() as hub:
+        yield hub
+
+
+@pytest.fixture
+def make_fake_hub() -> Iterator[Callable[..., FakeHub]]:
+    """A factory for started hubs with options (``make_fake_hub(version="1.2.0")``); every hub
+    it made is closed at teardown."""
+    hubs: List[FakeHub] = []
+
+    def make(**options: Any) -> FakeHub:
+        hub = FakeHub(**options).start()
+        hubs.append(hub)
+        return hub
+
+    yield make
+    for hub in reversed(hubs):
+        hub.close()

@@ -7,8 +7,6 @@ import sys
 
 import pytest
 
-from tests.integration.conftest import fake_hub  # noqa: F401 - the loopback fake hub fixture
-
 SCRIPT = pathlib.Path(sys.executable).parent / "jupyterhub-idle-culler"
 
 

@@ -30,7 +30,7 @@ def test_cli_installed_script_and_module_both_answer_version(run_culler):
 
 
 def test_cli_help_lists_every_option(run_culler):
-    from idle_culler_daemon.config import OPTIONS
+    from idle_culler_daemon.options import OPTIONS
     result = run_culler("--help")
     assert result.returncode == 0
     for option in OPTIONS:

@@ -28,9 +28,10 @@ from datetime import datetime, timedelta, timezone
 from typing import Callable, Dict, List, Optional, Set, Tuple
 
 from idle_culler_daemon.config import CullSettings, HubSettings
-from idle_culler_daemon.cull import PassStats, run_pass
-from idle_culler_daemon.hub import HubClient
+from idle_culler_daemon.cull import Runtime, run_pass
+from idle_culler_daemon.hub import HubClient, RetryPolicy
 from idle_culler_daemon.log import TextFormatter
+from idle_culler_daemon.stats import PassStats
 from tests.end_to_end.conftest import culler_env
 from tests.support.fakehub import (
     ROUTE_DELETE_USER,
@@ -206,16 +207,16 @@ class InProcessCuller:
                  backoff_factor: float = 0.1) -> None:
         self.settings = settings or CullSettings(timeout=TIMEOUT_S)
         self.concurrency = concurrency
-        self.client = HubClient(HubSettings(
-            api_url=hub.api_url, token=hub.token, read_timeout=read_timeout,
-            connect_timeout=1.0, backoff_factor=backoff_factor, page_size=page_size,
-            pool_size=concurrency))
+        self.client = HubClient(
+            HubSettings(api_url=hub.api_url, token=hub.token, read_timeout=read_timeout,
+                        page_size=page_size, pool_size=concurrency),
+            RetryPolicy(connect_timeout=1.0, backoff_factor=backoff_factor))
         self.executor = ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="cull")
         self.passes: List[PassStats] = []
 
     def run_pass(self) -> PassStats:
-        stats = run_pass(self.client, self.settings, datetime.now(timezone.utc), self.executor,
-                         self.concurrency)
+        stats = run_pass(self.client, self.settings, datetime.now(timezone.utc),
+                         Runtime(self.executor, self.concurrency))
         self.passes.append(stats)
         return stats
 

@@ -1,20 +1,22 @@
 """HubClient against the loopback fake hub: request shape, retries, timeouts, pagination."""
 
 import time
+from dataclasses import replace
 
 import pytest
 
 from idle_culler_daemon.config import HubSettings
 from idle_culler_daemon.errors import HubAuthError, HubProtocolError, HubUnavailable
-from idle_culler_daemon.hub import HubClient, StopResult
+from idle_culler_daemon.hub import HubClient, RetryPolicy, StopResult
 from tests.support.fakehub import active_user, idle_user
 
+FAST_RETRIES = RetryPolicy(connect_timeout=0.5, backoff_factor=0.01)
 
-def client(hub, **overrides):
-    settings = dict(api_url=hub.api_url, token=hub.token, read_timeout=0.5, connect_timeout=0.5,
-                    backoff_factor=0.01)
+
+def client(hub, retries=FAST_RETRIES.retries, **overrides):
+    settings = dict(api_url=hub.api_url, token=hub.token, read_timeout=0.5)
     settings.update(overrides)
-    return HubClient(HubSettings(**settings))
+    return HubClient(HubSettings(**settings), replace(FAST_RETRIES, retries=retries))
 
 
 def test_client_sends_token_user_agent_and_pagination_accept(fake_hub):
@@ -157,8 +159,7 @@ def test_client_makes_no_retry_once_cancelled(fake_hub):
     cancel = threading.Event()
     cancel.set()
     fake_hub.faults.add("GET /users", 503, count=None)
-    settings = HubSettings(api_url=fake_hub.api_url, token=fake_hub.token, read_timeout=0.5,
-                           connect_timeout=0.5, backoff_factor=0.01)
+    settings = HubSettings(api_url=fake_hub.api_url, token=fake_hub.token, read_timeout=0.5)
     with pytest.raises(HubUnavailable):
-        HubClient(settings, cancel=cancel).users_page("ready", 0)
+        HubClient(settings, FAST_RETRIES, cancel=cancel).users_page("ready", 0)
     assert len(fake_hub.records(route="list_users")) == 1

@@ -7,8 +7,8 @@ from datetime import datetime, timezone
 import pytest
 
 from idle_culler_daemon.config import CullSettings, HubSettings
-from idle_culler_daemon.cull import run_pass
-from idle_culler_daemon.hub import HubClient
+from idle_culler_daemon.cull import Runtime, run_pass
+from idle_culler_daemon.hub import HubClient, RetryPolicy
 from tests.support.fakehub import (
     active_user,
     idle_user,
@@ -22,12 +22,12 @@ DEFAULT = CullSettings(timeout=600)
 
 def culler_pass(fake_hub, settings=DEFAULT, concurrency=4, page_size=0, **kwargs):
     hub = HubClient(HubSettings(api_url=fake_hub.api_url, token=fake_hub.token,
-                                read_timeout=2, connect_timeout=1, backoff_factor=0.01,
-                                page_size=page_size, pool_size=concurrency))
+                                read_timeout=2, page_size=page_size, pool_size=concurrency),
+                    RetryPolicy(connect_timeout=1, backoff_factor=0.01))
     with ThreadPoolExecutor(max_workers=concurrency) as executor:
         try:
-            return run_pass(hub, settings, datetime.now(timezone.utc), executor, concurrency,
-                            **kwargs)
+            return run_pass(hub, settings, datetime.now(timezone.utc),
+                            Runtime(executor, concurrency, **kwargs))
         finally:
             hub.close()
 

@@ -2,7 +2,7 @@
 
 import pathlib
 
-from idle_culler_daemon.config import OPTIONS
+from idle_culler_daemon.options import OPTIONS
 
 README = pathlib.Path(__file__).resolve().parents[2] / "README.md"
 

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from idle_culler_daemon.config import OPTIONS, build_parser, env_names
+from idle_culler_daemon.options import OPTIONS, build_parser, env_names
 
 REPO = Path(__file__).resolve().parents[2]
 SCRIPT = REPO / "packaging" / "make-manpage.py"

@@ -13,7 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from idle_culler_daemon import config
+from idle_culler_daemon import config, options
+from idle_culler_daemon.hub import RetryPolicy
 
 REPO = Path(__file__).resolve().parents[2]
 UNITS_DIR = REPO / "packaging" / "systemd"
@@ -108,7 +109,7 @@ def test_units_env_example_keys_are_exactly_the_variables_the_daemon_reads():
     text = (UNITS_DIR / "culler.env.example").read_text(encoding="utf-8")
     keys = re.findall(r"^#?([A-Z][A-Z0-9_]*)=", text, flags=re.MULTILINE)
     assert len(keys) == len(set(keys)), "a key is documented twice"
-    assert set(keys) == set(config.env_names()) | HUB_VARIABLES
+    assert set(keys) == set(options.env_names()) | HUB_VARIABLES
 
 
 def test_units_exec_start_is_the_console_script():
@@ -156,7 +157,7 @@ def test_units_watchdog_half_exceeds_worst_case_call_with_default_settings(unit)
     # call must fit in that, and a stop waits for the call in flight.
     defaults = config.load_config({}, {"JUPYTERHUB_API_TOKEN": "not-a-token"},
                                   lambda path: "")
-    worst = defaults.hub.worst_case_call_s()
+    worst = RetryPolicy().worst_case_call_s(defaults.hub.read_timeout)
     (watchdog,) = values(unit, "WatchdogSec")
     (stop,) = values(unit, "TimeoutStopSec")
     assert seconds(watchdog) / 2 > worst

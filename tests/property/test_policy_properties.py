@@ -16,9 +16,10 @@ from hypothesis import HealthCheck, assume, example, given, settings
 from hypothesis import strategies as st
 
 from idle_culler_daemon.config import CullSettings, RuleSettings
-from idle_culler_daemon.cull import judge, run_pass
+from idle_culler_daemon.cull import Runtime, run_pass
 from idle_culler_daemon.errors import ModelError
 from idle_culler_daemon.hub import DeleteResult, Page, StopResult
+from idle_culler_daemon.jobs import judge
 from idle_culler_daemon.model import Server, User, parse_user
 from idle_culler_daemon.policy import Action, judge_server, judge_user
 from tests.fakes import InlineExecutor
@@ -206,7 +207,7 @@ def test_duplicate_sightings_stop_only_what_every_sighting_judged_idle(sightings
     sighting would delete it (``UserJob.merged``: "doubt keeps")."""
     hub = OnePageHub([sighting(one) for one in sightings])
     settings_ = CullSettings(timeout=3600, cull_users=cull_users)
-    run_pass(hub, settings_, NOW, InlineExecutor(), 1)
+    run_pass(hub, settings_, NOW, Runtime(InlineExecutor(), 1))
     idle_everywhere = set.intersection(*[
         {name for name, idle in one.items() if idle >= 3600} for one in sightings])
     assert set(hub.stops) <= {("dup", name) for name in idle_everywhere}

@@ -1,7 +1,5 @@
-"""Fixtures and the ``soak`` marker of the soak test (it runs in ``make test`` by default;
-``-m "not soak"`` leaves it out)."""
-
-from tests.integration.conftest import fake_hub, make_fake_hub  # noqa: F401 - fixtures
+"""The ``soak`` marker of the soak test (it runs in ``make test`` by default; ``-m "not soak"``
+leaves it out)."""
 
 
 def pytest_configure(config):

@@ -2,15 +2,9 @@
 
 import pytest
 
-from idle_culler_daemon.config import (
-    OPTIONS,
-    env_names,
-    generate_config,
-    load_config,
-    parse_command_line,
-    parse_rule_option,
-)
+from idle_culler_daemon.config import load_config, parse_rule_option
 from idle_culler_daemon.errors import ConfigError
+from idle_culler_daemon.options import OPTIONS, env_names, generate_config, parse_command_line
 
 TOKEN = "s3cr3t-token-value"
 ENV = {"JUPYTERHUB_API_TOKEN": TOKEN}

@@ -1,10 +1,11 @@
 """A whole pass against the in-memory MemoryHub: list first, then act; outcomes; isolation."""
 
 import logging
+import threading
 from concurrent.futures import ThreadPoolExecutor
 
 from idle_culler_daemon.config import CullSettings
-from idle_culler_daemon.cull import run_pass
+from idle_culler_daemon.cull import Runtime, run_pass
 from idle_culler_daemon.errors import HubAuthError, HubUnavailable
 from idle_culler_daemon.hub import DeleteResult, StopResult
 from tests.fakes import NOW, InlineExecutor, MemoryHub, server_model, user_model
@@ -13,8 +14,8 @@ SETTINGS = CullSettings(timeout=600)
 USERS = CullSettings(timeout=600, cull_users=True)
 
 
-def run(hub, settings=SETTINGS, **kwargs):
-    return run_pass(hub, settings, NOW, InlineExecutor(), 4, **kwargs)
+def run(hub, settings=SETTINGS, **runtime):
+    return run_pass(hub, settings, NOW, Runtime(InlineExecutor(), 4, **runtime))
 
 
 def test_run_pass_stops_idle_and_keeps_active_servers():
@@ -135,7 +136,7 @@ def test_run_pass_dry_run_sends_nothing_and_reports_rows():
     hub = MemoryHub([user_model("ann", {"": server_model(900)}, idle_s=900)])
     stats = run(hub, USERS, dry_run=True)
     assert hub.of_kind("stop") == [] and hub.of_kind("delete") == []
-    assert [(row.action, row.user, row.verdict.reason) for row in stats.rows] == [
+    assert [(row.action, row.user, row.verdict.reason) for row in stats.plan] == [
         ("stop", "ann", "idle"), ("delete", "ann", "idle")]
 
 
@@ -174,7 +175,7 @@ def test_run_pass_with_real_threads_counts_everything():
     users = [user_model("u%03d" % i, {"": server_model(900)}) for i in range(200)]
     hub = MemoryHub(users)
     with ThreadPoolExecutor(max_workers=8) as executor:
-        stats = run_pass(hub, SETTINGS, NOW, executor, 8)
+        stats = run_pass(hub, SETTINGS, NOW, Runtime(executor, 8))
     assert stats.stopped == 200 and len(hub.of_kind("stop")) == 200
 
 
@@ -185,10 +186,41 @@ def test_run_pass_heartbeats_only_while_requests_finish():
     assert beats  # pages and jobs finished: the pass made progress
 
 
-def test_seen_names_reports_second_sightings_in_fixed_memory():
-    from idle_culler_daemon.cull import SeenNames
-    seen = SeenNames(salt=b"fixed-salt-for-the-test")
-    names = ["user%05d" % i for i in range(20000)]
-    assert not any(seen.add(name) for name in names)
-    assert all(seen.add(name) for name in names)
-    assert len(seen._bits) == SeenNames.BITS // 8
+def test_run_pass_stops_heartbeats_while_no_request_finishes_for_the_stall_limit():
+    # A stop hangs; the pass waits on it with ticks of a manual clock (one second per look).
+    # It heartbeats until stall_s has passed since the last finished request, then not at all
+    # (systemd's watchdog must see a stuck pass), and again once the stop finishes.
+    release = threading.Event()
+    clock = {"now": 0.0}
+    beats = []
+
+    def monotonic():
+        clock["now"] += 1.0
+        if clock["now"] >= 40:
+            release.set()  # the hung request ends at t=40
+        return clock["now"]
+
+    class HangingHub(MemoryHub):
+        def stop_server(self, user, server, remove):
+            assert release.wait(10), "the test never released the stop"
+            return super().stop_server(user, server, remove)
+
+    hub = HangingHub([user_model("ann", {"": server_model(900)})])
+    with ThreadPoolExecutor(max_workers=1) as executor:
+        stats = run_pass(hub, SETTINGS, NOW, Runtime(
+            executor, 1, heartbeat=lambda: beats.append(clock["now"]), tick_s=0.001,
+            stall_s=10, monotonic=monotonic))
+    assert stats.stopped == 1
+    assert beats[0] < 5 and any(5 < t < 14 for t in beats)  # while waiting, within the limit
+    assert not [t for t in beats if 15 <= t < 40]  # stalled: silence
+    assert beats[-1] >= 40  # the stop finished: progress again
+
+
+def test_run_pass_sees_a_user_listed_twice_as_a_duplicate_at_any_size():
+    # 20 000 users, each listed twice with disagreeing verdicts: every duplicate is seen
+    # (a plain set: no false positives or negatives), so nothing is stopped.
+    idle = [user_model("u%05d" % i, {"": server_model(900)}) for i in range(20000)]
+    active = [user_model("u%05d" % i, {"": server_model(5)}) for i in range(20000)]
+    hub = MemoryHub(idle + active, page_size=200)
+    stats = run(hub)
+    assert stats.users_seen == 40000 and hub.of_kind("stop") == []

@@ -2,9 +2,9 @@
 
 import logging
 
-from idle_culler_daemon.cull import PassStats
-from idle_culler_daemon.daemon import EXIT_CONFIG, EXIT_TEMPFAIL, Signals, run_forever
-from idle_culler_daemon.errors import ConfigError
+from idle_culler_daemon.daemon import LoopClock, Signals, run_forever
+from idle_culler_daemon.errors import EXIT_CONFIG, EXIT_TEMPFAIL, ConfigError
+from idle_culler_daemon.stats import PassStats
 from tests.fakes import RecordingNotifier
 
 
@@ -47,7 +47,8 @@ class FakeService:
 
 def loop(service, clock, signals, notifier=None, once=False):
     notifier = notifier or RecordingNotifier(tick_s=7.0)
-    code = run_forever(service, notifier, signals, once=once, monotonic=clock, wait=clock.sleep)
+    code = run_forever(service, notifier, signals, once=once,
+                       clock=LoopClock(monotonic=clock, wait=clock.sleep))
     return code, notifier
 
 

@@ -6,7 +6,7 @@ import logging
 
 import pytest
 
-from idle_culler_daemon.log import configure_logging
+from idle_culler_daemon.log import configure_logging, get_logger
 
 TOKEN = "tok-123456-secret"
 
@@ -23,17 +23,16 @@ def emit():
 
 def test_text_format_has_event_and_quoted_fields(emit):
     stream = emit("text")
-    logging.getLogger("idle_culler_daemon.cull").info(
-        "stop user=%s server=%s reason=%s idle_s=%s", "zoë b", "-", "idle", 700)
+    get_logger("idle_culler_daemon.cull").info("stop", user="zoë b", server="-", reason="idle",
+                                               idle_s=700)
     line = stream.getvalue().strip()
     assert line.endswith('INFO stop user="zoë b" server=- reason=idle idle_s=700')
 
 
 def test_json_format_carries_every_field(emit):
     stream = emit("json")
-    logging.getLogger("idle_culler_daemon.cull").info(
-        "stop user=%s server=%s reason=%s idle_s=%s age_s=%s rule=%s", "ann", "-", "idle",
-        700, 800, "default")
+    get_logger("idle_culler_daemon.cull").info("stop", user="ann", server="-", reason="idle",
+                                               idle_s=700, age_s=800, rule="default")
     record = json.loads(stream.getvalue())
     assert record["event"] == "stop" and record["level"] == "INFO" and "time" in record
     assert (record["user"], record["idle_s"], record["rule"]) == ("ann", "700", "default")
@@ -50,15 +49,15 @@ def test_json_format_wraps_foreign_records(emit):
 
 def test_journal_stream_gives_priorities_without_timestamps(emit):
     stream = emit("text", {"JOURNAL_STREAM": "8:1234"})
-    logging.getLogger("idle_culler_daemon.daemon").warning("pass-overran overrun_s=%s", 3)
+    get_logger("idle_culler_daemon.daemon").warning("pass-overran", overrun_s=3)
     assert stream.getvalue() == "<4>pass-overran overrun_s=3\n"
 
 
 @pytest.mark.parametrize("fmt", ["text", "json"])
 def test_the_token_never_reaches_a_line(emit, fmt):
     stream = emit(fmt, level="DEBUG")
-    log = logging.getLogger("idle_culler_daemon.hub")
-    log.error("pass-aborted error=%s", "Authorization: token " + TOKEN)
+    log = get_logger("idle_culler_daemon.hub")
+    log.error("pass-aborted", error="Authorization: token " + TOKEN)
     try:
         raise RuntimeError("boom " + TOKEN)
     except RuntimeError:

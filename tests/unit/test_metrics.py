@@ -4,7 +4,7 @@ from collections import Counter
 
 import pytest
 
-from idle_culler_daemon.cull import PassStats
+from idle_culler_daemon.stats import PassStats
 
 prometheus_client = pytest.importorskip("prometheus_client")
 from prometheus_client.parser import text_string_to_metric_families  # noqa: E402

@@ -1,4 +1,4 @@
-"""One test per rule of SPEC section 4 (servers and users) and section 6 (rules)."""
+"""One test per decision of docs/behaviour.md: servers, users and rules."""
 
 from datetime import timedelta
 
@@ -10,8 +10,6 @@ from idle_culler_daemon.policy import (
     Action,
     judge_server,
     judge_user,
-    missing_scopes,
-    required_scopes,
     select_rule,
 )
 from tests.fakes import NOW
@@ -196,28 +194,6 @@ def test_rules_user_timeout_decides_user_deletion():
 
 def test_rules_with_server_names_never_decide_for_the_user_record():
     assert select_rule((GPU,), user(), None) is None
-
-
-# --- scopes ---
-
-def test_required_scopes_grow_with_the_features():
-    base = required_scopes(CullSettings())
-    assert ("delete:servers",) in base and ("read:servers",) in base
-    assert ("delete:users", "admin:users") in required_scopes(CullSettings(cull_users=True))
-    assert ("read:users:groups",) in required_scopes(RULED)
-
-
-def test_missing_scopes_names_each_missing_one():
-    needed = required_scopes(CullSettings(cull_users=True))
-    granted = ["list:users", "read:users:activity", "read:servers"]
-    assert missing_scopes(needed, granted) == ["delete:servers", "delete:users or admin:users"]
-
-
-def test_missing_scopes_knows_implied_and_filtered_scopes():
-    needed = required_scopes(CullSettings(cull_users=True))
-    assert missing_scopes(needed, ["admin:users", "admin:servers"]) == []
-    assert missing_scopes(needed, ["admin:users", "read:servers!group=a",
-                                   "delete:servers"]) == []
 
 
 def test_judge_user_unknown_admin_flag_counts_as_admin_when_admins_are_spared():

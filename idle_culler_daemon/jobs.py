@@ -1,0 +1,86 @@
+"""What a pass decides for each user: the job (servers to stop, maybe the user to delete).
+
+Built from the pure verdicts of ``policy`` as each user's page arrives; only jobs are kept
+while listing, never the user models. Kept servers are logged here at DEBUG.
+"""
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Dict, MutableSet, Optional, Tuple
+
+from idle_culler_daemon.config import CullSettings
+from idle_culler_daemon.log import get_logger
+from idle_culler_daemon.model import User
+from idle_culler_daemon.policy import Action, Verdict, judge_server, judge_user
+from idle_culler_daemon.stats import seconds
+
+log = get_logger(__name__)
+
+
+@dataclass(frozen=True)
+class Stop:
+    server: str
+    verdict: Verdict
+
+
+@dataclass(frozen=True)
+class UserJob:
+    """What to do for one user: stop these servers, then maybe delete the user."""
+
+    user: str
+    stops: Tuple[Stop, ...] = ()
+    delete: Optional[Verdict] = None
+
+    @property
+    def empty(self) -> bool:
+        return not self.stops and self.delete is None
+
+    def merged(self, other: "UserJob") -> "UserJob":
+        """Combine two sightings of the same user (duplicates across pages or listings).
+
+        Only what both sightings agree on is kept: a server is stopped only if both judged it
+        idle, the user deleted only if both said so. Doubt keeps.
+        """
+        theirs = {stop.server for stop in other.stops}
+        stops = tuple(stop for stop in self.stops if stop.server in theirs)
+        delete = self.delete if (self.delete and other.delete) else None
+        return UserJob(self.user, stops, delete)
+
+
+def verdict_fields(verdict: Verdict) -> Dict[str, str]:
+    """The log fields every decision line carries after ``user=`` (and ``server=``)."""
+    return {"reason": verdict.reason, "idle_s": seconds(verdict.idle_for),
+            "age_s": seconds(verdict.age), "rule": verdict.rule}
+
+
+def judge(user: User, now: datetime, settings: CullSettings,
+          warned: Optional[MutableSet[str]] = None) -> Optional[UserJob]:
+    """Turn one parsed user into a job, or None when nothing is to be done.
+
+    A server kept for want of any timestamp is warned about once per ``warned`` set (the
+    daemon keeps one for its lifetime).
+    """
+    stops = []
+    kept = False
+    for server in user.servers:
+        verdict = judge_server(user, server, now, settings)
+        if verdict.action is Action.STOP:
+            stops.append(Stop(server.name, verdict))
+            continue
+        kept = True
+        if verdict.reason != "no-timestamps":
+            log.debug("keep", user=user.name, server=server.name or "-",
+                      **verdict_fields(verdict))
+            continue
+        key = "%s/%s" % (user.name, server.name)
+        if warned is None or key not in warned:
+            log.warning("keep", user=user.name, server=server.name or "-",
+                        reason="no-timestamps",
+                        detail="neither last_activity nor started is known")
+            if warned is not None:
+                warned.add(key)
+    user_verdict = judge_user(user, now, settings, kept)
+    delete = user_verdict if user_verdict.action is Action.DELETE else None
+    if not stops and delete is None:
+        return None
+    return UserJob(user.name, tuple(stops), delete)

@@ -1,0 +1,327 @@
+"""The option table, every spelling of it, and the converters from text to values.
+
+One table, ``OPTIONS``, defines every option once: the command line (``--help``), the
+environment variables, the config-file keys, ``--generate-config`` and the man page are all
+made from it. Each option names its converter, a function from a raw value (text, or a literal
+from a ``.py`` file) to a value that raises ``ValueError`` with a short reason; the rule keys
+of ``[rule:NAME]`` sections use the same converters (``RULE_KEYS``).
+
+To add an option: one ``Option(...)`` row here, a field where ``config.load_config`` builds the
+settings, and a line in docs/behaviour.md (docs/architecture.md, "Where things go").
+"""
+
+import argparse
+import math
+from dataclasses import dataclass
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
+
+from idle_culler_daemon import __version__
+
+PROG = "jupyterhub-idle-culler"
+ENV_PREFIX = "JUPYTERHUB_IDLE_CULLER_"
+DEFAULT_URL = "http://127.0.0.1:8081/hub/api"
+UNLIMITED_CONCURRENCY = 64
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
+
+TRUE_WORDS = frozenset({"1", "true", "yes", "on"})
+FALSE_WORDS = frozenset({"0", "false", "no", "off"})
+
+Converter = Callable[[Any], Any]
+
+
+# --- converters: raw value -> value, or ValueError with the reason -------------------------
+
+def boolean(raw: Any) -> bool:
+    if isinstance(raw, bool):
+        return raw
+    text = str(raw).strip().lower()
+    if text in TRUE_WORDS:
+        return True
+    if text in FALSE_WORDS:
+        return False
+    raise ValueError("is not a boolean (true/false, yes/no, 1/0, on/off)")
+
+
+def count(raw: Any) -> int:
+    """A whole number >= 0 (seconds, sizes, ports)."""
+    if isinstance(raw, bool):
+        raise ValueError("is not an integer")
+    try:
+        value = raw if isinstance(raw, int) else int(str(raw).strip())
+    except ValueError:
+        raise ValueError("is not an integer") from None
+    if value < 0:
+        raise ValueError("must not be negative")
+    return value
+
+
+def positive_number(raw: Any) -> float:
+    try:
+        value = float(str(raw).strip())
+    except ValueError:
+        raise ValueError("is not a number") from None
+    if not value > 0 or math.isinf(value):
+        raise ValueError("must be a positive number")
+    return value
+
+
+def text(raw: Any) -> str:
+    return str(raw)
+
+
+def patterns(raw: Any) -> Tuple[str, ...]:
+    """Comma-separated items (a list in a ``.py`` file, or one per repeated option)."""
+    items = raw if isinstance(raw, (list, tuple)) else [raw]
+    return tuple(part.strip() for item in items for part in str(item).split(",")
+                 if part.strip())
+
+
+def entries(raw: Any) -> Tuple[str, ...]:
+    """Whole items that may contain commas themselves (``--rule NAME:k=v,k=v``)."""
+    items = raw if isinstance(raw, (list, tuple)) else [raw]
+    return tuple(str(item) for item in items)
+
+
+def one_of(*choices: str) -> Converter:
+    """A converter accepting ``choices`` in any case; the result is spelt as in ``choices``."""
+    def convert(raw: Any) -> str:
+        for choice in choices:
+            if str(raw).strip().lower() == choice.lower():
+                return choice
+        raise ValueError("is not one of " + ", ".join(choices))
+    convert.choices = choices  # type: ignore[attr-defined]  # for --help and the man page
+    return convert
+
+
+# --- the table -------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Option:
+    """One option: its canonical name (underscores), converter, default and help text.
+
+    ``cli_only`` options (actions such as ``--version``) have no environment variable and no
+    config-file key; ``in_file`` False keeps an option out of config files; ``repeatable``
+    options collect every occurrence on the command line and every source.
+    """
+
+    name: str
+    convert: Converter
+    default: Any
+    help: str
+    metavar: str = ""
+    cli_only: bool = False
+    in_file: bool = True
+    repeatable: bool = False
+
+    @property
+    def flag(self) -> str:
+        return "--" + self.name.replace("_", "-")
+
+    @property
+    def env_name(self) -> Optional[str]:
+        return None if self.cli_only else ENV_PREFIX + self.name.upper()
+
+    @property
+    def choices(self) -> Tuple[str, ...]:
+        return getattr(self.convert, "choices", ())
+
+    @property
+    def is_flag(self) -> bool:
+        return self.convert is boolean
+
+
+OPTIONS: Tuple[Option, ...] = (
+    Option("url", text, None, "JupyterHub API URL. Default: $JUPYTERHUB_API_URL, else "
+           + DEFAULT_URL + ".", "URL"),
+    Option("timeout", count, 600, "Seconds of inactivity after which a server is stopped "
+           "(and, with --cull-users, a user deleted).", "SECONDS"),
+    Option("cull_every", count, 0, "Seconds from the start of one pass to the start of the "
+           "next. 0 means half of --timeout.", "SECONDS"),
+    Option("max_age", count, 0, "Stop servers older than this many seconds even if they are "
+           "active. 0 disables the rule.", "SECONDS"),
+    Option("cull_users", boolean, False, "Also delete idle users once none of their servers "
+           "is running."),
+    Option("cull_admin_users", boolean, True, "Allow admin users to be deleted, and their "
+           "servers to be stopped by --max-age."),
+    Option("remove_named_servers", boolean, False, "Remove named servers after stopping them, "
+           "instead of only stopping them."),
+    Option("cull_default_servers", boolean, True, "Manage default servers at all."),
+    Option("cull_named_servers", boolean, True, "Manage named servers at all."),
+    Option("concurrency", count, 10, "Most HTTP requests in flight to the hub at once, across "
+           "users. 0 means %d." % UNLIMITED_CONCURRENCY, "N"),
+    Option("api_page_size", count, 0, "Users per page when listing them (limit=). 0 lets the "
+           "hub choose (50, at most 200).", "N"),
+    Option("ssl_enabled", boolean, False, "Present the hub's internal-SSL client certificate."),
+    Option("internal_certs_location", text, "internal-ssl", "Folder with the hub's internal "
+           "certificates (hub-internal/, hub-ca/). $JUPYTERHUB_SSL_KEYFILE, "
+           "$JUPYTERHUB_SSL_CERTFILE and $JUPYTERHUB_SSL_CLIENT_CA win when set.", "DIR"),
+    Option("request_timeout", positive_number, None, "Seconds to wait for the hub on each "
+           "request (read timeout). Default: $JUPYTERHUB_REQUEST_TIMEOUT, else 60.", "SECONDS"),
+    Option("api_token_file", text, None, "Read the API token from this file. Otherwise "
+           "$CREDENTIALS_DIRECTORY/api-token (systemd LoadCredential=), then "
+           "$JUPYTERHUB_API_TOKEN.", "PATH"),
+    Option("once", boolean, False, "Run one pass and exit (for cron and the timer unit)."),
+    Option("dry_run", boolean, False, "Decide and log as usual but send no DELETE. With "
+           "--once, print a summary table on stdout."),
+    Option("exclude_users", patterns, (), "Never stop the servers of, or delete, users matching "
+           "these fnmatch patterns (comma-separated; repeatable).", "PATTERNS", repeatable=True),
+    Option("exclude_groups", patterns, (), "Never stop the servers of, or delete, members of "
+           "these groups (comma-separated; repeatable; needs read:users:groups).", "GROUPS",
+           repeatable=True),
+    Option("rule", entries, (), "A rule as NAME:key=value,key=value (the keys of a [rule:NAME] "
+           "config section; a list value continues over following commas without '='). "
+           "Repeatable; rules given here come before those of the config file.", "RULE",
+           repeatable=True, in_file=False),
+    Option("metrics_port", count, 0, "Serve Prometheus metrics on this port (needs the "
+           "[metrics] extra). 0 disables it.", "PORT"),
+    Option("metrics_address", text, "127.0.0.1", "Address the metrics endpoint binds to.",
+           "ADDRESS"),
+    Option("metrics_file", text, None, "Write Prometheus metrics to this file after every pass "
+           "(node_exporter textfile collector).", "PATH"),
+    Option("log_level", one_of(*LOG_LEVELS), "INFO", "Least severe log level shown.", "LEVEL"),
+    Option("log_format", one_of("text", "json"), "text", "text (key=value) or json (one "
+           "object per line).", "FORMAT"),
+    Option("config", text, None, "Config file: *.py is read as the reference's traitlets file "
+           "(literal assignments only, never executed); anything else as INI.", "PATH",
+           in_file=False),
+    Option("generate_config", boolean, False, "Print a commented INI config file and exit.",
+           cli_only=True),
+    Option("version", boolean, False, "Print the version and exit.", cli_only=True),
+)
+OPTIONS_BY_NAME: Dict[str, Option] = {option.name: option for option in OPTIONS}
+
+# Spellings of earlier generations that name an option differently (1.x ``--logging``).
+ALIASES = {"logging": "log_level"}
+
+# The keys of a ``[rule:NAME]`` section: matchers (all must match) and the settings they
+# override, each with its converter.
+RULE_MATCHERS = ("users", "groups", "server_names")
+RULE_SETTINGS = ("cull", "timeout", "max_age", "user_timeout", "user_max_age")
+RULE_KEYS: Dict[str, Converter] = {
+    "users": patterns, "groups": patterns, "server_names": patterns,
+    "cull": boolean, "timeout": count, "max_age": count, "user_timeout": count,
+    "user_max_age": count,
+}
+
+
+def file_option(key: str) -> Optional[Option]:
+    """The option a config-file key names (``-`` or ``_``, aliases), or None."""
+    name = key.replace("-", "_")
+    option = OPTIONS_BY_NAME.get(ALIASES.get(name, name))
+    if option is None or option.cli_only or not option.in_file:
+        return None
+    return option
+
+
+def env_names() -> List[str]:
+    """Return every ``JUPYTERHUB_IDLE_CULLER_*`` variable the culler reads."""
+    return [option.env_name for option in OPTIONS if option.env_name]
+
+
+def show(value: Any) -> str:
+    """A value as the text a user would write for it."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (tuple, list)):
+        return ",".join(value)
+    return str(value)
+
+
+# --- the command line ------------------------------------------------------------------------
+
+def _normalise_argument(argument: str) -> str:
+    """Map every accepted spelling of an option onto ``--dashed-name[=value]``.
+
+    Accepted: ``--cull-users``, ``--cull_users`` (1.x), ``--IdleCuller.cull_users`` (2.0
+    traitlets) and the alias ``--logging``.
+    """
+    if not argument.startswith("--") or argument == "--":
+        return argument
+    name, equals, value = argument[2:].partition("=")
+    if name.startswith("IdleCuller."):
+        name = name[len("IdleCuller."):]
+    key = name.replace("-", "_")
+    key = ALIASES.get(key, key)
+    if key not in OPTIONS_BY_NAME:
+        return argument  # argparse names it in its usage error
+    return "--" + key.replace("_", "-") + equals + value
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> None:  # argparse exits 2 on usage errors: keep that
+        self.print_usage()
+        self.exit(2, "%s: error: %s\n" % (self.prog, message))
+
+
+def build_parser(prog: str = PROG) -> argparse.ArgumentParser:
+    """Return the argument parser; every value stays raw until ``config.load_config``."""
+    parser = _Parser(
+        prog=prog, allow_abbrev=False, argument_default=argparse.SUPPRESS,
+        description="Stop idle Jupyter servers and delete idle users through the JupyterHub "
+                    "REST API. Every option can also be set with an environment variable "
+                    "%s<NAME> (e.g. %sTIMEOUT=3600) or in the config file." % (ENV_PREFIX,
+                                                                                ENV_PREFIX),
+        epilog="Exit codes: 0 done, 1 unexpected error, 2 usage, 75 hub unreachable or pass "
+               "failures (--once), 78 configuration error.")
+    for option in OPTIONS:
+        default = "" if option.default in (None, (), "") else " (default: %s)" % show(
+            option.default)
+        if option.is_flag and not option.cli_only:
+            parser.add_argument(option.flag, dest=option.name, nargs="?", const="true",
+                                metavar="BOOL", help=option.help + default)
+        elif option.is_flag:
+            parser.add_argument(option.flag, dest=option.name, action="store_const",
+                                const="true", help=option.help)
+        elif option.repeatable:
+            parser.add_argument(option.flag, dest=option.name, action="append",
+                                metavar=option.metavar, help=option.help)
+        else:
+            parser.add_argument(option.flag, dest=option.name, metavar=option.metavar,
+                                help=option.help + default)
+    return parser
+
+
+def parse_command_line(argv: Sequence[str]) -> Dict[str, Any]:
+    """Parse ``argv`` into raw option values (strings, or lists for repeatable options)."""
+    namespace = build_parser().parse_args([_normalise_argument(argument) for argument in argv])
+    return vars(namespace)
+
+
+# --- --generate-config -----------------------------------------------------------------------
+
+_RULE_EXAMPLES = """\
+# Rules refine the settings above for some users or servers. The first rule whose
+# matchers all match decides; matchers are comma-separated fnmatch patterns on
+# users, groups (needs the read:users:groups scope) and server_names ("" is the
+# default server). Settings: cull, timeout, max_age, user_timeout, user_max_age.
+
+# Never stop or delete staff:
+# [rule:staff]
+# groups = staff, admins
+# cull = false
+
+# GPU servers get a shorter idle limit and a maximum age:
+# [rule:gpu]
+# server_names = gpu-*
+# timeout = 900
+# max_age = 28800
+
+# Guests are deleted after a day without activity:
+# [rule:guests]
+# users = guest-*
+# user_timeout = 86400
+"""
+
+
+def generate_config() -> str:
+    """Return a commented INI config with every option at its default, and example rules."""
+    lines = ["# Configuration of jupyterhub-idle-culler (idle_culler_daemon %s)." % __version__,
+             "# Pass it with --config=PATH. Command-line options and JUPYTERHUB_IDLE_CULLER_*",
+             "# environment variables win over this file. Uncomment what you change.",
+             "", "[culler]"]
+    for option in OPTIONS:
+        if option.cli_only or not option.in_file:
+            continue
+        default = "" if option.default is None else show(option.default)
+        lines += ["; " + option.help, "# %s = %s" % (option.name, default), ""]
+    return "\n".join(lines) + "\n" + _RULE_EXAMPLES

@@ -1,0 +1,77 @@
+"""What a pass tells people: the summary log line, the STATUS= line and the dry-run table.
+
+Formatting only: the figures come from ``cull.PassStats``; the caller decides where each goes
+(the log, systemd, stdout).
+"""
+
+from datetime import datetime
+from typing import List, Optional, Sequence, Tuple
+
+from idle_culler_daemon.log import get_logger
+from idle_culler_daemon.stats import PassStats, PlanEntry, seconds
+
+log = get_logger(__name__)
+
+
+def status_line(stats: PassStats, next_at: Optional[datetime]) -> str:
+    """The one-line summary used for STATUS= (kept short and ASCII by the notifier)."""
+    if stats.listing_error:
+        head = "hub unreachable: %s" % stats.listing_error
+    elif stats.auth_error:
+        head = "refused by the hub: %s" % stats.auth_error
+    else:
+        head = ("users %d, stopped %d, pending %d, failed %d, deleted %d in %.1fs"
+                % (stats.users_seen, stats.stopped, stats.pending,
+                   stats.failed + stats.delete_failed, stats.deleted, stats.duration_s))
+        if stats.first_failure:
+            head += " (first failure: user %s)" % stats.first_failure
+    if next_at is not None:
+        head += "; next pass %s" % next_at.strftime("%H:%M:%SZ")
+    return head
+
+
+def log_pass(stats: PassStats, next_at: Optional[datetime]) -> None:
+    """The pass's summary line, preceded by an ERROR when the listing failed or was refused."""
+    if stats.listing_error:
+        log.error("pass-aborted", reason="hub-error", error=stats.listing_error,
+                  detail="nothing was stopped; trying again at the next pass")
+    if stats.auth_error:
+        log.error("pass-refused", reason="auth", error=stats.auth_error,
+                  hint="check the scopes of the token's role")
+    log.info("pass-done", users=stats.users_seen, skipped=stats.users_skipped,
+             stopped=stats.stopped, pending=stats.pending, failed=stats.failed,
+             deleted=stats.deleted, delete_failed=stats.delete_failed,
+             took_s="%.2f" % stats.duration_s,
+             next=next_at.strftime("%Y-%m-%dT%H:%M:%SZ") if next_at else "-")
+
+
+def format_duration(text: str) -> str:
+    """``7260`` (seconds, as text) -> ``2h01m``; ``-`` stays ``-``."""
+    if text == "-":
+        return "-"
+    total = int(text)
+    days, rest = divmod(total, 86400)
+    hours, rest = divmod(rest, 3600)
+    minutes, secs = divmod(rest, 60)
+    if days:
+        return "%dd%02dh%02dm" % (days, hours, minutes)
+    if hours:
+        return "%dh%02dm" % (hours, minutes)
+    return "%dm%02ds" % (minutes, secs)
+
+
+def plan_table(plan: Sequence[PlanEntry]) -> str:
+    """The ``--once --dry-run`` table: one row per server to stop and user to delete."""
+    header = ("ACTION", "USER", "SERVER", "REASON", "IDLE FOR", "AGE", "RULE")
+    lines: List[Tuple[str, ...]] = [header]
+    for entry in sorted(plan, key=lambda e: (e.user, e.action != "stop", e.server)):
+        lines.append(("would-" + entry.action, entry.user, entry.server or "-",
+                      entry.verdict.reason, format_duration(seconds(entry.verdict.idle_for)),
+                      format_duration(seconds(entry.verdict.age)), entry.verdict.rule))
+    widths = [max(len(line[column]) for line in lines) for column in range(len(header))]
+    text = ["  ".join(cell.ljust(width) for cell, width in zip(line, widths)).rstrip()
+            for line in lines]
+    stops = sum(1 for entry in plan if entry.action == "stop")
+    text.append("%d server(s) would be stopped, %d user(s) deleted; nothing was changed."
+                % (stops, len(plan) - stops))
+    return "\n".join(text)

@@ -1,0 +1,87 @@
+"""What the culler's token must be allowed to do: scopes per action, hints, the preflight verdict.
+
+JupyterHub 2+ grants a token scopes through roles, and ``GET /hub/api/user`` with the token
+returns its own model, with ``scopes`` on current hubs. Before the first pass the culler
+compares them with what its configuration needs (:func:`verdict`); a hub that does not report
+scopes is judged by its answers instead: the first 401/403 of each kind of request is logged
+once with :func:`scope_hint`. Pure: no I/O here.
+"""
+
+from dataclasses import dataclass
+from typing import Any, List, Mapping, Sequence, Tuple
+
+from idle_culler_daemon.config import CullSettings
+
+# The scope each kind of request a pass sends needs, as said in a hint.
+_ACTION_SCOPES = {"stop": "delete:servers", "delete": "delete:users (or admin:users)"}
+
+# What each scope of JupyterHub 2+ also grants, for hubs that report unexpanded scopes.
+_IMPLIED_BY = {
+    "list:users": ("admin:users",),
+    "read:users:activity": ("read:users", "admin:users"),
+    "read:users:groups": ("read:users", "admin:users"),
+    "read:servers": ("admin:servers",),
+    "delete:servers": ("admin:servers",),
+    "delete:users": ("admin:users",),
+}
+
+Needed = Tuple[Tuple[str, ...], ...]  # each entry lists alternatives: any one of them will do
+
+
+def scope_hint(action: str) -> str:
+    """The scope a kind of request (``stop``, ``delete``) needs, for error messages."""
+    return _ACTION_SCOPES[action]
+
+
+def required_scopes(settings: CullSettings) -> Needed:
+    """The scopes the configuration needs."""
+    needed = [("list:users",), ("read:users:activity",), ("read:servers",), ("delete:servers",)]
+    if settings.cull_users:
+        needed.append(("delete:users", "admin:users"))
+    if settings.needs_groups:
+        needed.append(("read:users:groups",))
+    return tuple(needed)
+
+
+def advised_scopes(settings: CullSettings) -> Needed:
+    """Scopes that are not required but without which some users are never deleted.
+
+    Without ``read:users`` the hub hides ``created``, so a user who was never active has no
+    timestamp to judge and is kept.
+    """
+    return (("read:users", "admin:users"),) if settings.cull_users else ()
+
+
+def missing_scopes(needed: Needed, granted: Sequence[Any]) -> List[str]:
+    """Name each needed scope that ``granted`` lacks (``a or b`` for alternatives).
+
+    A scope held with a filter (``read:servers!group=x``) counts as held: the hub then shows
+    only the users the filter allows, which is the operator's choice.
+    """
+    held = {scope.split("!", 1)[0] for scope in granted if isinstance(scope, str)}
+
+    def has(scope: str) -> bool:
+        return scope in held or any(parent in held for parent in _IMPLIED_BY.get(scope, ()))
+
+    return [" or ".join(options) for options in needed if not any(has(s) for s in options)]
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """What the preflight learnt from the token's own model."""
+
+    reported: bool                 # the hub listed the token's scopes
+    granted: Tuple[str, ...] = ()
+    missing: Tuple[str, ...] = ()  # required and absent: the culler refuses to run
+    advised: Tuple[str, ...] = ()  # advised and absent: a warning
+
+
+def verdict(owner: Mapping[str, Any], settings: CullSettings) -> Verdict:
+    """Judge the token's model (``GET /user``) against what ``settings`` need."""
+    granted = owner.get("scopes")
+    if not isinstance(granted, list):
+        return Verdict(reported=False)
+    return Verdict(reported=True,
+                   granted=tuple(sorted(str(scope) for scope in granted)),
+                   missing=tuple(missing_scopes(required_scopes(settings), granted)),
+                   advised=tuple(missing_scopes(advised_scopes(settings), granted)))

@@ -1,0 +1,82 @@
+"""The figures of one pass and, in dry runs, its plan: what the summary, STATUS= and metrics show.
+
+Workers add to a ``PassStats`` while the pass runs; every change goes through a method that
+holds its lock, so the figures are exact whatever the number of workers.
+"""
+
+import threading
+from collections import Counter
+from dataclasses import dataclass, field
+from datetime import timedelta
+from typing import Any, List, Optional
+
+from idle_culler_daemon.errors import status_class
+from idle_culler_daemon.policy import Verdict
+
+
+@dataclass(frozen=True)
+class PlanEntry:
+    """One action of a ``--dry-run`` plan (kept only in dry runs)."""
+
+    action: str  # stop, delete
+    user: str
+    server: str
+    verdict: Verdict
+
+
+@dataclass
+class PassStats:
+    """The figures of one pass, for the summary line, STATUS= and the metrics."""
+
+    users_seen: int = 0
+    users_skipped: int = 0
+    stopped: int = 0
+    pending: int = 0
+    failed: int = 0
+    deleted: int = 0
+    delete_failed: int = 0
+    duration_s: float = 0.0
+    listing_error: Optional[str] = None
+    auth_error: Optional[str] = None
+    interrupted: bool = False
+    first_failure: Optional[str] = None  # a user whose stop or deletion failed, for STATUS=
+    stopped_by: Counter = field(default_factory=Counter)  # (reason, kind) -> servers
+    errors: Counter = field(default_factory=Counter)      # status class -> failed requests
+    plan: List[PlanEntry] = field(default_factory=list)
+    _lock: Any = field(default_factory=threading.Lock, repr=False, compare=False)
+
+    @property
+    def ok(self) -> bool:
+        return (self.listing_error is None and self.auth_error is None and not self.failed
+                and not self.delete_failed and not self.interrupted)
+
+    def add(self, **counts: int) -> None:
+        with self._lock:
+            for name, amount in counts.items():
+                setattr(self, name, getattr(self, name) + amount)
+
+    def count_stop(self, reason: str, kind: str) -> None:
+        with self._lock:
+            self.stopped += 1
+            self.stopped_by[(reason, kind)] += 1
+
+    def count_error(self, status: Optional[int]) -> None:
+        with self._lock:
+            self.errors[status_class(status)] += 1
+
+    def count_failure(self, action: str, user: str) -> None:
+        with self._lock:
+            if action == "stop":
+                self.failed += 1
+            else:
+                self.delete_failed += 1
+            if self.first_failure is None:
+                self.first_failure = user
+
+    def add_to_plan(self, entry: PlanEntry) -> None:
+        with self._lock:
+            self.plan.append(entry)
+
+
+def seconds(delta: Optional[timedelta]) -> str:
+    return "-" if delta is None else str(int(delta.total_seconds()))

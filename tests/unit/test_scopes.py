@@ -1,0 +1,45 @@
+"""What the token must be allowed to do: scopes per feature, and the preflight's verdict."""
+
+from idle_culler_daemon.config import CullSettings, RuleSettings
+from idle_culler_daemon.scopes import missing_scopes, required_scopes, scope_hint, verdict
+
+RULED = CullSettings(rules=(RuleSettings("staff", groups=("staff",), cull=False),))
+
+
+def test_required_scopes_grow_with_the_features():
+    base = required_scopes(CullSettings())
+    assert ("delete:servers",) in base and ("read:servers",) in base
+    assert ("delete:users", "admin:users") in required_scopes(CullSettings(cull_users=True))
+    assert ("read:users:groups",) in required_scopes(RULED)
+
+
+def test_missing_scopes_names_each_missing_one():
+    needed = required_scopes(CullSettings(cull_users=True))
+    granted = ["list:users", "read:users:activity", "read:servers"]
+    assert missing_scopes(needed, granted) == ["delete:servers", "delete:users or admin:users"]
+
+
+def test_missing_scopes_knows_implied_and_filtered_scopes():
+    needed = required_scopes(CullSettings(cull_users=True))
+    assert missing_scopes(needed, ["admin:users", "admin:servers"]) == []
+    assert missing_scopes(needed, ["admin:users", "read:servers!group=a",
+                                   "delete:servers"]) == []
+
+
+def test_verdict_of_a_hub_that_reports_no_scopes_is_not_reported():
+    assert verdict({"kind": "service", "name": "culler"}, CullSettings()).reported is False
+
+
+def test_verdict_names_missing_required_and_advised_scopes():
+    found = verdict({"scopes": ["list:users", "read:users:activity", "read:servers",
+                                "delete:servers", "delete:users"]}, CullSettings(cull_users=True))
+    assert found.reported and found.missing == ()
+    assert found.advised == ("read:users or admin:users",)
+    found = verdict({"scopes": ["list:users"]}, RULED)
+    assert found.missing == ("read:users:activity", "read:servers", "delete:servers",
+                             "read:users:groups")
+
+
+def test_scope_hint_names_the_scope_of_each_kind_of_request():
+    assert scope_hint("stop") == "delete:servers"
+    assert scope_hint("delete").startswith("delete:users")
