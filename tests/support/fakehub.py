@@ -1859,8 +1859,15 @@ class FakeHub:
             reply = _Reply(fault.status or 200, body, fault.content_type)
             self._send(handler, record, reply)
         elif kind == "restart":
-            _drop(handler, reset=True)
+            # The listener closes before this request goes unanswered: a client that retries
+            # at once must find the port closed, as it would after a real hub's crash.
+            with self._observed:
+                before = self.restarts
             self.restart(fault.down_for, wait=False)
+            with self._observed:
+                self._observed.wait_for(
+                    lambda: self.restarts > before or self._stopping.is_set(), timeout=5.0)
+            _drop(handler, reset=True)
 
     def _trickle(self, handler: _Handler, record: RequestRecord, fault: Fault) -> None:
         """200 with a body that never completes: one byte per ``interval`` until the hub
