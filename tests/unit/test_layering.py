@@ -1,4 +1,4 @@
-"""The import rules of STYLE.md b.3, checked on the source: the architecture stays honest."""
+"""The import rules of docs/architecture.md, checked on the source: the design stays honest."""
 
 import ast
 import pathlib
@@ -51,7 +51,8 @@ def test_layering_every_module_imports_only_what_the_table_allows():
     assert len(modules) >= 10
     for path in modules:
         name = path.stem
-        assert name in ALLOWED, "new module %s: add it to STYLE.md's table and here" % name
+        assert name in ALLOWED, ("new module %s: add it to the table in docs/architecture.md "
+                                 "and here" % name)
         internal, external = imports_of(path)
         assert internal <= ALLOWED[name], "%s imports %s" % (name, internal - ALLOWED[name])
         assert not external & FORBIDDEN_EXTERNAL.get(name, set()), name
