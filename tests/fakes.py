@@ -1,4 +1,4 @@
-"""In-memory fakes for our own seams (STYLE.md c.15): a hub behind the ``HubApi`` Protocol,
+"""In-memory fakes for our own seams (docs/architecture.md): a hub behind the ``HubApi`` Protocol,
 a recording notifier and a manual clock. Real loopback servers live in
 ``tests/support/fakehub.py``."""
 

@@ -19,7 +19,7 @@ import pytest
 from tests.support.realhub import CULLER_SCOPES, RealHub, installed
 
 # Services of the shared hub: the culler with every scope it may need, and variants each
-# missing one scope (see reference/real-jupyterhub.md, "Scopes").
+# missing one scope (what each one changes: docs/behaviour.md#scopes-per-feature).
 DEFAULT_SERVICES = [
     {"name": "culler", "scopes": CULLER_SCOPES},
     {

@@ -1,8 +1,9 @@
 """An in-process fake JupyterHub REST API on 127.0.0.1, for integration, fault and benchmark tests.
 
 Why a fake: a real hub needs Node, a proxy and ~2 s to start, and it cannot back-date activity
-(see ``reference/real-jupyterhub.md``). This fake speaks the part of the JupyterHub 6.x API the
-culler touches, faithfully where it matters for correctness:
+(its activity API only moves timestamps forward, and starting a server sets them to now). This
+fake speaks the part of the JupyterHub 6.x API the culler touches, faithfully where it matters
+for correctness:
 
 * ``GET /hub/api/`` (version, no token needed) and ``GET /hub/api/user`` (the token's own model,
   with ``scopes`` unless the hub is told not to report them);

@@ -43,7 +43,7 @@ ADMIN_SERVICE = "realhub-admin"
 START_TIMEOUT = 30.0
 STOP_TIMEOUT = 15.0
 
-# What a culler needs (SPEC 3), and the usual extra for group rules.
+# What a culler needs (docs/behaviour.md#scopes-per-feature), and the usual extra for group rules.
 CULLER_SCOPES = [
     "list:users",
     "read:users",  # shows `created` (and so lets never-active users be judged)

@@ -223,3 +223,12 @@ def test_rule_section_with_unknown_key_names_section_and_key():
     with pytest.raises(ConfigError) as info:
         load(["--config=c.ini"], files=files)
     assert "[rule:gpu]" in str(info.value) and "'timeoutt'" in str(info.value)
+
+
+@pytest.mark.xfail(strict=True, reason="needs: parse_rule to refuse timeout=0 and "
+                   "user_timeout=0 as load_config refuses --timeout=0 "
+                   "(docs/behaviour.md#rule-settings)")
+@pytest.mark.parametrize("key", ["timeout", "user_timeout"])
+def test_rule_idle_limit_of_zero_is_refused_like_the_global_timeout(key):
+    with pytest.raises(ConfigError, match=key):
+        parse_rule_option("guests:users=guest-*,%s=0" % key, "--rule")

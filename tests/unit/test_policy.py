@@ -1,4 +1,4 @@
-"""One test per decision of docs/behaviour.md: servers, users and rules."""
+"""One test per rule of docs/behaviour.md#server-rules, #user-rules and #rules."""
 
 from datetime import timedelta
 
@@ -146,7 +146,7 @@ def test_judge_user_max_age_honours_cull_admin_users():
     assert (verdict.action, verdict.reason) == (Action.DELETE, "max-age")
 
 
-# --- rules (SPEC section 6) ---
+# --- rules (docs/behaviour.md#rules) ---
 
 STAFF = RuleSettings("staff", groups=("staff", "admins"), cull=False)
 GPU = RuleSettings("gpu", server_names=("gpu-*",), timeout=900, max_age=28800)
