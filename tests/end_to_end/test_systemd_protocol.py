@@ -8,8 +8,14 @@ import time
 from tests.end_to_end.conftest import culler_env
 from tests.support.fakehub import active_user, idle_user
 
-WATCHDOG_USEC = 400000  # 0.4 s: pings expected at most every 0.2 s
+WATCHDOG_USEC = 400000  # 0.4 s: pings expected at least every 0.2 s, at most every 0.1 s
 
+#: How far a measured gap may stray from the rule (over half the interval, under a quarter):
+#: two wake-ups can be late on a loaded 2-core machine, the daemon's timed wait (then up to a
+#: 5 ms GIL switch interval behind its HTTP worker threads) and this test's blocking receive,
+#: which timestamps the datagram. Measured here: within 5 ms. 50 ms over half still leaves
+#: systemd most of the other half of the interval.
+GAP_SLACK_S = 0.05
 
 
 def start(fake_hub, listener, *args, watchdog_pid="self", request_timeout=5):
@@ -55,7 +61,7 @@ def test_protocol_ready_first_pings_status_stopping_all_from_our_pid(fake_hub, l
     pings = [m.received_at for m in messages if m.has("WATCHDOG", "1")]
     assert len(pings) >= 3  # the loop pings while it sleeps between passes
     gaps = [later - earlier for earlier, later in zip(pings, pings[1:])]
-    assert min(gaps) >= WATCHDOG_USEC / 2e6 * 0.9  # at most one ping per half interval
+    assert min(gaps) >= WATCHDOG_USEC / 4e6 - GAP_SLACK_S  # at most one ping per quarter
 
 
 def test_protocol_no_pings_when_the_watchdog_belongs_to_another_pid(fake_hub, listener):
@@ -93,6 +99,9 @@ def test_protocol_a_hanging_pass_stops_the_pings(fake_hub, listener):
         before = listener.collect(0.9)  # sleeping between passes: pings
         # the second pass starts and hangs on its first page
         fake_hub.wait_until(lambda: len(fake_hub.records(route="list_users")) >= 2, timeout=5)
+        # What is queued now was sent before the listing request: the loop's last ping
+        # before the pass. The pings must stop from there on.
+        before += listener.drain()
         during = listener.collect(1.5)
     finally:
         started = time.monotonic()
