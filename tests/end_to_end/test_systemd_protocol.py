@@ -1,21 +1,35 @@
 """The daemon speaks sd_notify to a real AF_UNIX datagram socket, as systemd would see it."""
 
+import math
+import re
 import signal
 import subprocess
 import sys
 import time
 
+import pytest
+
 from tests.end_to_end.conftest import culler_env
+from tests.notify_listener import NotifyListener
 from tests.support.fakehub import active_user, idle_user
 
-WATCHDOG_USEC = 400000  # 0.4 s: pings expected at most every 0.2 s
+WATCHDOG_USEC = 400000  # 0.4 s: pings expected at least every 0.2 s, at most every 0.1 s
+
+#: How long each watchdog interval is watched in the long gap test.
+WATCHDOG_WATCH_S = 20.0
+#: How far a measured gap may stray from the rule (over half the interval, under a quarter):
+#: two wake-ups can be late on a loaded 2-core machine, the daemon's timed wait (then up to a
+#: 5 ms GIL switch interval behind its HTTP worker threads) and this test's blocking receive,
+#: which timestamps the datagram. Measured here: within 5 ms. 50 ms over half still leaves
+#: systemd most of the other half of the interval.
+GAP_SLACK_S = 0.05
 
 
-
-def start(fake_hub, listener, *args, watchdog_pid="self", request_timeout=5):
+def start(fake_hub, listener, *args, watchdog_pid="self", request_timeout=5,
+          watchdog_usec=WATCHDOG_USEC):
     """Start the daemon the way systemd does: WATCHDOG_PID is the pid of the exec'd process."""
     env = culler_env(fake_hub.token, NOTIFY_SOCKET=listener.notify_socket,
-                     WATCHDOG_USEC=str(WATCHDOG_USEC))
+                     WATCHDOG_USEC=str(watchdog_usec))
     command = [sys.executable, "-m", "idle_culler_daemon", "--url=" + fake_hub.api_url,
                "--timeout=3600", "--request-timeout=%d" % request_timeout, *args]
     if watchdog_pid == "self":
@@ -55,7 +69,7 @@ def test_protocol_ready_first_pings_status_stopping_all_from_our_pid(fake_hub, l
     pings = [m.received_at for m in messages if m.has("WATCHDOG", "1")]
     assert len(pings) >= 3  # the loop pings while it sleeps between passes
     gaps = [later - earlier for earlier, later in zip(pings, pings[1:])]
-    assert min(gaps) >= WATCHDOG_USEC / 2e6 * 0.9  # at most one ping per half interval
+    assert min(gaps) >= WATCHDOG_USEC / 4e6 - GAP_SLACK_S  # at most one ping per quarter
 
 
 def test_protocol_no_pings_when_the_watchdog_belongs_to_another_pid(fake_hub, listener):
@@ -93,6 +107,9 @@ def test_protocol_a_hanging_pass_stops_the_pings(fake_hub, listener):
         before = listener.collect(0.9)  # sleeping between passes: pings
         # the second pass starts and hangs on its first page
         fake_hub.wait_until(lambda: len(fake_hub.records(route="list_users")) >= 2, timeout=5)
+        # What is queued now was sent before the listing request: the loop's last ping
+        # before the pass. The pings must stop from there on.
+        before += listener.drain()
         during = listener.collect(1.5)
     finally:
         started = time.monotonic()
@@ -115,3 +132,47 @@ def test_protocol_warns_when_one_call_can_outlast_half_the_watchdog(fake_hub, li
     # (3 retries + 1) x (3.05 s + 5 s) + 3 x 30 s + 5 s = 127.2 s; half of 0.4 s is 0.2 s
     assert warning and "worst_case_call_s=127" in warning[0]
     assert "watchdog_half_s=0.2" in warning[0]
+
+
+def percentile(values, fraction):
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, math.ceil(fraction * len(ordered)) - 1)]
+
+
+@pytest.mark.xfail(strict=True, reason="needs: the pass waits on workers with notifier.tick_s")
+@pytest.mark.parametrize("watchdog_usec, stop_s", [(2000000, 1.25), (500000, 0.375)])
+def test_protocol_watchdog_gaps_stay_under_half_the_interval_in_and_between_slow_passes(
+        fake_hub, tmp_path, watchdog_usec, stop_s):
+    interval = watchdog_usec / 1e6
+    # Three idle users whose stops take stop_s each, one at a time: one stop outlasts half
+    # the interval, so only the loop's own wake-ups keep the pings coming (stop_s is chosen
+    # so that a loop waking every 1 s instead of every tick_s misses the promise). The hub
+    # answers 400 ("in the process of stopping") and changes nothing, so every pass finds
+    # them again and is slower than the interval; --cull-every then leaves a sleep of about
+    # one interval or more between passes. Bounded: 20 s of watching plus start and stop.
+    fake_hub.add(*(idle_user("idle-%d" % number, 7200) for number in range(3)))
+    fake_hub.set_stop_outcome("idle-*", "", 400, message="in the process of stopping")
+    fake_hub.latency.stop_server = stop_s
+    cull_every = math.ceil(3.5 * interval)
+    with NotifyListener.bind_path(tmp_path) as listener:
+        process = start(fake_hub, listener, "--cull-every=%d" % cull_every, "--concurrency=1",
+                        watchdog_usec=watchdog_usec)
+        try:
+            ready = listener.wait_for(lambda m: m.has("READY", "1"), timeout=10)
+            messages = listener.collect(WATCHDOG_WATCH_S)
+            watched_until = time.monotonic()
+        finally:
+            code = terminate(process)
+    assert code == 0
+    assert {m.pid for m in messages} == {process.pid}
+    took = [float(re.search(r" in ([0-9.]+)s", m.get("STATUS")).group(1))
+            for m in messages if (m.get("STATUS") or "").startswith("users 3")]
+    assert len(took) >= 2 and min(took) > interval  # passes slower than the interval
+    pings = [m.received_at for m in messages if m.has("WATCHDOG", "1")]
+    moments = [ready.received_at] + pings + [watched_until]
+    gaps = [later - earlier for earlier, later in zip(moments, moments[1:])]
+    figures = "interval %.1fs: %d pings, max gap %.3fs, p99 %.3fs, min gap %.3fs" % (
+        interval, len(pings), max(gaps), percentile(gaps, 0.99), min(gaps[1:-1]))
+    print(figures)
+    assert max(gaps) <= interval / 2 + GAP_SLACK_S, figures
+    assert min(gaps[1:-1]) >= interval / 4 - GAP_SLACK_S, figures  # four pings per interval
