@@ -8,14 +8,15 @@ text that is not Latin-1, and a user name must not start a new ``KEY=VALUE`` lin
 never raise and are logged once at DEBUG. Imports nothing from this package.
 """
 
-import logging
 import re
 import time
 from typing import Callable, Mapping, Optional
 
 import sdnotify
 
-log = logging.getLogger(__name__)
+from idle_culler_daemon.log import get_logger
+
+log = get_logger(__name__)
 
 #: How often the loop wakes without a watchdog: only bounds how late a stop request is seen.
 DEFAULT_TICK_S = 5.0
@@ -89,7 +90,7 @@ class Notifier:
         try:
             sender = sdnotify.SystemdNotifier(debug=True)  # debug: errors reach us, not dropped
         except Exception as exc:  # in debug mode sdnotify re-raises whatever connecting raised
-            log.debug("notify disabled error=%s detail=%s", exc.__class__.__name__, exc)
+            log.debug("notify-disabled", error=exc.__class__.__name__, detail=str(exc))
             return cls(None, None, monotonic)
         return cls(sender, watchdog_interval(env, pid), monotonic)
 
@@ -128,5 +129,5 @@ class Notifier:
             self._sender.notify("\n".join(lines))
         except Exception as exc:  # in debug mode sdnotify re-raises whatever sending raised
             if not self._failed:  # once: when one send fails, the following ones usually do too
-                log.debug("notify send failed error=%s detail=%s", exc.__class__.__name__, exc)
+                log.debug("notify-failed", error=exc.__class__.__name__, detail=str(exc))
             self._failed = True

@@ -139,7 +139,6 @@ def percentile(values, fraction):
     return ordered[min(len(ordered) - 1, math.ceil(fraction * len(ordered)) - 1)]
 
 
-@pytest.mark.xfail(strict=True, reason="needs: the pass waits on workers with notifier.tick_s")
 @pytest.mark.parametrize("watchdog_usec, stop_s", [(2000000, 1.25), (500000, 0.375)])
 def test_protocol_watchdog_gaps_stay_under_half_the_interval_in_and_between_slow_passes(
         fake_hub, tmp_path, watchdog_usec, stop_s):
