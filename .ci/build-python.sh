@@ -44,7 +44,7 @@ if [ "$what" != wheel ]; then
     listing=$(tar -tzf "$sdist")
     for needed in README.md LICENSE MANIFEST.in setup.cfg setup.py pyproject.toml \
             idle_culler_daemon/cli.py tests/unit/ tests/packaging/test_manpage.py \
-            packaging/make-manpage.py packaging/rpm/$PKG.spec packaging/rpm/ci-debian.macros \
+            packaging/make-manpage.py packaging/rpm/$PKG.spec \
             packaging/debian/control packaging/debian/rules \
             packaging/systemd/jupyterhub-idle-culler.service \
             packaging/systemd/jupyterhub-idle-culler@.service \
