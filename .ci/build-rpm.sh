@@ -51,7 +51,7 @@ grep -E '^pyproject_standin: imported [1-9]' "$top/rpmbuild.log" \
 grep -E '^=+ .*[1-9][0-9]* passed.* =+$' "$top/rpmbuild.log" \
     || die "%check ran no tests (log: $top/rpmbuild.log)"
 refuse "$(cat "$top/rpmbuild.log")" '^warning: ' "rpmbuild warned (log: $top/rpmbuild.log)"
-rpm=$(echo "$top"/RPMS/noarch/"$PKG-$version"-*.noarch.rpm)
+rpm=$(echo "$top/RPMS/noarch/$PKG-$version"-*.noarch.rpm)
 [ -f "$rpm" ] || die "rpmbuild did not make the RPM: $(ls "$top"/RPMS/noarch)"
 release=$(rpm -qp --qf '%{release}' "$rpm")
 

@@ -1,3 +1,4 @@
+# shellcheck shell=bash disable=SC2034  # (variables for the scripts that source this)
 # The helpers every .ci/ script shares (sourced, not run): one PATH, the package names, messages,
 # PASS/FAIL counting, checks on a command's output, and Debian package installs.
 
