@@ -4,9 +4,8 @@ Built from the pure verdicts of ``policy`` as each user's page arrives; only job
 while listing, never the user models. Kept servers are logged here at DEBUG.
 """
 
-from dataclasses import dataclass
 from datetime import datetime
-from typing import Dict, MutableSet, Optional, Tuple
+from typing import Dict, MutableSet, NamedTuple, Optional, Tuple
 
 from idle_culler_daemon.config import CullSettings
 from idle_culler_daemon.log import get_logger
@@ -17,15 +16,17 @@ from idle_culler_daemon.stats import seconds
 log = get_logger(__name__)
 
 
-@dataclass(frozen=True)
-class Stop:
+class Stop(NamedTuple):
     server: str
     verdict: Verdict
 
 
-@dataclass(frozen=True)
-class UserJob:
-    """What to do for one user: stop these servers, then maybe delete the user."""
+class UserJob(NamedTuple):
+    """What to do for one user: stop these servers, then maybe delete the user.
+
+    Named tuples (``Stop`` too) rather than dataclasses: a pass keeps every job until the
+    listing ends, so each byte counts once per idle user.
+    """
 
     user: str
     stops: Tuple[Stop, ...] = ()

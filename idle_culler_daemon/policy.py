@@ -6,10 +6,9 @@ Nothing logs, reads the clock or talks to the hub, so each rule (docs/behaviour.
 """
 
 import enum
-from dataclasses import dataclass
 from datetime import datetime, timedelta
 from fnmatch import fnmatchcase
-from typing import Optional, Sequence
+from typing import NamedTuple, Optional, Sequence
 
 from idle_culler_daemon.config import CullSettings, RuleSettings
 from idle_culler_daemon.model import Server, User
@@ -23,9 +22,12 @@ class Action(enum.Enum):
     DELETE = "delete"
 
 
-@dataclass(frozen=True)
-class Verdict:
-    """A decision with the reason, the rule that made it and the figures behind it."""
+class Verdict(NamedTuple):
+    """A decision with the reason, the rule that made it and the figures behind it.
+
+    A named tuple rather than a dataclass: a pass keeps one per job until it acts, and at
+    50,000 users the lighter object is megabytes less memory.
+    """
 
     action: Action
     reason: str
