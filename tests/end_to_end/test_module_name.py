@@ -6,7 +6,7 @@ import sys
 
 import pytest
 
-from idle_culler_daemon.config import OPTIONS
+from idle_culler_daemon.options import OPTIONS
 from tests.end_to_end.conftest import SCRIPT, culler_env
 from tests.support.fakehub import active_user, idle_user
 
