@@ -66,6 +66,12 @@ def missing_scopes(needed: Needed, granted: Sequence[Any]) -> List[str]:
     return [" or ".join(options) for options in needed if not any(has(s) for s in options)]
 
 
+# Before JupyterHub 2.0 there were no scopes: a token could do everything a culler needs when
+# its owner (a service or a user) was an admin, and hardly anything otherwise.
+ADMIN_BEFORE_SCOPES = ("admin (JupyterHub before 2.0 has no scopes: give the service "
+                       "\"admin\": True)")
+
+
 @dataclass(frozen=True)
 class Verdict:
     """What the preflight learnt from the token's own model."""
@@ -76,10 +82,16 @@ class Verdict:
     advised: Tuple[str, ...] = ()  # advised and absent: a warning
 
 
-def verdict(owner: Mapping[str, Any], settings: CullSettings) -> Verdict:
-    """Judge the token's model (``GET /user``) against what ``settings`` need."""
+def verdict(owner: Mapping[str, Any], settings: CullSettings, has_scopes: bool = True
+            ) -> Verdict:
+    """Judge the token's model (``GET /user``) against what ``settings`` need.
+
+    ``has_scopes`` is False for a hub before 2.0, where the owner's ``admin`` flag decides.
+    """
     granted = owner.get("scopes")
     if not isinstance(granted, list):
+        if not has_scopes and owner.get("admin") is False:
+            return Verdict(reported=False, missing=(ADMIN_BEFORE_SCOPES,))
         return Verdict(reported=False)
     return Verdict(reported=True,
                    granted=tuple(sorted(str(scope) for scope in granted)),

@@ -105,13 +105,8 @@ def test_hub_versions_cull_users_deletes_idle_users_and_keeps_admins(versioned_h
     assert hub.user_exists(admin) and not hub.server_running(admin)
 
 
-def test_hub_versions_token_that_may_not_stop_servers_exits_78(versioned_hub, request):
+def test_hub_versions_token_that_may_not_stop_servers_exits_78(versioned_hub):
     hub = versioned_hub
-    if not hub.has_scopes:
-        request.applymarker(pytest.mark.xfail(strict=True, reason=(
-            "needs: on a hub that reports no scopes (before 2.0), the preflight refuses a "
-            "token whose GET /user model is a service with admin false: exit 78, one ERROR "
-            "naming `admin: True`; today the listing is refused (403) and --once exits 75")))
     (idle,) = unique_names("scope")
     hub.create_users([idle])
     hub.start_server(idle)

@@ -43,3 +43,13 @@ def test_verdict_names_missing_required_and_advised_scopes():
 def test_scope_hint_names_the_scope_of_each_kind_of_request():
     assert scope_hint("stop") == "delete:servers"
     assert scope_hint("delete").startswith("delete:users")
+
+
+def test_verdict_before_scopes_refuses_an_owner_that_is_not_an_admin():
+    # JupyterHub 1.x: GET /user for a service is {"kind", "name", "admin"}, without scopes.
+    service = {"kind": "service", "name": "culler", "admin": False}
+    found = verdict(service, CullSettings(), has_scopes=False)
+    assert not found.reported and found.missing and "admin" in found.missing[0]
+    assert verdict(dict(service, admin=True), CullSettings(), has_scopes=False).missing == ()
+    # a hub with scopes that left them out says nothing about the admin flag
+    assert verdict(service, CullSettings(), has_scopes=True).missing == ()
