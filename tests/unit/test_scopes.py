@@ -43,3 +43,17 @@ def test_verdict_names_missing_required_and_advised_scopes():
 def test_scope_hint_names_the_scope_of_each_kind_of_request():
     assert scope_hint("stop") == "delete:servers"
     assert scope_hint("delete").startswith("delete:users")
+
+
+def test_kernel_checks_need_access_servers_globally_or_in_a_rule():
+    assert ("access:servers",) not in required_scopes(CullSettings())
+    assert ("access:servers",) in required_scopes(CullSettings(check_kernels=True))
+    rule = RuleSettings("gpu", profiles=("gpu-*",), check_kernels=True)
+    assert ("access:servers",) in required_scopes(CullSettings(rules=(rule,)))
+    base = ["list:users", "read:users:activity", "read:servers", "delete:servers"]
+    found = verdict({"scopes": base}, CullSettings(check_kernels=True))
+    assert found.missing == ("access:servers",)
+    for granted in ("access:servers", "access:servers!user=ann", "shares"):
+        assert verdict({"scopes": base + [granted]},
+                       CullSettings(check_kernels=True)).missing == ()
+    assert scope_hint("check") == "access:servers"
