@@ -3,7 +3,8 @@
 # project, for the tests in tests/realhub/ and for `make demo`.
 #
 #   .venv-hub/   a virtual environment holding only jupyterhub and its dependencies
-#                (kept apart from .venv so that nothing leaks into the culler's tests)
+#                (kept apart from .venv so that nothing leaks into the culler's tests), and
+#                jupyter_server + ipykernel for the tests that need real single-user servers
 #   .node/       a local npm prefix holding configurable-http-proxy
 #
 # Idempotent: each part is skipped when it is already installed. Run from the repo root.
@@ -35,6 +36,19 @@ else
         echo "install-realhub: expected jupyterhub $HUB_VERSION, got '$got'" >&2
         exit 1
     fi
+fi
+
+# Real single-user servers for the kernel tests (RealHub(spawner="process")): jupyter_server and
+# ipykernel next to the hub, whose own jupyterhub package provides jupyterhub-singleuser.
+SERVER_VERSION="2.21.1"
+KERNEL_VERSION="7.4.0"
+if ! .venv-hub/bin/python - "$SERVER_VERSION" "$KERNEL_VERSION" 2>/dev/null <<'PY'
+import importlib.metadata as m, sys
+sys.exit(m.version("jupyter_server") != sys.argv[1] or m.version("ipykernel") != sys.argv[2])
+PY
+then
+    .venv-hub/bin/python -m pip install -qq --disable-pip-version-check \
+        "jupyter_server==$SERVER_VERSION" "ipykernel==$KERNEL_VERSION"
 fi
 
 if [ ! -x .node/node_modules/.bin/configurable-http-proxy ]; then

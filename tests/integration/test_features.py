@@ -98,7 +98,7 @@ def test_client_server_answers_a_stopped_server_a_foreign_one_and_a_refusal(fake
     hub = client(fake_hub)
     with pytest.raises(HubHTTPError) as info:
         hub.server_status("/user/nobody/")
-    assert info.value.status == 424
+    assert info.value.status == 302  # not followed
     with pytest.raises(HubHTTPError) as info:
         hub.server_status("/user/bob/")
     assert info.value.status == 404

@@ -17,8 +17,9 @@ for correctness:
 * playing the proxy and the single-user servers behind it: ``GET /user/{name}/[{server}/]``
   ``api/status`` and ``api/kernels`` as jupyter-server answers them (its own
   ``last_activity``, the kernels' ``execution_state``; the token needs ``access:servers``; an
-  ``api/kernels`` request without ``no_track_activity=1`` counts as activity, as there), 424
-  for a server that is not running, 404 for one that is no jupyter-server (``kernels=None``).
+  ``api/kernels`` request without ``no_track_activity=1`` counts as activity, as there), a
+  redirect to the hub for a server that is not running (what the proxy and the hub answer),
+  404 for one that is no jupyter-server (``kernels=None``).
 
 Everything else is test machinery: per-(user, server) stop outcomes, per-route latency, a small
 fault injector (:class:`FaultInjector`: error statuses, resets, delays, bodies that trickle
@@ -1577,7 +1578,10 @@ class FakeHub:
             user = self._users.get(record.user)
             server = None if user is None else user.servers.get(record.server or "")
             if server is None or not server.ready:
-                return _error(424, "JupyterHub server no longer running")  # the hub answers
+                # the proxy sends /user/... of a server that is not running to the hub, which
+                # redirects to its own /hub/user/... page
+                return _Reply(302, b"", None, {"Location": "/hub" + record.path + "?"
+                                               + urlencode(record.query)})
             if server.kernels is None:
                 return _error(404, "Not Found")  # no jupyter-server behind this URL
             if resource == "server_kernels" and record.query.get("no_track_activity") is None:

@@ -83,6 +83,21 @@ def installed() -> tuple[bool, str]:
     return True, ""
 
 
+SINGLEUSER_BIN = REPO / ".venv-hub" / "bin" / "jupyterhub-singleuser"
+KERNEL_CLIENT = HERE / "kernel_client.py"
+
+
+def singleuser_installed() -> tuple[bool, str]:
+    """(True, "") when real single-user servers can run (RealHub(spawner="process")): the hub's
+    environment has jupyterhub-singleuser, jupyter_server and ipykernel."""
+    python = SINGLEUSER_BIN.parent / "python"
+    if SINGLEUSER_BIN.exists() and python.exists() and subprocess.run(
+            [str(python), "-c", "import jupyter_server, ipykernel"],
+            capture_output=True, timeout=60).returncode == 0:
+        return True, ""
+    return False, "no jupyter_server/ipykernel in .venv-hub (run: bash scripts/install-realhub.sh)"
+
+
 def free_ports(n: int) -> list[int]:
     """n distinct free TCP ports on 127.0.0.1 (asked from the OS, then released)."""
     socks, ports = [], []
@@ -179,6 +194,7 @@ class RealHub:
         concurrent_spawn_limit: int = 100,
         log_level: str = "INFO",
         start_timeout: float = START_TIMEOUT,
+        spawner: str = "inhub",
     ):
         self.state_dir = Path(state_dir).resolve()
         self.state_dir.mkdir(parents=True, exist_ok=True)
@@ -197,6 +213,8 @@ class RealHub:
             "REALHUB_SLOW_SPAWN_TIMEOUT": str(slow_spawn_timeout),
             "REALHUB_CONCURRENT_SPAWN_LIMIT": str(int(concurrent_spawn_limit)),
             "REALHUB_LOG_LEVEL": log_level,
+            # "process": real jupyterhub-singleuser servers (needs singleuser_installed())
+            "REALHUB_SPAWNER": spawner,
         }
         self.start_timeout = start_timeout
         self.marker = "realhub-" + secrets.token_hex(8)
