@@ -188,7 +188,9 @@ def server_request_settings(server_url_base: str, session: requests.Session) -> 
         reader.close()
     proxies: Dict[str, Optional[str]] = {key: None for key in session.proxies}
     proxies.update(found["proxies"])
-    return {"verify": found["verify"], "proxies": proxies}
+    wanted = {"verify": found["verify"], "proxies": proxies}
+    # only what differs from the session's own: each keyword costs CPU on every request
+    return {key: value for key, value in wanted.items() if value != getattr(session, key)}
 
 
 def user_path(user: str) -> str:

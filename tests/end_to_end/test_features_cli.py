@@ -7,7 +7,7 @@ import sys
 
 from tests.end_to_end.conftest import culler_env
 from tests.notify_listener import NotifyListener
-from tests.support.fakehub import active_user, idle_user, utcnow
+from tests.support.fakehub import active_user, crowd, idle_user
 
 
 def test_cli_durations_are_read_and_logs_keep_seconds(run_culler, fake_hub):
@@ -53,14 +53,8 @@ def test_cli_check_kernels_with_a_token_lacking_access_servers_exits_78(run_cull
     assert result.returncode == 78 and "access:servers" in result.stderr
 
 
-def crowd(fake_hub, running=100, idle=90):
-    now = utcnow()
-    for i in range(running):
-        fake_hub.add(idle_user("u%03d" % i, 7200 + 60 * i if i < idle else 5, now))
-
-
 def test_cli_guard_trip_exits_75_and_says_so_in_the_log_and_status(fake_hub, tmp_path):
-    crowd(fake_hub)
+    fake_hub.add(*crowd(100, 90))
     with NotifyListener.bind_path(tmp_path) as listener:
         result = subprocess.run(
             [sys.executable, "-m", "idle_culler_daemon", "--url=" + fake_hub.api_url,
@@ -76,7 +70,7 @@ def test_cli_guard_trip_exits_75_and_says_so_in_the_log_and_status(fake_hub, tmp
 
 
 def test_cli_dry_run_json_plan_parses_and_shows_the_whole_plan(run_culler, fake_hub):
-    crowd(fake_hub, running=10, idle=6)
+    fake_hub.add(*crowd(10, 6))
     fake_hub.update_server("u000", "", user_options={"profile": "gpu-a100"})
     result = run_culler("--url=" + fake_hub.api_url, "--timeout=1h", "--once", "--dry-run",
                         "--output=json", "--max-stops-per-pass=2", token=fake_hub.token)

@@ -12,7 +12,8 @@ from idle_culler_daemon.config import CullSettings, HubSettings, RuleSettings
 from idle_culler_daemon.cull import Runtime, run_pass
 from idle_culler_daemon.errors import HubAuthError, HubHTTPError, HubUnavailable
 from idle_culler_daemon.hub import HubClient, RetryPolicy
-from tests.support.fakehub import AUTO, idle_user, utcnow
+from tests.integration.test_pass import culler_pass as pass_on
+from tests.support.fakehub import AUTO, crowd, idle_user, utcnow
 
 FAST_RETRIES = RetryPolicy(connect_timeout=0.5, backoff_factor=0.01)
 
@@ -24,17 +25,8 @@ def client(hub, **overrides):
     return HubClient(HubSettings(**settings), FAST_RETRIES)
 
 
-def culler_pass(fake_hub, settings, concurrency=4, **kwargs):
-    hub = HubClient(HubSettings(api_url=fake_hub.api_url, token=fake_hub.token,
-                                read_timeout=2, pool_size=concurrency,
-                                server_url_base=fake_hub.url),
-                    RetryPolicy(connect_timeout=1, backoff_factor=0.01))
-    with ThreadPoolExecutor(max_workers=concurrency) as executor:
-        try:
-            return run_pass(hub, settings, datetime.now(timezone.utc),
-                            Runtime(executor, concurrency, **kwargs))
-        finally:
-            hub.close()
+def culler_pass(fake_hub, settings):
+    return pass_on(fake_hub, settings, server_url_base=fake_hub.url)
 
 
 # --- the client: asking a single-user server through the proxy ------------------------------
@@ -146,15 +138,8 @@ def test_pass_with_check_kernels_never_stalls_on_a_silent_server(fake_hub, caplo
 
 # --- the mass-cull guard --------------------------------------------------------------------
 
-def crowd(fake_hub, running=100, idle=90):
-    """``running`` users with a server each; the first ``idle`` idle for 2 h + i minutes."""
-    now = utcnow()
-    for i in range(running):
-        fake_hub.add(idle_user("u%03d" % i, 7200 + 60 * i if i < idle else 5, now))
-
-
 def test_guard_fraction_on_the_fake_hub_stops_nothing_and_names_90_of_100(fake_hub, caplog):
-    crowd(fake_hub)
+    fake_hub.add(*crowd(100, 90))
     with caplog.at_level(logging.ERROR):
         stats = culler_pass(fake_hub, CullSettings(timeout=3600, max_stop_fraction=0.5))
     assert fake_hub.stopped_servers() == [] and not stats.ok
@@ -164,7 +149,7 @@ def test_guard_fraction_on_the_fake_hub_stops_nothing_and_names_90_of_100(fake_h
 
 
 def test_guard_cap_on_the_fake_hub_takes_the_longest_idle_ten_a_pass(fake_hub):
-    crowd(fake_hub)
+    fake_hub.add(*crowd(100, 90))
     settings = CullSettings(timeout=3600, max_stops_per_pass=10)
     first = culler_pass(fake_hub, settings)
     assert sorted(user for user, _ in fake_hub.stopped_servers()) == \

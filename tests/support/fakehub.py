@@ -450,6 +450,16 @@ def population(
     return users
 
 
+def crowd(running: int, idle: int, *, idle_s: float = 7200, step_s: float = 60,
+          now: Optional[datetime] = None) -> List[FakeUser]:
+    """``running`` users ``u000``, ``u001``, ... with a server each: the first ``idle`` idle
+    for ``idle_s + step_s * i`` (so the later ones longest), the others active 5 s ago. For
+    the mass-cull guard: which servers are the longest idle is known."""
+    now = utcnow() if now is None else now
+    return [idle_user("u%03d" % index, idle_s + step_s * index if index < idle else 5, now)
+            for index in range(running)]
+
+
 # ---------------------------------------------------------------------------------------------
 # Test knobs: latency, stop outcomes, faults
 
