@@ -26,6 +26,7 @@ from idle_culler_daemon.options import (
     show,
 )
 from idle_culler_daemon.sources import (
+    DEFAULT_CONFIG_FILES,
     ReadFile,
     RuleSection,
     environment_values,
@@ -323,6 +324,21 @@ def _settle(values: Dict[str, Any], rules: Tuple[RuleSettings, ...]) -> List[str
     return warnings
 
 
+FileContents = Tuple[Dict[str, Any], List[RuleSection]]
+
+
+def _config_file(named: Optional[str], read_file: ReadFile
+                 ) -> Tuple[Optional[str], Optional[FileContents]]:
+    """The config file given with --config, else the first default file that exists."""
+    if named:
+        return named, read_config_file(named, read_file)
+    for path in DEFAULT_CONFIG_FILES:
+        found = read_config_file(path, read_file, required=False)
+        if found is not None:
+            return path, found
+    return None, None
+
+
 def load_config(cli_values: Mapping[str, Any], env: Mapping[str, str],
                 read_file: ReadFile) -> Config:
     """Merge command line, environment, config file and defaults into a validated Config.
@@ -332,11 +348,10 @@ def load_config(cli_values: Mapping[str, Any], env: Mapping[str, str],
     """
     env_values = environment_values(env)
     layers: Layers = [("command line", cli_values), ("environment", env_values)]
-    config_path = cli_values.get("config") or env_values.get("config")
-    sections: List[RuleSection] = []
-    if config_path:
-        file_values, sections = read_config_file(config_path, read_file)
-        layers.append(("config file", file_values))
+    config_path, found = _config_file(cli_values.get("config") or env_values.get("config"),
+                                      read_file)
+    file_values, sections = found or ({}, [])
+    layers.append(("config file", file_values))
     defaults = {"url": env.get("JUPYTERHUB_API_URL") or DEFAULT_URL,
                 "request_timeout": env.get("JUPYTERHUB_REQUEST_TIMEOUT") or "60"}
     origin = public_origin(env)

@@ -4,9 +4,8 @@ Built from the pure verdicts of ``policy`` as each user's page arrives; only job
 while listing, never the user models. Kept servers are logged here at DEBUG.
 """
 
-from dataclasses import dataclass
 from datetime import datetime
-from typing import AbstractSet, Dict, MutableSet, Optional, Tuple
+from typing import AbstractSet, Dict, MutableSet, NamedTuple, Optional, Tuple
 
 from idle_culler_daemon.config import CullSettings
 from idle_culler_daemon.log import get_logger
@@ -17,9 +16,9 @@ from idle_culler_daemon.stats import seconds
 log = get_logger(__name__)
 
 
-@dataclass(frozen=True)
-class Stop:
-    """A server to stop; ``url`` and ``profile`` come from the hub's model when it has them."""
+class Stop(NamedTuple):
+    """A server to stop. ``url`` (kept only when the server is to be asked, see
+    ``Verdict.check_within_s``) and ``profile`` come from the hub's model."""
 
     server: str
     verdict: Verdict
@@ -27,9 +26,12 @@ class Stop:
     profile: Optional[str] = None
 
 
-@dataclass(frozen=True)
-class UserJob:
-    """What to do for one user: stop these servers, then maybe delete the user."""
+class UserJob(NamedTuple):
+    """What to do for one user: stop these servers, then maybe delete the user.
+
+    Named tuples (``Stop`` too) rather than dataclasses: a pass keeps every job until the
+    listing ends, so each byte counts once per idle user.
+    """
 
     user: str
     stops: Tuple[Stop, ...] = ()
@@ -82,7 +84,8 @@ def judge(user: User, now: datetime, settings: CullSettings,
                        "token has the scope read:servers")
         verdict = judge_server(user, server, now, settings)
         if verdict.action is Action.STOP:
-            stops.append(Stop(server.name, verdict, server.url, server.profile))
+            url = server.url if verdict.check_within_s is not None else None
+            stops.append(Stop(server.name, verdict, url, server.profile))
             continue
         kept = True
         if verdict.reason != "no-timestamps":

@@ -6,10 +6,9 @@ Nothing logs, reads the clock or talks to the hub, so each rule (docs/behaviour.
 """
 
 import enum
-from dataclasses import dataclass
 from datetime import datetime, timedelta
 from fnmatch import fnmatchcase
-from typing import FrozenSet, Optional, Sequence
+from typing import FrozenSet, NamedTuple, Optional, Sequence
 
 from idle_culler_daemon.config import CullSettings, RuleSettings
 from idle_culler_daemon.model import Options, Server, ServerStatus, User
@@ -23,9 +22,12 @@ class Action(enum.Enum):
     DELETE = "delete"
 
 
-@dataclass(frozen=True)
-class Verdict:
-    """A decision with the reason, the rule that made it and the figures behind it."""
+class Verdict(NamedTuple):
+    """A decision with the reason, the rule that made it and the figures behind it.
+
+    A named tuple rather than a dataclass: a pass keeps one per job until it acts, and at
+    50,000 users the lighter object is megabytes less memory.
+    """
 
     action: Action
     reason: str
@@ -197,8 +199,7 @@ def judge_user(user: User, now: datetime, settings: CullSettings, servers_kept: 
     return Verdict(Action.KEEP, "active", rule_name, idle_for, age)
 
 
-@dataclass(frozen=True)
-class GuardVerdict:
+class GuardVerdict(NamedTuple):
     """What the mass-cull guard decides over the whole plan of a pass.
 
     ``held`` are the indices (into the planned stops) that wait for the next pass;
