@@ -61,6 +61,12 @@ class Metrics:
         self.errors = counter(PREFIX + "request_errors", "Failed requests to the hub, by "
                               "status class (4xx, 5xx, connection).", ["status_class"],
                               registry=registry)
+        self.guard_trips = counter(PREFIX + "mass_cull_guard_trips", "Passes in which the "
+                                   "mass-cull guard (--max-stop-fraction) stopped nothing.",
+                                   registry=registry)
+        self.held_back = counter(PREFIX + "servers_held_back", "Planned stops held back by "
+                                 "the mass-cull guard (--max-stops-per-pass, "
+                                 "--max-stop-fraction).", registry=registry)
         self.last_success = gauge(PREFIX + "last_success_timestamp_seconds", "Unix time of "
                                   "the end of the last pass without errors.", registry=registry)
         info = gauge(PREFIX + "build_info", "Version of the culler.", ["version"],
@@ -89,6 +95,9 @@ class Metrics:
         self.pending.set(stats.pending)
         self.stop_failed.inc(stats.failed)
         self.deleted.inc(stats.deleted)
+        if stats.guard_tripped:
+            self.guard_trips.inc()
+        self.held_back.inc(stats.held_back)
         for status_class, count in stats.errors.items():
             self.errors.labels(status_class=status_class).inc(count)
         if result == "ok":

@@ -13,7 +13,8 @@ from typing import Any, List, Mapping, Sequence, Tuple
 from idle_culler_daemon.config import CullSettings
 
 # The scope each kind of request a pass sends needs, as said in a hint.
-_ACTION_SCOPES = {"stop": "delete:servers", "delete": "delete:users (or admin:users)"}
+_ACTION_SCOPES = {"stop": "delete:servers", "delete": "delete:users (or admin:users)",
+                  "check": "access:servers"}
 
 # What each scope of JupyterHub 2+ also grants, for hubs that report unexpanded scopes.
 _IMPLIED_BY = {
@@ -23,13 +24,14 @@ _IMPLIED_BY = {
     "read:servers": ("admin:servers",),
     "delete:servers": ("admin:servers",),
     "delete:users": ("admin:users",),
+    "access:servers": ("shares",),
 }
 
 Needed = Tuple[Tuple[str, ...], ...]  # each entry lists alternatives: any one of them will do
 
 
 def scope_hint(action: str) -> str:
-    """The scope a kind of request (``stop``, ``delete``) needs, for error messages."""
+    """The scope a kind of request (``stop``, ``delete``, ``check``) needs, for messages."""
     return _ACTION_SCOPES[action]
 
 
@@ -40,6 +42,8 @@ def required_scopes(settings: CullSettings) -> Needed:
         needed.append(("delete:users", "admin:users"))
     if settings.needs_groups:
         needed.append(("read:users:groups",))
+    if settings.may_check_kernels:  # asking servers themselves, through the proxy
+        needed.append(("access:servers",))
     return tuple(needed)
 
 

@@ -8,7 +8,8 @@
 #
 #   .venv-hub*/  one virtual environment per hub version, holding only jupyterhub and its
 #                dependencies (kept apart from .venv so that nothing leaks into the culler's
-#                tests), each made with the Python and the pins written in hub-versions.txt
+#                tests), each made with the Python and the pins written in hub-versions.txt;
+#                .venv-hub (6.1) also holds jupyter_server and ipykernel for real servers
 #   .node/       a local npm prefix holding configurable-http-proxy (shared by every hub)
 #
 # Idempotent: an environment whose hub version and pins match is left alone; the proxy is
@@ -81,6 +82,19 @@ for key in "${keys[@]}"; do
     # shellcheck disable=SC2086  # the line is split into its columns on purpose
     install_hub $line
 done
+
+# Real single-user servers for the kernel tests (RealHub(spawner="process")): jupyter_server and
+# ipykernel next to the default hub, whose own jupyterhub package gives jupyterhub-singleuser.
+SERVER_VERSION="2.21.1"
+KERNEL_VERSION="7.4.0"
+if [ -x .venv-hub/bin/python ] && ! .venv-hub/bin/python - "$SERVER_VERSION" "$KERNEL_VERSION" 2>/dev/null <<'PY'
+import importlib.metadata as m, sys
+sys.exit(m.version("jupyter_server") != sys.argv[1] or m.version("ipykernel") != sys.argv[2])
+PY
+then
+    .venv-hub/bin/python -m pip install -qq --disable-pip-version-check \
+        "jupyter_server==$SERVER_VERSION" "ipykernel==$KERNEL_VERSION"
+fi
 
 # --- the proxy -----------------------------------------------------------------------------
 if [ ! -x .node/node_modules/.bin/configurable-http-proxy ]; then

@@ -15,12 +15,14 @@
 # and optionally REALHUB_CLEANUP_SERVERS (1/0), REALHUB_LAST_ACTIVITY_INTERVAL (seconds, 0 =
 # never pull activity from the proxy), REALHUB_SLOW_STOP_TIMEOUT, REALHUB_SLOW_SPAWN_TIMEOUT,
 # REALHUB_CONCURRENT_SPAWN_LIMIT, REALHUB_LOG_LEVEL, REALHUB_INTERNAL_SSL (1: the hub's
-# internal SSL, certificates in STATE_DIR/internal-ssl) and REALHUB_SERVICE_POLL_INTERVAL
+# internal SSL, certificates in STATE_DIR/internal-ssl), REALHUB_SERVICE_POLL_INTERVAL
 # (seconds between the hub's checks that a managed service still runs; it restarts one that
-# exited; the hub's own default is 30).
+# exited; the hub's own default is 30) and REALHUB_SPAWNER ("inhub", the default, or
+# "process": real jupyterhub-singleuser servers, see the end of the servers part).
 #
-# It is a test fixture: no single-user server process is ever started (see InHubSpawner), and
-# a test-only API under /hub/api/_realhub/ rewrites timestamps in the hub's database.
+# It is a test fixture: no single-user server process is started (see InHubSpawner) unless
+# REALHUB_SPAWNER=process asks for real ones, and a test-only API under /hub/api/_realhub/
+# rewrites timestamps in the hub's database.
 #
 # One file for every JupyterHub of tests/realhub/hub-versions.txt (1.5 to 6.1). What differs:
 # before 2.0 there are no roles or scopes (every service is `admin: True`, the test API is
@@ -282,6 +284,25 @@ c.JupyterHub.spawner_class = InHubSpawner
 c.Spawner.poll_interval = 30
 c.Spawner.start_timeout = 60
 c.Spawner.http_timeout = 30
+
+
+# --- real single-user servers (REALHUB_SPAWNER=process) --------------------------------------
+# For the few tests that need what only a real jupyter-server has (kernels, its own
+# last_activity): jupyterhub-singleuser from the hub's own environment (jupyter_server and
+# ipykernel are installed there by scripts/install-realhub.sh), one process per server, as the
+# hub's user. It must not post activity to the hub (JUPYTERHUB_ACTIVITY_INTERVAL=0), or the
+# back-dated hub view would not stick; as root it needs allow_root. The marker lets the
+# harness find the servers and their kernels if the hub leaves any behind.
+if _env("REALHUB_SPAWNER", "inhub") == "process":
+    import sys
+
+    from jupyterhub.spawner import SimpleLocalProcessSpawner
+
+    c.JupyterHub.spawner_class = SimpleLocalProcessSpawner
+    c.SimpleLocalProcessSpawner.home_dir_template = os.path.join(STATE_DIR, "home", "{username}")
+    c.Spawner.cmd = [os.path.join(os.path.dirname(sys.executable), "jupyterhub-singleuser")]
+    c.Spawner.args = ["--ServerApp.allow_root=True"] if os.geteuid() == 0 else []
+    c.Spawner.environment = {"JUPYTERHUB_ACTIVITY_INTERVAL": "0", "REALHUB_MARKER": MARKER}
 
 
 # --- test-only API ---------------------------------------------------------------------------

@@ -94,6 +94,21 @@ def installed(hub=None) -> tuple[bool, str]:
     return True, ""
 
 
+SINGLEUSER_BIN = REPO / ".venv-hub" / "bin" / "jupyterhub-singleuser"
+KERNEL_CLIENT = HERE / "kernel_client.py"
+
+
+def singleuser_installed() -> tuple[bool, str]:
+    """(True, "") when real single-user servers can run (RealHub(spawner="process")): the hub's
+    environment has jupyterhub-singleuser, jupyter_server and ipykernel."""
+    python = SINGLEUSER_BIN.parent / "python"
+    if SINGLEUSER_BIN.exists() and python.exists() and subprocess.run(
+            [str(python), "-c", "import jupyter_server, ipykernel"],
+            capture_output=True, timeout=60).returncode == 0:
+        return True, ""
+    return False, "no jupyter_server/ipykernel in .venv-hub (run: bash scripts/install-realhub.sh)"
+
+
 def free_ports(n: int) -> list[int]:
     """n distinct free TCP ports on 127.0.0.1 (asked from the OS, then released)."""
     socks, ports = [], []
@@ -202,6 +217,7 @@ class RealHub:
         hub=None,
         internal_ssl: bool = False,
         service_poll_interval: int | None = None,
+        spawner: str = "inhub",
     ):
         self.hub_version = hubversions.get(hub)
         self.internal_ssl = bool(internal_ssl)
@@ -224,6 +240,8 @@ class RealHub:
             "REALHUB_LOG_LEVEL": log_level,
             "REALHUB_INTERNAL_SSL": "1" if internal_ssl else "0",
             "REALHUB_SERVICE_POLL_INTERVAL": str(int(service_poll_interval or 0)),
+            # "process": real jupyterhub-singleuser servers (needs singleuser_installed())
+            "REALHUB_SPAWNER": spawner,
         }
         self.start_timeout = start_timeout
         self.marker = "realhub-" + secrets.token_hex(8)

@@ -50,3 +50,18 @@ def test_metrics_file_is_replaced_never_rewritten_in_place(tmp_path):
     assert path.stat().st_ino != first  # a new file renamed over the old one
     assert [p.name for p in tmp_path.iterdir()] == ["culler.prom"]
     assert samples(path.read_text())[("jupyterhub_idle_culler_users_seen", ())] == 2
+
+
+def test_metrics_count_guard_trips_and_servers_held_back():
+    metrics = Metrics()
+    values = samples(metrics.text())
+    prefix = "jupyterhub_idle_culler_"
+    assert values[(prefix + "mass_cull_guard_trips_total", ())] == 0  # there from the start
+    assert values[(prefix + "servers_held_back_total", ())] == 0
+    metrics.record(PassStats(servers_running=100, held_back=90,
+                             guard_tripped="mass-cull guard: would stop 90 of 100"))
+    metrics.record(PassStats(servers_running=100, held_back=80, stopped=10))
+    metrics.record(PassStats(servers_running=100))
+    values = samples(metrics.text())
+    assert values[(prefix + "mass_cull_guard_trips_total", ())] == 1
+    assert values[(prefix + "servers_held_back_total", ())] == 170

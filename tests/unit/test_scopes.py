@@ -53,3 +53,17 @@ def test_verdict_before_scopes_refuses_an_owner_that_is_not_an_admin():
     assert verdict(dict(service, admin=True), CullSettings(), has_scopes=False).missing == ()
     # a hub with scopes that left them out says nothing about the admin flag
     assert verdict(service, CullSettings(), has_scopes=True).missing == ()
+
+
+def test_kernel_checks_need_access_servers_globally_or_in_a_rule():
+    assert ("access:servers",) not in required_scopes(CullSettings())
+    assert ("access:servers",) in required_scopes(CullSettings(check_kernels=True))
+    rule = RuleSettings("gpu", profiles=("gpu-*",), check_kernels=True)
+    assert ("access:servers",) in required_scopes(CullSettings(rules=(rule,)))
+    base = ["list:users", "read:users:activity", "read:servers", "delete:servers"]
+    found = verdict({"scopes": base}, CullSettings(check_kernels=True))
+    assert found.missing == ("access:servers",)
+    for granted in ("access:servers", "access:servers!user=ann", "shares"):
+        assert verdict({"scopes": base + [granted]},
+                       CullSettings(check_kernels=True)).missing == ()
+    assert scope_hint("check") == "access:servers"
