@@ -256,12 +256,14 @@ class CullPass:
         """Run the jobs on the pool, at most ``concurrency`` at once."""
         pending: Set[Future] = set()
         for job in jobs.values():
+            if job.empty:
+                continue  # a duplicate sighting cancelled everything
+            # Asked after waiting for a free worker: a signal that came during the wait
+            # must keep this job from going out.
+            pending = self._drain(pending, self.runtime.concurrency - 1)
             if self.runtime.should_stop():
                 self.stats.interrupted = True
                 break
-            if job.empty:
-                continue  # a duplicate sighting cancelled everything
-            pending = self._drain(pending, self.runtime.concurrency - 1)
             pending.add(self.runtime.pool.submit(self._run_job, job))
         self._drain(pending, 0)
 

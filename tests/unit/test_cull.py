@@ -4,6 +4,8 @@ import logging
 import threading
 from concurrent.futures import ThreadPoolExecutor
 
+import pytest
+
 from idle_culler_daemon.config import CullSettings
 from idle_culler_daemon.cull import Runtime, run_pass
 from idle_culler_daemon.errors import HubAuthError, HubUnavailable
@@ -224,3 +226,31 @@ def test_run_pass_sees_a_user_listed_twice_as_a_duplicate_at_any_size():
     hub = MemoryHub(idle + active, page_size=200)
     stats = run(hub)
     assert stats.users_seen == 40000 and hub.of_kind("stop") == []
+
+
+@pytest.mark.parametrize("concurrency", [1, 2, 4])
+def test_run_pass_submits_no_job_once_the_stop_signal_came_while_the_pool_was_busy(concurrency):
+    # The signal arrives while every worker is busy and the pass waits for a free one: no job
+    # may go out after that wait. The last stop to start waits for a heartbeat from the pass
+    # (while acting, the pass beats only from inside that wait, as no job has finished), then
+    # raises the flag and lets every stop finish.
+    flag, waiting, release = threading.Event(), threading.Event(), threading.Event()
+    started = []
+
+    class BusyHub(MemoryHub):
+        def stop_server(self, user, server, remove):
+            started.append(user)
+            if len(started) == concurrency:
+                waiting.clear()
+                assert waiting.wait(10), "the pass never waited for a free worker"
+                flag.set()
+                release.set()
+            assert release.wait(10), "the test never released the stops"
+            return super().stop_server(user, server, remove)
+
+    hub = BusyHub([user_model("u%d" % i, {"": server_model(900)}) for i in range(10)])
+    with ThreadPoolExecutor(max_workers=concurrency) as executor:
+        stats = run_pass(hub, SETTINGS, NOW, Runtime(
+            executor, concurrency, should_stop=flag.is_set, heartbeat=waiting.set,
+            tick_s=0.01))
+    assert len(hub.of_kind("stop")) == concurrency and stats.interrupted
