@@ -121,6 +121,10 @@ def convert(option: Option, raw: Any, source: str) -> Any:
 
 # --- rules -----------------------------------------------------------------------------------
 
+# The idle limits of a rule, and what they would stop at 0 (refused, like --timeout=0).
+IDLE_LIMITS = {"timeout": "server or user", "user_timeout": "user"}
+
+
 def parse_rule(name: str, items: Mapping[str, Any], where: str) -> RuleSettings:
     """Validate one rule's keys and values into ``RuleSettings``.
 
@@ -142,6 +146,10 @@ def parse_rule(name: str, items: Mapping[str, Any], where: str) -> RuleSettings:
             raise ConfigError("%s: key %r: %r %s" % (where, key, raw, exc)) from None
         if key in RULE_MATCHERS:
             _check_patterns(fields[key], "%s: key %r" % (where, key))
+        if key in IDLE_LIMITS and fields[key] == 0:
+            raise ConfigError("%s: key %r: 0 would stop every matching %s at once; give seconds "
+                              "> 0 (an age limit of 0 switches it off, an idle limit cannot)"
+                              % (where, key, IDLE_LIMITS[key]))
     if not any(key in fields for key in RULE_MATCHERS):
         raise ConfigError("%s: a rule needs at least one of %s" % (where, ", ".join(RULE_MATCHERS)))
     return RuleSettings(**fields)

@@ -225,10 +225,28 @@ def test_rule_section_with_unknown_key_names_section_and_key():
     assert "[rule:gpu]" in str(info.value) and "'timeoutt'" in str(info.value)
 
 
-@pytest.mark.xfail(strict=True, reason="needs: parse_rule to refuse timeout=0 and "
-                   "user_timeout=0 as load_config refuses --timeout=0 "
-                   "(docs/behaviour.md#rule-settings)")
 @pytest.mark.parametrize("key", ["timeout", "user_timeout"])
 def test_rule_idle_limit_of_zero_is_refused_like_the_global_timeout(key):
     with pytest.raises(ConfigError, match=key):
         parse_rule_option("guests:users=guest-*,%s=0" % key, "--rule")
+
+
+@pytest.mark.parametrize("key", ["timeout", "user_timeout"])
+@pytest.mark.parametrize("zero", ["0", " 00 ", "+0"])
+@pytest.mark.parametrize("source", ["option", "environment", "file"])
+def test_rule_idle_limit_of_zero_is_refused_from_every_source(key, zero, source):
+    argv, env, files = [], dict(ENV), {}
+    if source == "option":
+        argv = ["--rule=guests:users=guest-*,%s=%s" % (key, zero)]
+    elif source == "environment":
+        env["JUPYTERHUB_IDLE_CULLER_RULE"] = "guests:users=guest-*,%s=%s" % (key, zero)
+    else:
+        argv = ["--config=c.ini"]
+        files = {"c.ini": "[rule:guests]\nusers = guest-*\n%s = %s\n" % (key, zero)}
+    with pytest.raises(ConfigError, match="%s.*0" % key):
+        load(argv, env, files)
+
+
+def test_rule_age_limit_of_zero_means_off_and_is_accepted():
+    rule = parse_rule_option("guests:users=guest-*,max_age=0,user_max_age=0", "--rule")
+    assert (rule.max_age, rule.user_max_age) == (0, 0)
