@@ -76,6 +76,15 @@ def patterns(raw: Any) -> Tuple[str, ...]:
                  if part.strip())
 
 
+# How a rule names the default server, whose name is empty: an empty quoted item.
+DEFAULT_SERVER_SPELLINGS = frozenset({'""', "''"})
+
+
+def server_patterns(raw: Any) -> Tuple[str, ...]:
+    """Like :func:`patterns`; an item ``""`` (or ``''``) is the default server's empty name."""
+    return tuple("" if item in DEFAULT_SERVER_SPELLINGS else item for item in patterns(raw))
+
+
 def entries(raw: Any) -> Tuple[str, ...]:
     """Whole items that may contain commas themselves (``--rule NAME:k=v,k=v``)."""
     items = raw if isinstance(raw, (list, tuple)) else [raw]
@@ -198,7 +207,7 @@ ALIASES = {"logging": "log_level"}
 RULE_MATCHERS = ("users", "groups", "server_names")
 RULE_SETTINGS = ("cull", "timeout", "max_age", "user_timeout", "user_max_age")
 RULE_KEYS: Dict[str, Converter] = {
-    "users": patterns, "groups": patterns, "server_names": patterns,
+    "users": patterns, "groups": patterns, "server_names": server_patterns,
     "cull": boolean, "timeout": count, "max_age": count, "user_timeout": count,
     "user_max_age": count,
 }
@@ -292,8 +301,9 @@ def parse_command_line(argv: Sequence[str]) -> Dict[str, Any]:
 _RULE_EXAMPLES = """\
 # Rules refine the settings above for some users or servers. The first rule whose
 # matchers all match decides; matchers are comma-separated fnmatch patterns on
-# users, groups (needs the read:users:groups scope) and server_names ("" is the
-# default server). Settings: cull, timeout, max_age, user_timeout, user_max_age.
+# users, groups (needs the read:users:groups scope) and server_names, where ""
+# is the default server. Settings: cull, timeout, max_age, user_timeout,
+# user_max_age; a timeout of 0 is refused, a max_age of 0 switches it off.
 
 # Never stop or delete staff:
 # [rule:staff]
@@ -305,6 +315,11 @@ _RULE_EXAMPLES = """\
 # server_names = gpu-*
 # timeout = 900
 # max_age = 28800
+
+# Default servers ("") get two hours, named servers keep the global limit:
+# [rule:home]
+# server_names = ""
+# timeout = 7200
 
 # Guests are deleted after a day without activity:
 # [rule:guests]

@@ -1,10 +1,16 @@
 """Option parsing in every spelling, precedence, config files, and the token's secrecy."""
 
+import pathlib
+from datetime import timedelta
+
 import pytest
 
-from idle_culler_daemon.config import load_config, parse_rule_option
+from idle_culler_daemon.config import CullSettings, load_config, parse_rule_option
 from idle_culler_daemon.errors import ConfigError
+from idle_culler_daemon.model import Server, User
 from idle_culler_daemon.options import OPTIONS, env_names, generate_config, parse_command_line
+from idle_culler_daemon.policy import Action, judge_server
+from tests.fakes import NOW
 
 TOKEN = "s3cr3t-token-value"
 ENV = {"JUPYTERHUB_API_TOKEN": TOKEN}
@@ -250,3 +256,47 @@ def test_rule_idle_limit_of_zero_is_refused_from_every_source(key, zero, source)
 def test_rule_age_limit_of_zero_means_off_and_is_accepted():
     rule = parse_rule_option("guests:users=guest-*,max_age=0,user_max_age=0", "--rule")
     assert (rule.max_age, rule.user_max_age) == (0, 0)
+
+
+def _judge_default_and_named(settings):
+    """The verdicts on an idle default server and an idle named server 'lab' of one user."""
+    idle = NOW - timedelta(days=30)
+    servers = [Server(name, True, started=idle, last_activity=idle) for name in ("", "lab")]
+    owner = User("ann", admin=False, groups=(), servers=tuple(servers))
+    return [judge_server(owner, one, NOW, settings) for one in servers]
+
+
+@pytest.mark.parametrize("spelling", ['""', "''", '"", gpu-*'])
+@pytest.mark.parametrize("source", ["file", "option"])
+def test_rule_server_names_empty_quotes_match_the_default_server(spelling, source):
+    if source == "file":
+        config = load(["--config=c.ini"], files={
+            "c.ini": "[rule:home]\nserver_names = %s\ncull = false\n" % spelling})
+    else:
+        config = load(["--rule=home:server_names=%s,cull=false" % spelling.replace(" ", "")])
+    default, named = _judge_default_and_named(config.culling)
+    assert (default.action, default.reason, default.rule) == (Action.KEEP, "excluded", "home")
+    assert (named.action, named.rule) == (Action.STOP, "default")
+
+
+def test_generate_config_rule_examples_load_and_mean_what_their_comments_say():
+    rules_part = "# Rules refine" + generate_config().split("# Rules refine")[1]
+    uncommented = "\n".join(line[2:] for line in rules_part.splitlines()
+                            if line.startswith("# [") or " = " in line)
+    config = load(["--config=g.ini"], files={"g.ini": uncommented})
+    by_name = {rule.name: rule for rule in config.culling.rules}
+    home = [rule for rule in config.culling.rules if "" in rule.server_names]
+    assert home, "an example rule for the default server"
+    default, named = _judge_default_and_named(CullSettings(timeout=600, rules=tuple(home)))
+    assert default.rule == home[0].name and named.rule == "default"
+    assert by_name["gpu"].server_names == ("gpu-*",) and by_name["staff"].cull is False
+
+
+def test_readme_rule_example_loads_and_its_default_server_rule_matches_it():
+    readme = (pathlib.Path(__file__).resolve().parents[2] / "README.md").read_text("utf-8")
+    example = readme.split("```ini\n", 1)[1].split("```", 1)[0]
+    config = load(["--config=r.ini"], files={"r.ini": example})
+    home = [rule for rule in config.culling.rules if "" in rule.server_names]
+    assert home, "the README shows how to match the default server"
+    default, named = _judge_default_and_named(CullSettings(timeout=600, rules=tuple(home)))
+    assert default.rule == home[0].name and named.rule == "default"
