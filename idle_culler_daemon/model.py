@@ -36,7 +36,7 @@ class User:
 
     name: str
     admin: Optional[bool] = False  # None: the token may not read it (needs read:users:name)
-    groups: Tuple[str, ...] = ()
+    groups: Optional[Tuple[str, ...]] = ()  # None: not shown (needs read:users:groups)
     created: Optional[datetime] = None
     last_activity: Optional[datetime] = None
     servers: Tuple[Server, ...] = ()
@@ -112,8 +112,9 @@ def parse_user(model: Any) -> User:
     if not isinstance(name, str) or not name:
         raise ModelError("user name %r is not a non-empty string" % (name,))
     try:
-        groups = model.get("groups") or []
-        if not isinstance(groups, list) or not all(isinstance(g, str) for g in groups):
+        groups = model.get("groups")  # absent or null: unknown, not "in no group"
+        if groups is not None and (not isinstance(groups, list)
+                                   or not all(isinstance(g, str) for g in groups)):
             raise ModelError("groups %r is not a list of names" % (groups,))
         created = parse_hub_time(model.get("created"))
         last_activity = parse_hub_time(model.get("last_activity"))
@@ -134,7 +135,7 @@ def parse_user(model: Any) -> User:
         else:
             raise ModelError("servers %r is not an object" % (servers_model,))
         admin = _flag(model, "admin", False) if "admin" in model else None
-        return User(name=name, admin=admin, groups=tuple(groups),
+        return User(name=name, admin=admin, groups=None if groups is None else tuple(groups),
                     created=created, last_activity=last_activity, servers=servers)
     except ModelError as exc:
         raise ModelError("user %r: %s" % (name, exc)) from None

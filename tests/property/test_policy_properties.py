@@ -215,3 +215,29 @@ def test_duplicate_sightings_stop_only_what_every_sighting_judged_idle(sightings
     all_idle = all(all(idle >= 3600 for idle in one.values()) for one in sightings)
     if hub.deletes:
         assert cull_users and all_idle and hub.deletes == ["dup"]
+
+
+# Group memberships that between them make every group pattern of ``rules`` match and miss.
+GROUP_CHOICES = [(), ("staff",), ("x",), ("gpu",), ("a1",), ("b1",), ("gpu-1",),
+                 ("staff", "x", "gpu", "a1", "b1", "gpu-1")]
+
+
+@SETTINGS
+@given(users, cull_settings, st.booleans())
+def test_unknown_groups_act_only_where_every_membership_would_act_alike(user, settings_, kept):
+    """A user whose groups the model does not show (``groups`` None) is stopped or deleted
+    only when the verdict would be the same whatever their groups are: doubt keeps."""
+    unknown = User(user.name, user.admin, None, user.created, user.last_activity, user.servers)
+    for server in user.servers:
+        verdict = judge_server(unknown, server, NOW, settings_)
+        if verdict.acts:
+            for groups in GROUP_CHOICES:
+                known = User(user.name, user.admin, groups, user.created, user.last_activity,
+                             user.servers)
+                assert judge_server(known, server, NOW, settings_) == verdict
+    verdict = judge_user(unknown, NOW, settings_, kept)
+    if verdict.acts:
+        for groups in GROUP_CHOICES:
+            known = User(user.name, user.admin, groups, user.created, user.last_activity,
+                         user.servers)
+            assert judge_user(known, NOW, settings_, kept) == verdict

@@ -6,7 +6,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from idle_culler_daemon.config import CullSettings
+from idle_culler_daemon.config import CullSettings, RuleSettings
 from idle_culler_daemon.cull import Runtime, run_pass
 from idle_culler_daemon.errors import HubAuthError, HubUnavailable
 from idle_culler_daemon.hub import DeleteResult, StopResult
@@ -254,3 +254,19 @@ def test_run_pass_submits_no_job_once_the_stop_signal_came_while_the_pool_was_bu
             executor, concurrency, should_stop=flag.is_set, heartbeat=waiting.set,
             tick_s=0.01))
     assert len(hub.of_kind("stop")) == concurrency and stats.interrupted
+
+
+def test_run_pass_warns_once_when_a_group_rule_meets_users_without_groups(caplog):
+    models = [user_model("u%d" % i, {"": server_model(900)}) for i in range(5)]
+    for model in models:
+        del model["groups"]  # the token may not read them
+    settings = CullSettings(timeout=600, rules=(RuleSettings("staff", groups=("staff",),
+                                                             cull=False),))
+    warned = set()
+    for _ in range(2):  # a second pass of the same daemon says nothing new
+        hub = MemoryHub(models)
+        with caplog.at_level(logging.WARNING):
+            run_pass(hub, settings, NOW, Runtime(InlineExecutor(), 4), warned)
+        assert hub.of_kind("stop") == []
+    warnings = [r for r in caplog.records if "groups-unknown" in r.getMessage()]
+    assert len(warnings) == 1 and "read:users:groups" in warnings[0].getMessage()

@@ -74,3 +74,15 @@ def test_parse_user_without_admin_key_leaves_admin_unknown():
     model = user_model("ann")
     del model["admin"]
     assert parse_user(model).admin is None
+
+
+def test_parse_user_tells_unknown_groups_from_no_groups():
+    model = user_model("ann")
+    del model["groups"]  # a token that may not read them (read:users:groups, or filtered)
+    assert parse_user(model).groups is None
+    model["groups"] = None
+    assert parse_user(model).groups is None
+    model["groups"] = []
+    assert parse_user(model).groups == ()
+    model["groups"] = ["staff"]
+    assert parse_user(model).groups == ("staff",)

@@ -201,3 +201,37 @@ def test_judge_user_unknown_admin_flag_counts_as_admin_when_admins_are_spared():
     unknown = User(name="ann", admin=None, last_activity=NOW - timedelta(days=9))
     assert judge_user(unknown, NOW, settings, False).reason == "admin"
     assert judge_user(unknown, NOW, CullSettings(cull_users=True), False).action is Action.DELETE
+
+
+# --- users whose groups the model does not show (docs/behaviour.md#matchers) ---
+
+LAB_FAST = RuleSettings("lab-fast", groups=("lab",), timeout=60)
+ANN_FAST = RuleSettings("ann-fast", users=("ann",), timeout=60)
+GPU_STAFF = RuleSettings("gpu-staff", groups=("staff",), server_names=("gpu-*",), cull=False)
+
+
+def unknown_groups(name="ann", idle=10 ** 6):
+    return User(name=name, admin=False, groups=None,
+                created=NOW - timedelta(seconds=idle), last_activity=NOW - timedelta(seconds=idle))
+
+
+@pytest.mark.parametrize("rules", [(STAFF,), (LAB_FAST,), (GPU, STAFF), (GPU_STAFF, LAB_FAST)])
+def test_rules_unknown_groups_keep_when_a_group_rule_could_decide(rules):
+    settings = CullSettings(timeout=3600, cull_users=True, rules=rules)
+    verdict = judge_server(unknown_groups(), server("", idle=10 ** 6), NOW, settings)
+    assert (verdict.action, verdict.reason) == (Action.KEEP, "groups-unknown")
+    assert verdict.rule == [rule for rule in rules if rule.groups][-1].name
+    verdict = judge_user(unknown_groups(), NOW, settings, False)
+    assert (verdict.action, verdict.reason) == (Action.KEEP, "groups-unknown")
+
+
+def test_rules_unknown_groups_do_not_matter_when_no_group_rule_comes_first():
+    settings = CullSettings(timeout=3600, cull_users=True, rules=(ANN_FAST, STAFF, GPU_STAFF))
+    verdict = judge_server(unknown_groups(), server("", idle=120), NOW, settings)
+    assert (verdict.action, verdict.rule) == (Action.STOP, "ann-fast")  # decided before STAFF
+    settings = CullSettings(timeout=3600, rules=(GPU_STAFF,))
+    verdict = judge_server(unknown_groups("bob"), server("", idle=7200), NOW, settings)
+    assert (verdict.action, verdict.rule) == (Action.STOP, "default")  # not a gpu server
+    verdict = judge_server(unknown_groups("bob"), server("", idle=7200), NOW,
+                           CullSettings(timeout=3600))
+    assert verdict.action is Action.STOP  # no group rule at all
