@@ -222,22 +222,20 @@ GROUP_CHOICES = [(), ("staff",), ("x",), ("gpu",), ("a1",), ("b1",), ("gpu-1",),
                  ("staff", "x", "gpu", "a1", "b1", "gpu-1")]
 
 
+def with_groups(user: User, groups) -> User:
+    return User(user.name, user.admin, groups, user.created, user.last_activity, user.servers)
+
+
 @SETTINGS
 @given(users, cull_settings, st.booleans())
 def test_unknown_groups_act_only_where_every_membership_would_act_alike(user, settings_, kept):
     """A user whose groups the model does not show (``groups`` None) is stopped or deleted
     only when the verdict would be the same whatever their groups are: doubt keeps."""
-    unknown = User(user.name, user.admin, None, user.created, user.last_activity, user.servers)
-    for server in user.servers:
-        verdict = judge_server(unknown, server, NOW, settings_)
+    judges = [lambda someone, server=server: judge_server(someone, server, NOW, settings_)
+              for server in user.servers]
+    judges.append(lambda someone: judge_user(someone, NOW, settings_, kept))
+    for judge_one in judges:
+        verdict = judge_one(with_groups(user, None))
         if verdict.acts:
-            for groups in GROUP_CHOICES:
-                known = User(user.name, user.admin, groups, user.created, user.last_activity,
-                             user.servers)
-                assert judge_server(known, server, NOW, settings_) == verdict
-    verdict = judge_user(unknown, NOW, settings_, kept)
-    if verdict.acts:
-        for groups in GROUP_CHOICES:
-            known = User(user.name, user.admin, groups, user.created, user.last_activity,
-                         user.servers)
-            assert judge_user(known, NOW, settings_, kept) == verdict
+            assert all(judge_one(with_groups(user, groups)) == verdict
+                       for groups in GROUP_CHOICES)
