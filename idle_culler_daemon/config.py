@@ -12,7 +12,7 @@ import fnmatch
 import re
 from dataclasses import dataclass, field
 from typing import Any, Dict, List, Mapping, Optional, Tuple
-from urllib.parse import urlsplit
+from urllib.parse import urlsplit, urlunsplit
 
 from idle_culler_daemon.errors import ConfigError
 from idle_culler_daemon.options import (
@@ -232,19 +232,33 @@ def _merge(layers: Layers) -> Dict[str, Any]:
     return values
 
 
-def _check_url(url: str) -> str:
-    url = url.strip().rstrip("/")
-    parts = urlsplit(url)
+def _check_url(url: str, warnings: List[str]) -> str:
+    """The hub's API URL, without a trailing ``/`` and without credentials.
+
+    Credentials in the URL (``http://user:pass@host``) were never sent (the hub is sent the
+    token) and must never be logged: they are dropped, with a warning that does not repeat
+    them, and no error message shows them either.
+    """
+    parts = urlsplit(url.strip().rstrip("/"))
+    host_port = parts.netloc.rpartition("@")[2]
+    shown = urlunsplit(parts._replace(netloc=host_port))
     if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise ConfigError("--url: %r is not an http(s) URL with a host" % url)
+        raise ConfigError("--url: %r is not an http(s) URL with a host" % shown)
+    port = host_port.rpartition("]")[2].partition(":")[2]  # after an IPv6 address's "]"
+    if port and not (re.fullmatch("[0-9]{1,5}", port) and 1 <= int(port) <= 65535):
+        raise ConfigError("--url: %r has a port that is not a number from 1 to 65535" % shown)
     if parts.query or parts.fragment:
-        raise ConfigError("--url: %r must not have a query or a fragment" % url)
-    return url
+        raise ConfigError("--url: %r must not have a query or a fragment" % shown)
+    if "@" in parts.netloc:
+        warnings.append("--url: the credentials in it are dropped (they were never sent: the "
+                        "hub is sent the API token)")
+    return shown
 
 
 def _settle(values: Dict[str, Any]) -> List[str]:
     """Refuse impossible values, fill in derived defaults; return warnings for the log."""
     warnings: List[str] = []
+    values["url"] = _check_url(values["url"], warnings)
     if values["timeout"] == 0:
         raise ConfigError("--timeout: 0 would stop every server at once; give seconds > 0")
     if values["cull_every"] == 0:
@@ -288,7 +302,7 @@ def _build(values: Mapping[str, Any], rules: Tuple[RuleSettings, ...], env: Mapp
     client_cert, ca_bundle = (ssl_files(values["internal_certs_location"], env)
                               if values["ssl_enabled"] else (None, None))
     hub = HubSettings(
-        api_url=_check_url(values["url"]),
+        api_url=values["url"],
         token=read_token(values["api_token_file"], env, read_file),
         read_timeout=values["request_timeout"], page_size=values["api_page_size"],
         pool_size=values["concurrency"], client_cert=client_cert, ca_bundle=ca_bundle)

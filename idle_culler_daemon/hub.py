@@ -13,7 +13,7 @@ import json
 import socket
 import threading
 from dataclasses import dataclass
-from typing import Any, Dict, List, Optional
+from typing import Any, Dict, List, Optional, Sequence
 from urllib.parse import quote
 
 import requests
@@ -33,6 +33,7 @@ from idle_culler_daemon.errors import (
 )
 
 PAGINATION_MEDIA_TYPE = "application/jupyterhub-pagination+json"
+REDACTED = "<redacted>"  # what the token becomes in an error text (as in the log)
 USER_AGENT = "jupyterhub-idle-culler-daemon/%s" % __version__
 
 
@@ -185,10 +186,21 @@ def _hub_message(response: requests.Response) -> str:
     return response.reason or ""
 
 
-def error_for(method: str, path: str, response: requests.Response) -> HubError:
+def clip(text: str, secrets: Sequence[str] = (), limit: int = 300) -> str:
+    """``text`` without the secrets, then cut to ``limit`` characters: in that order, since a
+    cut through a secret would leave a prefix of it that nothing could recognise any more."""
+    for secret in secrets:
+        if secret:
+            text = text.replace(secret, REDACTED)
+    return text[:limit]
+
+
+def error_for(method: str, path: str, response: requests.Response,
+              secrets: Sequence[str] = ()) -> HubError:
     """Map an unexpected status to a typed error carrying the hub's own message."""
     status = response.status_code
-    message = "%s %s answered %d: %s" % (method, path, status, _hub_message(response)[:300])
+    message = "%s %s answered %d: %s" % (method, path, status,
+                                         clip(_hub_message(response), secrets))
     if status in (401, 403):
         return HubAuthError(message, status)
     if status >= 500 or status == 429:
@@ -204,6 +216,7 @@ class HubClient:
         self._settings = settings
         self._timeout = (policy.connect_timeout, settings.read_timeout)
         self._base = settings.api_url
+        self._secrets = (settings.token,)
         self._session = build_session(settings, policy, cancel)
 
     def close(self) -> None:
@@ -215,7 +228,8 @@ class HubClient:
             return self._session.request(
                 method, self._base + path, timeout=self._timeout, **kwargs)
         except requests.RequestException as exc:
-            raise HubUnavailable("%s %s: %s" % (method, path, _describe(exc))) from None
+            raise HubUnavailable("%s %s: %s" % (method, path, _describe(exc, self._secrets))
+                                 ) from None
 
     def _get_json(self, path: str, params: Optional[Dict[str, Any]] = None,
                   headers: Optional[Dict[str, str]] = None) -> Any:
@@ -238,7 +252,8 @@ class HubClient:
             if expired.is_set():
                 raise HubUnavailable("GET %s: the answer took longer than %ss to arrive"
                                      % (path, self._settings.read_timeout)) from None
-            raise HubUnavailable("GET %s: %s" % (path, _describe(exc))) from None
+            raise HubUnavailable("GET %s: %s" % (path, _describe(exc, self._secrets))
+                                 ) from None
         finally:
             timer.cancel()
             response.close()
@@ -246,7 +261,7 @@ class HubClient:
             raise HubUnavailable("GET %s: the answer took longer than %ss to arrive"
                                  % (path, self._settings.read_timeout))
         if response.status_code != 200:
-            raise error_for("GET", path, response)
+            raise error_for("GET", path, response, self._secrets)
         try:
             return json.loads(body.decode("utf-8"))
         except ValueError as exc:
@@ -308,7 +323,7 @@ class HubClient:
         with response:
             result = _STOP_RESULTS.get(response.status_code)
             if result is None:
-                raise error_for("DELETE", path, response)
+                raise error_for("DELETE", path, response, self._secrets)
             return result
 
     def delete_user(self, user: str) -> DeleteResult:
@@ -318,7 +333,7 @@ class HubClient:
         with response:
             result = _DELETE_RESULTS.get(response.status_code)
             if result is None:
-                raise error_for("DELETE", path, response)
+                raise error_for("DELETE", path, response, self._secrets)
             return result
 
 
@@ -334,10 +349,10 @@ def _abort_read(response: requests.Response, expired: threading.Event) -> None:
             pass  # already closed: the read has ended anyway
 
 
-def _describe(exc: Exception) -> str:
+def _describe(exc: Exception, secrets: Sequence[str] = ()) -> str:
     """A one-line description of a requests error, without the request's headers."""
     reason = exc
     while reason.args and isinstance(reason.args[0], Exception):
         reason = reason.args[0]
     text = str(reason).replace("\n", " ")
-    return "%s: %s" % (exc.__class__.__name__, text[:300])
+    return "%s: %s" % (exc.__class__.__name__, clip(text, secrets))

@@ -17,6 +17,9 @@ from idle_culler_daemon.options import OPTIONS, file_option
 
 ReadFile = Callable[[str], str]
 TOKEN_CREDENTIAL = "api-token"  # the name of the systemd credential (LoadCredential=)
+MIN_TOKEN_LENGTH = 8  # JupyterHub refuses shorter tokens
+_CHARACTER_NAMES = {"\n": "a newline", "\r": "a carriage return", "\t": "a tab",
+                    " ": "a space", "\ufeff": "a byte-order mark (U+FEFF)"}
 
 
 @dataclass(frozen=True)
@@ -141,14 +144,34 @@ def read_token(token_file: Optional[str], env: Mapping[str, str], read_file: Rea
             raise ConfigError("%s: cannot read %s: %s" % (what, path, exc.strerror or exc)
                               ) from None
         if token:
-            return token
+            return check_token(token, "%s: %s" % (what, path))
         if required:
             raise ConfigError("%s: %s is empty" % (what, path))
     token = env.get("JUPYTERHUB_API_TOKEN", "").strip()
     if token:
-        return token
+        return check_token(token, "$JUPYTERHUB_API_TOKEN")
     raise ConfigError("no API token: give --api-token-file=PATH, or a systemd credential "
                       "'api-token' ($CREDENTIALS_DIRECTORY/api-token), or $JUPYTERHUB_API_TOKEN")
+
+
+def check_token(token: str, where: str) -> str:
+    """Return ``token`` if a hub could have issued it and HTTP can carry it; else ConfigError.
+
+    A JupyterHub token is printable ASCII without spaces, at least 8 characters. Anything else
+    (a newline or a byte-order mark from an editor, two tokens pasted) would fail on every
+    request or end the process; the message says what is wrong and where, never the token.
+    """
+    for position, char in enumerate(token, 1):
+        if not "!" <= char <= "~":
+            name = _CHARACTER_NAMES.get(char) or (
+                "a control character (U+%04X)" % ord(char) if char.isascii() or
+                not char.isprintable() else "a non-ASCII character (U+%04X)" % ord(char))
+            raise ConfigError("%s: the token has %s at character %d; a JupyterHub token is "
+                              "printable ASCII without spaces" % (where, name, position))
+    if len(token) < MIN_TOKEN_LENGTH:
+        raise ConfigError("%s: the token has %d characters; JupyterHub's tokens have at least "
+                          "%d" % (where, len(token), MIN_TOKEN_LENGTH))
+    return token
 
 
 def ssl_files(folder: str, env: Mapping[str, str]) -> Tuple[Tuple[str, str], str]:

@@ -6,7 +6,7 @@ from dataclasses import replace
 import pytest
 
 from idle_culler_daemon.config import HubSettings
-from idle_culler_daemon.errors import HubAuthError, HubProtocolError, HubUnavailable
+from idle_culler_daemon.errors import HubAuthError, HubError, HubProtocolError, HubUnavailable
 from idle_culler_daemon.hub import HubClient, RetryPolicy, StopResult
 from tests.support.fakehub import active_user, idle_user
 
@@ -163,3 +163,22 @@ def test_client_makes_no_retry_once_cancelled(fake_hub):
     with pytest.raises(HubUnavailable):
         HubClient(settings, FAST_RETRIES, cancel=cancel).users_page("ready", 0)
     assert len(fake_hub.records(route="list_users")) == 1
+
+
+@pytest.mark.parametrize("route,call", [
+    ("DELETE /users/ann/server", lambda hub: hub.stop_server("ann", "", False)),
+    ("DELETE /users/ann", lambda hub: hub.delete_user("ann")),
+    ("GET /users", lambda hub: hub.users_page("ready", 0)),
+])
+@pytest.mark.parametrize("before", [0, 200, 290, 296, 299, 310])
+def test_client_error_text_keeps_no_piece_of_a_token_the_hub_echoes(fake_hub, route, call,
+                                                                    before):
+    # The hub's message is cut to length for the log: the token must go before the cut, or
+    # the cut leaves a prefix of it that nothing can recognise any more.
+    fake_hub.add(idle_user("ann", 3600))
+    fake_hub.faults.add(route, 500, count=None,
+                        message="x" * before + fake_hub.token + " was refused")
+    with pytest.raises(HubError) as info:
+        call(client(fake_hub))
+    text = str(info.value)
+    assert not any(fake_hub.token[i:i + 6] in text for i in range(len(fake_hub.token) - 5)), text

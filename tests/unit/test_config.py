@@ -300,3 +300,61 @@ def test_readme_rule_example_loads_and_its_default_server_rule_matches_it():
     assert home, "the README shows how to match the default server"
     default, named = _judge_default_and_named(CullSettings(timeout=600, rules=tuple(home)))
     assert default.rule == home[0].name and named.rule == "default"
+
+
+# --- tokens that cannot be sent, or cannot be a hub's token (docs/behaviour.md#token-lookup) ---
+
+BAD_TOKENS = {
+    "newline": "abcd1234\nsecret99",
+    "carriage return": "abcd1234\rsecret99",
+    "tab": "abcd1234\tsecret99",
+    "NUL": "abcd1234\x00secret99",
+    "escape": "abcd1234\x1bsecret99",
+    "delete": "abcd1234\x7fsecret99",
+    "byte-order mark": "\ufeffabcd1234secret99",
+    "zero-width space": "abcd1234\u200bsecret99",
+    "space": "abcd1234 secret99",
+    "non-ASCII": "abcd1234\u20acsecret99",
+    "too short": "abc12",
+}
+
+
+def token_pieces(token, size=5):
+    """Every run of ``size`` characters of the token (none may reach a message)."""
+    return {token[i:i + size] for i in range(len(token) - size + 1)}
+
+
+@pytest.mark.parametrize("place", ["file", "credentials", "environment"])
+@pytest.mark.parametrize("kind", sorted(BAD_TOKENS))
+def test_token_that_is_not_a_token_is_a_config_error_without_the_token(place, kind):
+    token = BAD_TOKENS[kind]
+    env, files, argv = {}, {}, []
+    if place == "file":
+        argv, files = ["--api-token-file=/t"], {"/t": token + "\n"}
+    elif place == "credentials":
+        env, files = {"CREDENTIALS_DIRECTORY": "/creds"}, {"/creds/api-token": token}
+    else:
+        env = {"JUPYTERHUB_API_TOKEN": token}
+    with pytest.raises(ConfigError) as info:
+        load(argv, env, files)
+    message = str(info.value)
+    assert not any(piece in message for piece in token_pieces(token)), message
+    assert {"file": "/t", "credentials": "api-token",
+            "environment": "JUPYTERHUB_API_TOKEN"}[place] in message
+
+
+def test_credentials_in_the_url_are_dropped_with_a_warning_that_does_not_repeat_them():
+    config = load(["--url=http://ops:hunter2secret@127.0.0.1:8081/hub/api/"])
+    assert config.hub.api_url == "http://127.0.0.1:8081/hub/api"
+    shown = str(config.describe()) + " ".join(config.warnings) + repr(config)
+    assert "hunter2secret" not in shown and "ops:" not in shown
+    assert any("--url" in warning and "credentials" in warning for warning in config.warnings)
+
+
+@pytest.mark.parametrize("url", ["http://ops:hunter2secret@127.0.0.1:99999/hub/api",
+                                 "ftp://ops:hunter2secret@127.0.0.1/hub/api",
+                                 "http://ops:hunter2secret@127.0.0.1/hub/api?x=1"])
+def test_a_bad_url_with_credentials_is_refused_without_repeating_them(url):
+    with pytest.raises(ConfigError) as info:
+        load(["--url=" + url])
+    assert "hunter2secret" not in str(info.value) and "--url" in str(info.value)
