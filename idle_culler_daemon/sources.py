@@ -7,6 +7,7 @@ module never touches ``os.environ`` and tests need no real files.
 """
 
 import ast
+import codecs
 import configparser
 import os.path
 from dataclasses import dataclass
@@ -15,7 +16,7 @@ from typing import Any, Callable, Dict, List, Mapping, Optional, Tuple
 from idle_culler_daemon.errors import ConfigError
 from idle_culler_daemon.options import OPTIONS, file_option
 
-ReadFile = Callable[[str], str]
+ReadFile = Callable[[str], str]  # raises OSError, or ValueError for a file that is not text
 TOKEN_CREDENTIAL = "api-token"  # the name of the systemd credential (LoadCredential=)
 MIN_TOKEN_LENGTH = 8  # JupyterHub refuses shorter tokens
 _CHARACTER_NAMES = {"\n": "a newline", "\r": "a carriage return", "\t": "a tab",
@@ -31,9 +32,27 @@ class RuleSection:
     where: str
 
 
+# Byte-order marks (UTF-32 LE starts like UTF-16 LE): editors on some systems add them.
+_BYTE_ORDER_MARKS = (codecs.BOM_UTF8, codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE,
+                     codecs.BOM_UTF32_BE)
+
+
 def read_text(path: str) -> str:
-    with open(path, encoding="utf-8") as handle:
-        return handle.read()
+    """The text of a UTF-8 file (a ``ReadFile``).
+
+    Raises OSError when the file cannot be read, and ValueError, with the reason, when it is
+    not UTF-8 text or starts with a byte-order mark (which would become part of the first key
+    or of the token). The callers turn both into a ConfigError naming the file.
+    """
+    with open(path, "rb") as handle:
+        data = handle.read()
+    if data.startswith(_BYTE_ORDER_MARKS):
+        raise ValueError("it starts with a byte-order mark; save it as UTF-8 without one")
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise ValueError("it is not UTF-8 text (byte 0x%02x at offset %d)"
+                         % (data[exc.start], exc.start)) from None
 
 
 def environment_values(env: Mapping[str, str]) -> Dict[str, str]:
@@ -48,6 +67,8 @@ def read_config_file(path: str, read_file: ReadFile) -> Tuple[Dict[str, Any], Li
         text = read_file(path)
     except OSError as exc:
         raise ConfigError("--config: cannot read %s: %s" % (path, exc.strerror or exc)) from None
+    except ValueError as exc:
+        raise ConfigError("--config: cannot read %s: %s" % (path, exc)) from None
     if path.endswith(".py"):
         return _python_config(text, path), []
     return _ini_config(text, path)
@@ -78,6 +99,8 @@ def _python_config(text: str, path: str) -> Dict[str, Any]:
         tree = ast.parse(text, filename=path)
     except SyntaxError as exc:
         raise ConfigError("config file %s: line %s: %s" % (path, exc.lineno, exc.msg)) from None
+    except ValueError as exc:  # Python < 3.12: "source code string cannot contain null bytes"
+        raise ConfigError("config file %s: %s" % (path, exc)) from None
     values: Dict[str, Any] = {}
     for statement in tree.body:
         if isinstance(statement, ast.Expr) and isinstance(statement.value, ast.Constant):
@@ -143,6 +166,8 @@ def read_token(token_file: Optional[str], env: Mapping[str, str], read_file: Rea
         except OSError as exc:
             raise ConfigError("%s: cannot read %s: %s" % (what, path, exc.strerror or exc)
                               ) from None
+        except ValueError as exc:
+            raise ConfigError("%s: cannot read %s: %s" % (what, path, exc)) from None
         if token:
             return check_token(token, "%s: %s" % (what, path))
         if required:

@@ -180,3 +180,15 @@ def test_cli_credentials_in_the_url_never_reach_a_line(run_culler, fake_hub):
     assert result.returncode == 0, result.stderr
     assert "hunter2secret" not in result.stderr + result.stdout
     assert fake_hub.stopped_servers() == [("ann", "")]
+
+
+@pytest.mark.parametrize("content", [b"[culler]\ntimeout = 600 ; caf\xe9\n",
+                                     b"\xef\xbb\xbf[culler]\ntimeout = 600\n"])
+def test_cli_config_file_that_is_not_utf8_exits_78_naming_it(run_culler, fake_hub, tmp_path,
+                                                             content):
+    config = tmp_path / "culler.ini"
+    config.write_bytes(content)
+    result = run_culler("--url=" + fake_hub.api_url, "--once", "--config=%s" % config,
+                        token=fake_hub.token)
+    assert result.returncode == 78 and "Traceback" not in result.stderr
+    assert str(config) in result.stderr and fake_hub.records() == []

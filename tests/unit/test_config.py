@@ -1,5 +1,6 @@
 """Option parsing in every spelling, precedence, config files, and the token's secrecy."""
 
+import codecs
 import pathlib
 from datetime import timedelta
 
@@ -10,6 +11,7 @@ from idle_culler_daemon.errors import ConfigError
 from idle_culler_daemon.model import Server, User
 from idle_culler_daemon.options import OPTIONS, env_names, generate_config, parse_command_line
 from idle_culler_daemon.policy import Action, judge_server
+from idle_culler_daemon.sources import read_text
 from tests.fakes import NOW
 
 TOKEN = "s3cr3t-token-value"
@@ -358,3 +360,50 @@ def test_a_bad_url_with_credentials_is_refused_without_repeating_them(url):
     with pytest.raises(ConfigError) as info:
         load(["--url=" + url])
     assert "hunter2secret" not in str(info.value) and "--url" in str(info.value)
+
+
+# --- files that are not UTF-8 text (docs/behaviour.md#config-files) ---
+
+NOT_UTF8 = {
+    "latin-1": ("\u00e9t\u00e9", lambda text: text.encode("latin-1")),
+    "UTF-8 with a byte-order mark": ("", lambda text: codecs.BOM_UTF8 + text.encode("utf-8")),
+    "UTF-16": ("", lambda text: text.encode("utf-16")),
+}
+
+
+def load_files(argv, env=ENV):
+    return load_config(parse_command_line(argv), env, read_text)
+
+
+@pytest.mark.parametrize("encoding", sorted(NOT_UTF8))
+@pytest.mark.parametrize("name,text", [
+    ("c.ini", "[culler]\ntimeout = 600  ; %s\n"),
+    ("c.py", "c.IdleCuller.timeout = 600  # %s\n"),
+])
+def test_config_file_that_is_not_utf8_is_a_config_error_naming_it(tmp_path, encoding, name,
+                                                                   text):
+    extra, encode = NOT_UTF8[encoding]
+    path = tmp_path / name
+    path.write_bytes(encode(text % extra))
+    with pytest.raises(ConfigError) as info:
+        load_files(["--config=%s" % path])
+    message = str(info.value)
+    assert str(path) in message and ("UTF-8" in message or "byte-order mark" in message)
+
+
+@pytest.mark.parametrize("encoding", sorted(NOT_UTF8))
+def test_token_file_that_is_not_utf8_is_a_config_error_naming_it(tmp_path, encoding):
+    _, encode = NOT_UTF8[encoding]
+    path = tmp_path / "token"
+    path.write_bytes(encode("\u00e9abcd1234secret\n" if encoding == "latin-1"
+                            else "abcd1234secret\n"))
+    with pytest.raises(ConfigError) as info:
+        load_files(["--api-token-file=%s" % path], env={})
+    message = str(info.value)
+    assert str(path) in message and ("UTF-8" in message or "byte-order mark" in message)
+    assert "abcd1234" not in message
+
+
+def test_python_config_file_with_a_nul_byte_is_a_config_error():
+    with pytest.raises(ConfigError, match="c.py"):
+        load(["--config=c.py"], files={"c.py": "c.IdleCuller.timeout = 600\x00\n"})
