@@ -21,6 +21,13 @@ PROG = "jupyterhub-idle-culler"
 ENV_PREFIX = "JUPYTERHUB_IDLE_CULLER_"
 DEFAULT_URL = "http://127.0.0.1:8081/hub/api"
 UNLIMITED_CONCURRENCY = 64
+# The ranges of the numbers: what a person could mean, and what the clock (timedelta, datetime),
+# the sleep (threading's TIMEOUT_MAX) and the connection pool (a slot per worker) can take.
+MAX_SECONDS = 10 * 365 * 86400  # ten years
+MAX_CONCURRENCY = 1000
+MAX_PAGE_SIZE = 10000
+MAX_PORT = 65535
+MAX_REQUEST_TIMEOUT = 86400.0  # a day
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
 
 TRUE_WORDS = frozenset({"1", "true", "yes", "on"})
@@ -55,14 +62,40 @@ def count(raw: Any) -> int:
     return value
 
 
-def positive_number(raw: Any) -> float:
-    try:
-        value = float(str(raw).strip())
-    except ValueError:
-        raise ValueError("is not a number") from None
-    if not value > 0 or math.isinf(value):
-        raise ValueError("must be a positive number")
-    return value
+def whole_number(maximum: int, unit: str = "") -> Converter:
+    """A converter to a whole number from 0 to ``maximum`` (its ``maximum`` attribute)."""
+    def convert(raw: Any) -> int:
+        value = count(raw)
+        if value > maximum:
+            raise ValueError("is out of range: give a whole number from 0 to %d%s"
+                             % (maximum, unit))
+        return value
+    convert.maximum = maximum  # type: ignore[attr-defined]  # for the tests of the ranges
+    return convert
+
+
+def positive_number(maximum: float, unit: str = "") -> Converter:
+    """A converter to a number above 0 and at most ``maximum``."""
+    def convert(raw: Any) -> float:
+        try:
+            value = float(str(raw).strip())
+        except ValueError:
+            raise ValueError("is not a number") from None
+        if not value > 0 or math.isinf(value):
+            raise ValueError("must be a positive number")
+        if value > maximum:
+            raise ValueError("is out of range: give a number above 0, up to %g%s"
+                             % (maximum, unit))
+        return value
+    convert.maximum = maximum  # type: ignore[attr-defined]
+    return convert
+
+
+seconds = whole_number(MAX_SECONDS, " (ten years)")
+workers = whole_number(MAX_CONCURRENCY)
+page_size = whole_number(MAX_PAGE_SIZE)
+port = whole_number(MAX_PORT)
+request_seconds = positive_number(MAX_REQUEST_TIMEOUT, " (a day)")
 
 
 def text(raw: Any) -> str:
@@ -142,11 +175,11 @@ class Option:
 OPTIONS: Tuple[Option, ...] = (
     Option("url", text, None, "JupyterHub API URL. Default: $JUPYTERHUB_API_URL, else "
            + DEFAULT_URL + ".", "URL"),
-    Option("timeout", count, 600, "Seconds of inactivity after which a server is stopped "
+    Option("timeout", seconds, 600, "Seconds of inactivity after which a server is stopped "
            "(and, with --cull-users, a user deleted).", "SECONDS"),
-    Option("cull_every", count, 0, "Seconds from the start of one pass to the start of the "
+    Option("cull_every", seconds, 0, "Seconds from the start of one pass to the start of the "
            "next. 0 means half of --timeout.", "SECONDS"),
-    Option("max_age", count, 0, "Stop servers older than this many seconds even if they are "
+    Option("max_age", seconds, 0, "Stop servers older than this many seconds even if they are "
            "active. 0 disables the rule.", "SECONDS"),
     Option("cull_users", boolean, False, "Also delete idle users once none of their servers "
            "is running."),
@@ -156,15 +189,15 @@ OPTIONS: Tuple[Option, ...] = (
            "instead of only stopping them."),
     Option("cull_default_servers", boolean, True, "Manage default servers at all."),
     Option("cull_named_servers", boolean, True, "Manage named servers at all."),
-    Option("concurrency", count, 10, "Most HTTP requests in flight to the hub at once, across "
+    Option("concurrency", workers, 10, "Most HTTP requests in flight to the hub at once, across "
            "users. 0 means %d." % UNLIMITED_CONCURRENCY, "N"),
-    Option("api_page_size", count, 0, "Users per page when listing them (limit=). 0 lets the "
+    Option("api_page_size", page_size, 0, "Users per page when listing them (limit=). 0 lets the "
            "hub choose (50, at most 200).", "N"),
     Option("ssl_enabled", boolean, False, "Present the hub's internal-SSL client certificate."),
     Option("internal_certs_location", text, "internal-ssl", "Folder with the hub's internal "
            "certificates (hub-internal/, hub-ca/). $JUPYTERHUB_SSL_KEYFILE, "
            "$JUPYTERHUB_SSL_CERTFILE and $JUPYTERHUB_SSL_CLIENT_CA win when set.", "DIR"),
-    Option("request_timeout", positive_number, None, "Seconds to wait for the hub on each "
+    Option("request_timeout", request_seconds, None, "Seconds to wait for the hub on each "
            "request (read timeout). Default: $JUPYTERHUB_REQUEST_TIMEOUT, else 60.", "SECONDS"),
     Option("api_token_file", text, None, "Read the API token from this file. Otherwise "
            "$CREDENTIALS_DIRECTORY/api-token (systemd LoadCredential=), then "
@@ -181,7 +214,7 @@ OPTIONS: Tuple[Option, ...] = (
            "config section; a list value continues over following commas without '='). "
            "Repeatable; rules given here come before those of the config file.", "RULE",
            repeatable=True, in_file=False),
-    Option("metrics_port", count, 0, "Serve Prometheus metrics on this port (needs the "
+    Option("metrics_port", port, 0, "Serve Prometheus metrics on this port (needs the "
            "[metrics] extra). 0 disables it.", "PORT"),
     Option("metrics_address", text, "127.0.0.1", "Address the metrics endpoint binds to.",
            "ADDRESS"),
@@ -208,8 +241,8 @@ RULE_MATCHERS = ("users", "groups", "server_names")
 RULE_SETTINGS = ("cull", "timeout", "max_age", "user_timeout", "user_max_age")
 RULE_KEYS: Dict[str, Converter] = {
     "users": patterns, "groups": patterns, "server_names": server_patterns,
-    "cull": boolean, "timeout": count, "max_age": count, "user_timeout": count,
-    "user_max_age": count,
+    "cull": boolean, "timeout": seconds, "max_age": seconds, "user_timeout": seconds,
+    "user_max_age": seconds,
 }
 
 

@@ -2,14 +2,27 @@
 
 import codecs
 import pathlib
-from datetime import timedelta
+import threading
+from datetime import datetime, timedelta, timezone
 
 import pytest
 
 from idle_culler_daemon.config import CullSettings, load_config, parse_rule_option
 from idle_culler_daemon.errors import ConfigError
 from idle_culler_daemon.model import Server, User
-from idle_culler_daemon.options import OPTIONS, env_names, generate_config, parse_command_line
+from idle_culler_daemon.options import (
+    OPTIONS,
+    OPTIONS_BY_NAME,
+    RULE_KEYS,
+    boolean,
+    entries,
+    env_names,
+    generate_config,
+    parse_command_line,
+    patterns,
+    server_patterns,
+    text,
+)
 from idle_culler_daemon.policy import Action, judge_server
 from idle_culler_daemon.sources import read_text
 from tests.fakes import NOW
@@ -407,3 +420,84 @@ def test_token_file_that_is_not_utf8_is_a_config_error_naming_it(tmp_path, encod
 def test_python_config_file_with_a_nul_byte_is_a_config_error():
     with pytest.raises(ConfigError, match="c.py"):
         load(["--config=c.py"], files={"c.py": "c.IdleCuller.timeout = 600\x00\n"})
+
+
+# --- numbers out of range (docs/behaviour.md#values-and-validation) ---
+
+NOT_NUMBERS = {boolean, text, patterns, server_patterns, entries}
+
+
+def ranged(converter):
+    return getattr(converter, "maximum", None) is not None
+
+
+def past(converter):
+    """A value just past the converter's maximum, as text."""
+    top = converter.maximum
+    return str(top + 1) if isinstance(top, int) else repr(top * 1.5)
+
+
+def test_every_number_option_and_rule_key_has_a_range():
+    for option in OPTIONS:
+        if option.convert not in NOT_NUMBERS and not option.choices:
+            assert ranged(option.convert), option.name
+    for key, converter in RULE_KEYS.items():
+        if converter not in NOT_NUMBERS:
+            assert ranged(converter), key
+
+
+@pytest.mark.parametrize("option", [option for option in OPTIONS if ranged(option.convert)],
+                         ids=lambda option: option.name)
+def test_every_number_option_takes_its_maximum_and_refuses_more_naming_the_range(option):
+    top = option.convert.maximum
+    load(["%s=%s" % (option.flag, top)])
+    for source, argv, env in [("command line", ["%s=%s" % (option.flag, past(option.convert))],
+                               ENV),
+                              ("environment", [], dict(ENV, **{option.env_name:
+                                                              past(option.convert)}))]:
+        with pytest.raises(ConfigError) as info:
+            load(argv, env)
+        message = str(info.value)
+        assert option.flag in message and source in message and "%d" % top in message
+
+
+@pytest.mark.parametrize("key", [key for key, converter in RULE_KEYS.items()
+                                 if ranged(converter)])
+def test_every_number_rule_key_refuses_more_than_its_maximum_naming_the_range(key):
+    converter = RULE_KEYS[key]
+    parse_rule_option("r:users=a,%s=%s" % (key, converter.maximum), "--rule")
+    with pytest.raises(ConfigError) as info:
+        parse_rule_option("r:users=a,%s=%s" % (key, past(converter)), "--rule")
+    assert key in str(info.value) and "%d" % converter.maximum in str(info.value)
+
+
+@pytest.mark.parametrize("argument", ["--timeout=100000000000000",
+                                      "--cull-every=100000000000000", "--max-age=10000000000000",
+                                      "--request-timeout=1e10", "--concurrency=1000000000"])
+def test_out_of_range_numbers_are_config_errors_naming_option_and_range(argument):
+    flag = argument.split("=")[0]
+    with pytest.raises(ConfigError, match=r"%s .*out of range.* to [0-9]+" % flag):
+        load([argument])
+
+
+def test_the_largest_accepted_values_are_usable_at_run_time():
+    # The limits are what the clock, the sleep and the worst-case arithmetic can take.
+    most = OPTIONS_BY_NAME["timeout"].convert.maximum
+    settings = CullSettings(timeout=most, max_age=most, cull_users=True)
+    old = NOW - timedelta(seconds=most)
+    owner = User("ann", created=old, last_activity=old,
+                 servers=(Server("", True, started=old, last_activity=old),))
+    assert judge_server(owner, owner.servers[0], NOW, settings).action is Action.STOP
+    assert NOW + timedelta(seconds=most) < datetime.max.replace(tzinfo=timezone.utc)
+    for name in ("timeout", "cull_every", "max_age", "request_timeout"):
+        assert OPTIONS_BY_NAME[name].convert.maximum <= threading.TIMEOUT_MAX / 10
+    for key in ("timeout", "max_age", "user_timeout", "user_max_age"):
+        assert RULE_KEYS[key].maximum == most
+
+
+@pytest.mark.parametrize("url", ["http://127.0.0.1:99999/hub/api", "http://127.0.0.1:0/hub/api",
+                                 "http://127.0.0.1:http/hub/api", "http://127.0.0.1:-1/",
+                                 "http://:8081/hub/api", "http:///hub/api", "https://"])
+def test_url_with_a_bad_port_or_no_host_is_a_config_error(url):
+    with pytest.raises(ConfigError, match="--url"):
+        load(["--url=" + url])
