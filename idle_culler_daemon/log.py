@@ -24,6 +24,12 @@ MIN_SECRET_LENGTH = 8
 _PRIORITY = {logging.DEBUG: 7, logging.INFO: 6, logging.WARNING: 4, logging.ERROR: 3,
              logging.CRITICAL: 2}
 _NEEDS_QUOTES = re.compile(r'[\s"=]')
+# Characters that must never reach a line or a terminal raw, whoever chose them (a user name
+# comes from the hub): C0 and C1 controls and DEL (new lines, cursor moves, bells), line and
+# paragraph separators, zero-width and bidirectional formatting (text shown in another order),
+# the byte-order mark, and lone surrogates (which cannot even be encoded).
+_UNSAFE = re.compile("[\x00-\x1f\x7f-\x9f\u00ad\u061c\u180e\u200b-\u200f\u2028-\u202e"
+                     "\u2060-\u206f\ufeff\ufff9-\ufffb\ud800-\udfff]")
 
 Fields = List[Tuple[str, Any]]
 
@@ -34,15 +40,23 @@ def _text_value(value: Any) -> str:
     return str(value)
 
 
-def _quote(text: str) -> str:
-    if text == "" or _NEEDS_QUOTES.search(text):
-        return json.dumps(text, ensure_ascii=False)
+def _escape_unsafe(text: str) -> str:
+    """``text`` with every unsafe character as a ``\\uXXXX`` escape (a JSON escape)."""
+    return _UNSAFE.sub(lambda match: "\\u%04x" % ord(match.group()), text)
+
+
+def display(text: str) -> str:
+    """A value as one safe word: as it is, or in double quotes with JSON escapes when it is
+    empty or holds spaces, quotes, ``=`` or any unsafe character. ``json.loads`` of a quoted
+    value gives the original back."""
+    if text == "" or _NEEDS_QUOTES.search(text) or _UNSAFE.search(text):
+        return _escape_unsafe(json.dumps(text, ensure_ascii=False))
     return text
 
 
 def render(event: str, fields: Fields) -> str:
     """``event key=value ...``, quoting values that hold spaces, quotes or ``=``."""
-    return " ".join([event] + ["%s=%s" % (key, _quote(_text_value(value)))
+    return " ".join([event] + ["%s=%s" % (key, display(_text_value(value)))
                                for key, value in fields])
 
 
@@ -141,7 +155,11 @@ class _Redacting(logging.Formatter):
         return event, [(key, self._redact(_text_value(value))) for key, value in fields]
 
     def _traceback(self, record: logging.LogRecord) -> str:
-        return self._redact(self.formatException(record.exc_info)) if record.exc_info else ""
+        """The traceback, redacted; its lines stay lines, nothing else unsafe stays raw."""
+        if not record.exc_info:
+            return ""
+        lines = self._redact(self.formatException(record.exc_info)).split("\n")
+        return "\n".join(_escape_unsafe(line) for line in lines)
 
 
 class TextFormatter(_Redacting):
@@ -175,7 +193,8 @@ class JsonFormatter(_Redacting):
             payload.setdefault(key, _text_value(value))
         if record.exc_info:
             payload["traceback"] = self._traceback(record)
-        return self._redact_line(json.dumps(payload, ensure_ascii=False, default=str))
+        return self._redact_line(_escape_unsafe(json.dumps(payload, ensure_ascii=False,
+                                                           default=str)))
 
 
 def configure_logging(level: str = "INFO", log_format: str = "text",

@@ -7,7 +7,7 @@ Formatting only: the figures come from ``cull.PassStats``; the caller decides wh
 from datetime import datetime
 from typing import List, Optional, Sequence, Tuple
 
-from idle_culler_daemon.log import get_logger
+from idle_culler_daemon.log import display, get_logger
 from idle_culler_daemon.stats import PassStats, PlanEntry, seconds
 
 log = get_logger(__name__)
@@ -61,11 +61,17 @@ def format_duration(text: str) -> str:
 
 
 def plan_table(plan: Sequence[PlanEntry]) -> str:
-    """The ``--once --dry-run`` table: one row per server to stop and user to delete."""
+    """The ``--once --dry-run`` table: one row per server to stop and user to delete.
+
+    Names are shown as the log shows them (:func:`log.display`): a name with spaces, quotes or
+    control characters is quoted and escaped, so it can neither forge a row nor drive the
+    terminal.
+    """
     header = ("ACTION", "USER", "SERVER", "REASON", "IDLE FOR", "AGE", "RULE")
     lines: List[Tuple[str, ...]] = [header]
     for entry in sorted(plan, key=lambda e: (e.user, e.action != "stop", e.server)):
-        lines.append(("would-" + entry.action, entry.user, entry.server or "-",
+        lines.append(("would-" + entry.action, display(entry.user),
+                      display(entry.server) if entry.server else "-",
                       entry.verdict.reason, format_duration(seconds(entry.verdict.idle_for)),
                       format_duration(seconds(entry.verdict.age)), entry.verdict.rule))
     widths = [max(len(line[column]) for line in lines) for column in range(len(header))]
