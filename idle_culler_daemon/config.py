@@ -239,10 +239,14 @@ def _check_url(url: str, warnings: List[str]) -> str:
     token) and must never be logged: they are dropped, with a warning that does not repeat
     them, and no error message shows them either.
     """
-    parts = urlsplit(url.strip().rstrip("/"))
+    try:
+        parts = urlsplit(url.strip().rstrip("/"))
+    except ValueError as exc:  # "Invalid IPv6 URL"
+        raise ConfigError("--url: not an http(s) URL with a host (%s)" % exc) from None
     host_port = parts.netloc.rpartition("@")[2]
     shown = urlunsplit(parts._replace(netloc=host_port))
-    if parts.scheme not in ("http", "https") or not parts.hostname:
+    if parts.scheme not in ("http", "https") or not parts.hostname or \
+            re.search(r'[\s\x00-\x1f\x7f<>"{}|\\^`]', host_port):
         raise ConfigError("--url: %r is not an http(s) URL with a host" % shown)
     port = host_port.rpartition("]")[2].partition(":")[2]  # after an IPv6 address's "]"
     if port and not (re.fullmatch("[0-9]{1,5}", port) and 1 <= int(port) <= 65535):

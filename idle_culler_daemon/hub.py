@@ -14,7 +14,7 @@ import socket
 import threading
 from dataclasses import dataclass
 from typing import Any, Dict, List, Optional, Sequence
-from urllib.parse import quote
+from urllib.parse import quote, urlsplit, urlunsplit
 
 import requests
 from requests.adapters import HTTPAdapter
@@ -165,14 +165,27 @@ def build_session(settings: HubSettings, policy: RetryPolicy = RetryPolicy(),
     return session
 
 
+def segment(name: str) -> str:
+    """One path segment that stands for exactly ``name``.
+
+    Every character but letters, digits and ``-._~`` is percent-encoded (``c#d`` must not
+    become ``c``), and so are the dots of ``.`` and ``..``: as they are, those are dot
+    segments, which the HTTP stack removes (``/users/alice/servers/.`` would become
+    ``/users/alice/servers/``, alice's default server). The hub decodes ``%2E`` back to ``.``.
+    """
+    if name in (".", ".."):
+        return "%2E" * len(name)
+    return quote(name, safe="")
+
+
 def user_path(user: str) -> str:
-    return "/users/" + quote(user, safe="")
+    return "/users/" + segment(user)
 
 
 def server_path(user: str, server: str) -> str:
-    """The path to stop a server; every segment quoted (``c#d`` must not become ``c``)."""
+    """The path to stop a server, every segment quoted (see :func:`segment`)."""
     if server:
-        return "%s/servers/%s" % (user_path(user), quote(server, safe=""))
+        return "%s/servers/%s" % (user_path(user), segment(server))
     return user_path(user) + "/server"
 
 
@@ -199,8 +212,11 @@ def error_for(method: str, path: str, response: requests.Response,
               secrets: Sequence[str] = ()) -> HubError:
     """Map an unexpected status to a typed error carrying the hub's own message."""
     status = response.status_code
-    message = "%s %s answered %d: %s" % (method, path, status,
-                                         clip(_hub_message(response), secrets))
+    text = clip(_hub_message(response), secrets)
+    if 300 <= status < 400:  # only DELETEs get here: they do not follow redirects
+        text = "a redirect (to %s), not followed: %s" % (
+            clip(response.headers.get("Location", "-"), secrets, 200), text)
+    message = "%s %s answered %d: %s" % (method, path, status, text)
     if status in (401, 403):
         return HubAuthError(message, status)
     if status >= 500 or status == 429:
@@ -216,17 +232,32 @@ class HubClient:
         self._settings = settings
         self._timeout = (policy.connect_timeout, settings.read_timeout)
         self._base = settings.api_url
+        self._base_path = _base_path(self._base)
         self._secrets = (settings.token,)
         self._session = build_session(settings, policy, cancel)
 
     def close(self) -> None:
         self._session.close()
 
-    def _call(self, method: str, path: str, **kwargs: Any) -> requests.Response:
-        """Send one request; the only place that uses the session."""
+    def _call(self, method: str, path: str, params: Optional[Dict[str, Any]] = None,
+              headers: Optional[Dict[str, str]] = None, body: Any = None,
+              stream: bool = False) -> requests.Response:
+        """Send one request; the only place that uses the session.
+
+        The path goes out exactly as :func:`segment` wrote it: requests re-quotes a URL and
+        decodes ``%2E`` to ``.`` (an unreserved character), so the prepared URL gets our path
+        back. A DELETE does not follow redirects: a 3xx is an answer (an error), not a stop
+        somewhere else, or a GET that a 302 would make of it.
+        """
         try:
-            return self._session.request(
-                method, self._base + path, timeout=self._timeout, **kwargs)
+            prepared = self._session.prepare_request(requests.Request(
+                method, self._base + path, params=params, headers=headers, json=body))
+            prepared.url = urlunsplit(urlsplit(prepared.url)._replace(
+                path=self._base_path + path))
+            settings = self._session.merge_environment_settings(prepared.url, {}, stream,
+                                                                None, None)
+            return self._session.send(prepared, timeout=self._timeout,
+                                      allow_redirects=method == "GET", **settings)
         except requests.RequestException as exc:
             raise HubUnavailable("%s %s: %s" % (method, path, _describe(exc, self._secrets))
                                  ) from None
@@ -319,7 +350,7 @@ class HubClient:
         """Stop (and with ``remove``, delete) a server: ``DELETE /users/{u}/server[s/{s}]``."""
         path = server_path(user, server)
         body = {"remove": True} if (server and remove) else None
-        response = self._call("DELETE", path, json=body)
+        response = self._call("DELETE", path, body=body)
         with response:
             result = _STOP_RESULTS.get(response.status_code)
             if result is None:
@@ -335,6 +366,15 @@ class HubClient:
             if result is None:
                 raise error_for("DELETE", path, response, self._secrets)
             return result
+
+
+def _base_path(url: str) -> str:
+    """The path of the base URL as requests writes it (quoted); our own paths go after it."""
+    try:
+        url = requests.Request("GET", url).prepare().url
+    except requests.RequestException:
+        pass  # every call will fail with this error, as a HubUnavailable
+    return urlsplit(url).path.rstrip("/")
 
 
 def _abort_read(response: requests.Response, expired: threading.Event) -> None:

@@ -85,6 +85,15 @@ def _flag(model: Mapping[str, Any], key: str, default: bool) -> bool:
     return value
 
 
+def _check_sendable(name: str) -> None:
+    """Refuse a name no request could carry: one that is not valid Unicode (a lone surrogate,
+    which has no UTF-8 form)."""
+    try:
+        name.encode("utf-8")
+    except UnicodeEncodeError:
+        raise ModelError("name %r is not valid Unicode (a lone surrogate)" % (name,)) from None
+
+
 def parse_server(name: str, model: Any) -> Server:
     """Parse one entry of a user's ``servers`` dict."""
     if not isinstance(model, Mapping):
@@ -111,6 +120,7 @@ def parse_user(model: Any) -> User:
     name = model.get("name")
     if not isinstance(name, str) or not name:
         raise ModelError("user name %r is not a non-empty string" % (name,))
+    _check_sendable(name)
     try:
         groups = model.get("groups")  # absent or null: unknown, not "in no group"
         if groups is not None and (not isinstance(groups, list)
@@ -126,10 +136,11 @@ def parse_user(model: Any) -> User:
                                   pending=_text(model, "pending"), started=None,
                                   last_activity=last_activity),)
         elif isinstance(servers_model, Mapping):
-            servers = tuple(parse_server(str(key), value) for key, value in servers_model.items())
             for key in servers_model:
                 if not isinstance(key, str):
                     raise ModelError("server name %r is not a string" % (key,))
+                _check_sendable(key)
+            servers = tuple(parse_server(key, value) for key, value in servers_model.items())
         elif servers_model is None:
             servers = ()
         else:

@@ -115,3 +115,14 @@ def test_pass_exclude_groups_keeps_members_when_the_hub_hides_groups(fake_hub, c
         stats = culler_pass(fake_hub, settings)
     assert fake_hub.stopped_servers() == [] and stats.stopped == 0
     assert "groups-unknown" in caplog.text and "read:users:groups" in caplog.text
+
+
+def test_pass_counts_and_logs_a_redirected_stop_as_a_failure(fake_hub, caplog):
+    fake_hub.add(idle_user("ann", 3600), idle_user("bob", 3600))
+    fake_hub.faults.add("DELETE /users/ann/server", 302, count=None,
+                        location=fake_hub.api_url + "/")
+    with caplog.at_level(logging.ERROR):
+        stats = culler_pass(fake_hub)
+    assert fake_hub.stopped_servers() == [("bob", "")]
+    assert (stats.stopped, stats.failed, stats.errors["3xx"], stats.ok) == (1, 1, 1, False)
+    assert "stop-failed" in caplog.text and "user=ann" in caplog.text

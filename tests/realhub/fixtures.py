@@ -43,9 +43,10 @@ DEFAULT_SERVICES = [
 DEFAULT_OPTIONS = {"slow_stop_timeout": 1, "slow_spawn_timeout": 1}
 
 
-def require_realhub() -> None:
-    """Skip (or, with CI=true, fail) the calling test when the real hub is not installed."""
-    ok, why = installed()
+def require_realhub(hub_venv=None) -> None:
+    """Skip (or, with CI=true, fail) the calling test when the real hub (of `hub_venv`,
+    default .venv-hub) is not installed."""
+    ok, why = installed(hub_venv)
     if ok:
         return
     message = f"real JupyterHub not available: {why}"
@@ -62,6 +63,7 @@ def _hub_maker(next_dir):
     hubs: list[RealHub] = []
 
     def make(services=None, **options) -> RealHub:
+        require_realhub(options.get("hub_venv"))
         merged = dict(DEFAULT_OPTIONS)
         merged.update(options)
         hub = RealHub(

@@ -1,7 +1,8 @@
 """Drive a real JupyterHub 6.1.1 (plus configurable-http-proxy) on 127.0.0.1 for tests.
 
 Needs only the standard library and `requests`; JupyterHub itself runs from `.venv-hub/`
-and the proxy from `.node/` (both made by `scripts/install-realhub.sh`).
+(or another hub's virtual environment: `RealHub(..., hub_venv=REPO / ".venv-hub-5.5")`) and
+the proxy from `.node/` (all made by `scripts/install-realhub.sh`).
 
     with RealHub(tmp_path, services=[{"name": "culler", "scopes": [...]}]) as hub:
         hub.create_users(["alice", "bob"])
@@ -35,7 +36,8 @@ import requests
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent.parent  # tests/support/ -> the repository root
 CONFIG_FILE = HERE / "jupyterhub_config.py"
-HUB_BIN = REPO / ".venv-hub" / "bin" / "jupyterhub"
+HUB_VENV = REPO / ".venv-hub"  # JupyterHub 6.1.1; .venv-hub-5.5 holds 5.5.4
+HUB_BIN = HUB_VENV / "bin" / "jupyterhub"
 PROXY_BIN_DIR = REPO / ".node" / "node_modules" / ".bin"
 PROXY_BIN = PROXY_BIN_DIR / "configurable-http-proxy"
 
@@ -75,9 +77,16 @@ class RealHubError(RuntimeError):
     pass
 
 
-def installed() -> tuple[bool, str]:
-    """(True, "") when the hub and the proxy are installed, else (False, what is missing)."""
-    missing = [str(p.relative_to(REPO)) for p in (HUB_BIN, PROXY_BIN) if not p.exists()]
+def hub_bin(hub_venv=None) -> Path:
+    """The jupyterhub script of a hub's virtual environment (default: .venv-hub)."""
+    return (HUB_VENV if hub_venv is None else Path(hub_venv)) / "bin" / "jupyterhub"
+
+
+def installed(hub_venv=None) -> tuple[bool, str]:
+    """(True, "") when the hub (of `hub_venv`, default .venv-hub) and the proxy are
+    installed, else (False, what is missing)."""
+    missing = [str(p.relative_to(REPO)) for p in (hub_bin(hub_venv), PROXY_BIN)
+               if not p.exists()]
     if missing:
         return False, "missing " + ", ".join(missing) + " (run: bash scripts/install-realhub.sh)"
     return True, ""
@@ -99,7 +108,11 @@ def free_ports(n: int) -> list[int]:
 
 
 def q(segment: str) -> str:
-    """Percent-encode one URL path segment (user or server name)."""
+    """Percent-encode one URL path segment (user or server name); "." and ".." too, which
+    would otherwise be dot segments that HTTP clients remove (admin_api sends paths as
+    written)."""
+    if segment in (".", ".."):
+        return "%2E" * len(segment)
     return quote(segment, safe="")
 
 
@@ -165,6 +178,7 @@ class RealHub:
     services: [{"name": str, "scopes": [str], "command": [str] (optional: hub-managed),
                 "environment": {str: str} (optional), "cwd": str (optional)}]
     An admin service (ADMIN_SERVICE, built-in admin role) is always added for setup calls.
+    hub_venv: the virtual environment of the hub to run (default .venv-hub, JupyterHub 6.1.1).
     """
 
     def __init__(
@@ -179,7 +193,9 @@ class RealHub:
         concurrent_spawn_limit: int = 100,
         log_level: str = "INFO",
         start_timeout: float = START_TIMEOUT,
+        hub_venv=None,
     ):
+        self.hub_venv = hub_venv
         self.state_dir = Path(state_dir).resolve()
         self.state_dir.mkdir(parents=True, exist_ok=True)
         self.services = []
@@ -278,7 +294,7 @@ class RealHub:
 
     def start(self):
         """Start the hub and wait until its API answers; raises RealHubError with the log."""
-        ok, why = installed()
+        ok, why = installed(self.hub_venv)
         if not ok:
             raise RealHubError(why)
         if self.running:
@@ -352,7 +368,7 @@ class RealHub:
         self._log_file = open(self.log_path, "ab")
         self._log_offset = self._log_file.tell()
         self.proc = subprocess.Popen(
-            [str(HUB_BIN), "-f", str(CONFIG_FILE)],
+            [str(hub_bin(self.hub_venv)), "-f", str(CONFIG_FILE)],
             cwd=self.state_dir,
             env=env,
             stdin=subprocess.DEVNULL,
@@ -466,9 +482,14 @@ class RealHub:
     # ---- raw API ----------------------------------------------------------------------------
     def admin_api(self, method: str, path: str, *, check: bool = False, **kw) -> requests.Response:
         """Call the REST API with the admin token. `path` is relative to api_url ("/users");
-        quote path segments yourself (see q()). check=True raises on status >= 400."""
-        kw.setdefault("timeout", 30)
-        r = self.session.request(method, self.api_url + path, **kw)
+        quote path segments yourself (see q()). check=True raises on status >= 400.
+        The path is sent as written: requests would turn a quoted "%2E" back into "."."""
+        timeout = kw.pop("timeout", 30)
+        prepared = self.session.prepare_request(
+            requests.Request(method, self.api_url + path, **kw))
+        query = prepared.url.partition("?")[2]
+        prepared.url = self.api_url + path + ("?" + query if query else "")
+        r = self.session.send(prepared, timeout=timeout)
         if check and r.status_code >= 400:
             raise RealHubError(f"{method} {path} -> {r.status_code}: {r.text[:500]}")
         return r

@@ -501,3 +501,10 @@ def test_the_largest_accepted_values_are_usable_at_run_time():
 def test_url_with_a_bad_port_or_no_host_is_a_config_error(url):
     with pytest.raises(ConfigError, match="--url"):
         load(["--url=" + url])
+
+
+@pytest.mark.parametrize("url", ["http://[::1/hub/api", "http://ho st/hub/api",
+                                 "http://a\x00b/hub/api", "http://a<b>/hub/api"])
+def test_url_whose_host_cannot_be_a_host_is_a_config_error(url):
+    with pytest.raises(ConfigError, match="--url"):
+        load(["--url=" + url])

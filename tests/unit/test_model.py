@@ -86,3 +86,12 @@ def test_parse_user_tells_unknown_groups_from_no_groups():
     assert parse_user(model).groups == ()
     model["groups"] = ["staff"]
     assert parse_user(model).groups == ("staff",)
+
+
+@pytest.mark.parametrize("user,server", [("a\ud800b", ""), ("ann", "lab\udfff")])
+def test_parse_user_refuses_names_that_cannot_be_sent(user, server):
+    # A lone surrogate (json.loads gives one for "\ud800") has no UTF-8 form: no request can
+    # name it, so the user is skipped rather than failing later as a bug.
+    model = user_model(user, {server: server_model(900, name=server)})
+    with pytest.raises(ModelError, match="Unicode"):
+        parse_user(model)
