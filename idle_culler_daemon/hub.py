@@ -68,12 +68,20 @@ class StopResult(enum.Enum):
     STOPPED = "stopped"  # 204/200: the server is down
     PENDING = "pending"  # 202, or 400 "in the process of stopping": still alive this pass
     GONE = "gone"        # 404: nothing to stop any more
+    UNREACHABLE = "unreachable"  # 404 of a filtered scope: the token cannot reach it
 
 
 class DeleteResult(enum.Enum):
     DELETED = "deleted"  # 204/200
     BUSY = "busy"        # 400: a server is still stopping; try at the next pass
     GONE = "gone"        # 404
+    UNREACHABLE = "unreachable"  # 404 of a filtered scope: the token cannot reach the user
+
+
+# JupyterHub 2 and later answer a request that a filtered scope (delete:servers!group=lab) does
+# not cover with a 404 and this message, the same for a resource outside the filter as for
+# one that does not exist. It does not mean "gone": the server may well be running.
+NO_ACCESS_MESSAGE = "No access to resources or resources not found"
 
 
 _STOP_RESULTS = {200: StopResult.STOPPED, 204: StopResult.STOPPED, 202: StopResult.PENDING,
@@ -352,20 +360,25 @@ class HubClient:
         body = {"remove": True} if (server and remove) else None
         response = self._call("DELETE", path, body=body)
         with response:
-            result = _STOP_RESULTS.get(response.status_code)
-            if result is None:
-                raise error_for("DELETE", path, response, self._secrets)
-            return result
+            return self._outcome(path, response, _STOP_RESULTS, StopResult.UNREACHABLE)
 
     def delete_user(self, user: str) -> DeleteResult:
         """Delete a user record: ``DELETE /users/{u}``."""
         path = user_path(user)
         response = self._call("DELETE", path)
         with response:
-            result = _DELETE_RESULTS.get(response.status_code)
-            if result is None:
-                raise error_for("DELETE", path, response, self._secrets)
-            return result
+            return self._outcome(path, response, _DELETE_RESULTS, DeleteResult.UNREACHABLE)
+
+    def _outcome(self, path: str, response: requests.Response, table: Dict[int, Any],
+                 unreachable: Any) -> Any:
+        """The outcome of a DELETE from its status (``table``); a 404 of a filtered scope is
+        ``unreachable``, any status not in the table an error."""
+        if response.status_code == 404 and _hub_message(response) == NO_ACCESS_MESSAGE:
+            return unreachable
+        result = table.get(response.status_code)
+        if result is None:
+            raise error_for("DELETE", path, response, self._secrets)
+        return result
 
 
 def _base_path(url: str) -> str:

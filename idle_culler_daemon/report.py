@@ -39,7 +39,8 @@ def log_pass(stats: PassStats, next_at: Optional[datetime]) -> None:
         log.error("pass-refused", reason="auth", error=stats.auth_error,
                   hint="check the scopes of the token's role")
     log.info("pass-done", users=stats.users_seen, skipped=stats.users_skipped,
-             stopped=stats.stopped, pending=stats.pending, failed=stats.failed,
+             stopped=stats.stopped, pending=stats.pending, unreachable=stats.unreachable,
+             failed=stats.failed,
              deleted=stats.deleted, delete_failed=stats.delete_failed,
              took_s="%.2f" % stats.duration_s,
              next=next_at.strftime("%Y-%m-%dT%H:%M:%SZ") if next_at else "-")

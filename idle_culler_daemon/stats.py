@@ -32,6 +32,7 @@ class PassStats:
     users_skipped: int = 0
     stopped: int = 0
     pending: int = 0
+    unreachable: int = 0  # servers and users a filtered token cannot reach (404, left alone)
     failed: int = 0
     deleted: int = 0
     delete_failed: int = 0

@@ -228,3 +228,27 @@ def test_client_a_redirected_delete_is_an_error_and_is_not_followed(fake_hub, st
         call(client(fake_hub))
     assert info.value.status == status and "redirect" in str(info.value)
     assert len(fake_hub.records()) == 1 and fake_hub.user("ann") is not None
+
+
+NO_ACCESS = "No access to resources or resources not found"  # JupyterHub 2-6, filtered scope
+
+
+@pytest.mark.parametrize("route,call", [
+    ("DELETE /users/ann/server", lambda hub: hub.stop_server("ann", "", False)),
+    ("DELETE /users/ann/servers/lab", lambda hub: hub.stop_server("ann", "lab", False)),
+    ("DELETE /users/ann", lambda hub: hub.delete_user("ann")),
+])
+def test_client_404_of_a_filtered_token_is_unreachable_not_gone(fake_hub, route, call):
+    # delete:servers!group=lab: the hub answers 404 for every user outside the group, with
+    # the same text as for one that does not exist. The server is still there.
+    fake_hub.add(user_with_servers("ann", {"": 3600, "lab": 3600}))
+    fake_hub.faults.add(route, 404, count=None, message=NO_ACCESS)
+    assert call(client(fake_hub)).value == "unreachable"
+
+
+def test_client_404_of_the_handler_is_still_gone(fake_hub):
+    fake_hub.add(user_with_servers("ann", {"": 3600}))
+    hub = client(fake_hub)
+    assert hub.stop_server("ann", "lab", False) is StopResult.GONE  # "ann has no server..."
+    assert hub.stop_server("nobody", "", False) is StopResult.GONE   # "Not Found"
+    assert hub.delete_user("nobody").value == "gone"

@@ -270,3 +270,23 @@ def test_run_pass_warns_once_when_a_group_rule_meets_users_without_groups(caplog
         assert hub.of_kind("stop") == []
     warnings = [r for r in caplog.records if "groups-unknown" in r.getMessage()]
     assert len(warnings) == 1 and "read:users:groups" in warnings[0].getMessage()
+
+
+def test_run_pass_a_server_the_token_cannot_reach_is_not_stopped_and_is_named_once(caplog):
+    # A filtered token (delete:servers!group=lab) gets 404 for servers outside its filter:
+    # not "stopped", the user not deleted, and one WARNING naming them for the process's life.
+    models = [user_model("ann", {"": server_model(900)}, idle_s=900),
+              user_model("bob", {"": server_model(900), "gpu": server_model(900, name="gpu")},
+                         idle_s=900)]
+    results = {("bob", ""): StopResult.UNREACHABLE, ("bob", "gpu"): StopResult.UNREACHABLE}
+    warned = set()
+    for _ in range(2):
+        hub = MemoryHub(models, stop_results=results)
+        with caplog.at_level(logging.INFO):
+            stats = run_pass(hub, USERS, NOW, Runtime(InlineExecutor(), 4), warned)
+        assert (stats.stopped, stats.unreachable, stats.failed, stats.ok) == (1, 2, 0, True)
+        assert hub.of_kind("delete") == [("delete", "ann")]
+    warnings = [r.getMessage() for r in caplog.records
+                if r.levelno == logging.WARNING and "stop-unreachable" in r.getMessage()]
+    assert len(warnings) == 1 and "bob" in warnings[0] and "delete:servers" in warnings[0]
+    assert "result=unreachable" in caplog.text
