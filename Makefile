@@ -28,8 +28,10 @@ $(BIN)/.installed: setup.cfg pyproject.toml requirements-test.txt
 
 venv: $(BIN)/.installed
 
+# JupyterHub 6.1 (the tests' hub, with real single-user servers) and 5.5 (the last that still
+# accepts a server named ".", for the test that such a name reaches its own server).
 hub:
-	bash scripts/install-realhub.sh
+	bash scripts/install-realhub.sh 6.1 5.5
 
 # Every JupyterHub of tests/realhub/hub-versions.txt, each in its own .venv-hub* (idempotent).
 hubs:

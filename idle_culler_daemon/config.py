@@ -12,7 +12,7 @@ import fnmatch
 import re
 from dataclasses import dataclass, field
 from typing import Any, Dict, List, Mapping, Optional, Tuple
-from urllib.parse import urlsplit
+from urllib.parse import urlsplit, urlunsplit
 
 from idle_culler_daemon.errors import ConfigError
 from idle_culler_daemon.options import (
@@ -143,6 +143,10 @@ def convert(option: Option, raw: Any, source: str) -> Any:
 
 # --- rules -----------------------------------------------------------------------------------
 
+# The idle limits of a rule, and what they would stop at 0 (refused, like --timeout=0).
+IDLE_LIMITS = {"timeout": "server or user", "user_timeout": "user"}
+
+
 def parse_rule(name: str, items: Mapping[str, Any], where: str) -> RuleSettings:
     """Validate one rule's keys and values into ``RuleSettings``.
 
@@ -167,6 +171,10 @@ def parse_rule(name: str, items: Mapping[str, Any], where: str) -> RuleSettings:
                             "%s: key %r" % (where, key))
         elif key in RULE_MATCHERS:
             _check_patterns(fields[key], "%s: key %r" % (where, key))
+        if key in IDLE_LIMITS and fields[key] == 0:
+            raise ConfigError("%s: key %r: 0 would stop every matching %s at once; give seconds "
+                              "> 0 (an age limit of 0 switches it off, an idle limit cannot)"
+                              % (where, key, IDLE_LIMITS[key]))
     if not any(key in fields for key in RULE_MATCHERS):
         raise ConfigError("%s: a rule needs at least one of %s" % (where, ", ".join(RULE_MATCHERS)))
     return RuleSettings(**fields)
@@ -259,14 +267,32 @@ def _merge(layers: Layers) -> Dict[str, Any]:
     return values
 
 
-def _check_url(url: str, flag: str = "--url") -> str:
-    url = url.strip().rstrip("/")
-    parts = urlsplit(url)
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise ConfigError("%s: %r is not an http(s) URL with a host" % (flag, url))
+def _check_url(url: str, warnings: List[str], flag: str = "--url") -> str:
+    """An http(s) URL (``flag``'s), without a trailing ``/`` and without credentials.
+
+    Credentials in the URL (``http://user:pass@host``) were never sent (the hub is sent the
+    token) and must never be logged: they are dropped, with a warning that does not repeat
+    them, and no error message shows them either.
+    """
+    try:
+        parts = urlsplit(url.strip().rstrip("/"))
+    except ValueError as exc:  # "Invalid IPv6 URL"
+        raise ConfigError("%s: not an http(s) URL with a host (%s)" % (flag, exc)) from None
+    host_port = parts.netloc.rpartition("@")[2]
+    shown = urlunsplit(parts._replace(netloc=host_port))
+    if parts.scheme not in ("http", "https") or not parts.hostname or \
+            re.search(r'[\s\x00-\x1f\x7f<>"{}|\\^`]', host_port):
+        raise ConfigError("%s: %r is not an http(s) URL with a host" % (flag, shown))
+    port = host_port.rpartition("]")[2].partition(":")[2]  # after an IPv6 address's "]"
+    if port and not (re.fullmatch("[0-9]{1,5}", port) and 1 <= int(port) <= 65535):
+        raise ConfigError("%s: %r has a port that is not a number from 1 to 65535"
+                          % (flag, shown))
     if parts.query or parts.fragment:
-        raise ConfigError("%s: %r must not have a query or a fragment" % (flag, url))
-    return url
+        raise ConfigError("%s: %r must not have a query or a fragment" % (flag, shown))
+    if "@" in parts.netloc:
+        warnings.append("%s: the credentials in it are dropped (they were never sent: the "
+                        "hub is sent the API token)" % flag)
+    return shown
 
 
 def public_origin(env: Mapping[str, str]) -> Optional[str]:
@@ -289,7 +315,7 @@ def _server_url_base(values: Dict[str, Any], rules: Tuple[RuleSettings, ...],
     """Check the proxy's URL; --check-kernels (anywhere) cannot work without it."""
     base = values["server_url_base"]
     if base:
-        base = _check_url(base, "--server-url-base")
+        base = _check_url(base, warnings, "--server-url-base")
         parts = urlsplit(base)
         if parts.path not in ("", "/"):
             warnings.append("--server-url-base: the path %r is ignored; each server's path "
@@ -304,6 +330,7 @@ def _server_url_base(values: Dict[str, Any], rules: Tuple[RuleSettings, ...],
 def _settle(values: Dict[str, Any], rules: Tuple[RuleSettings, ...]) -> List[str]:
     """Refuse impossible values, fill in derived defaults; return warnings for the log."""
     warnings: List[str] = []
+    values["url"] = _check_url(values["url"], warnings)
     if values["timeout"] == 0:
         raise ConfigError("--timeout: 0 would stop every server at once; give seconds > 0")
     if values["cull_every"] == 0:
@@ -315,8 +342,6 @@ def _settle(values: Dict[str, Any], rules: Tuple[RuleSettings, ...]) -> List[str
     if values["api_page_size"] > 200:
         warnings.append("api_page_size=%d is above the hub's maximum; it will answer 200 a page"
                         % values["api_page_size"])
-    if values["metrics_port"] > 65535:
-        raise ConfigError("--metrics-port: %r is not a TCP port" % values["metrics_port"])
     _server_url_base(values, rules, warnings)
     if values["output"] != "table" and not (values["once"] and values["dry_run"]):
         warnings.append("--output=%s only changes what --once --dry-run prints; it has no "
@@ -369,7 +394,7 @@ def _build(values: Mapping[str, Any], rules: Tuple[RuleSettings, ...], env: Mapp
     client_cert, ca_bundle = (ssl_files(values["internal_certs_location"], env)
                               if values["ssl_enabled"] else (None, None))
     hub = HubSettings(
-        api_url=_check_url(values["url"]),
+        api_url=values["url"],
         token=read_token(values["api_token_file"], env, read_file),
         read_timeout=values["request_timeout"], page_size=values["api_page_size"],
         pool_size=values["concurrency"], client_cert=client_cert, ca_bundle=ca_bundle,

@@ -138,6 +138,39 @@ class _Denials:
             return "; ".join(self._kinds.values()) or None
 
 
+class _Unreached:
+    """What a filtered token cannot reach (404 of its scope's filter), said once (thread-safe).
+
+    Each server or user is named in one WARNING per kind of request at the end of the pass,
+    and only once for the life of the process (the daemon's ``warned`` set): pass after pass
+    the same servers answer the same, and one line says it.
+    """
+
+    SHOWN = 20  # names in the line; the rest are counted
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._names: Dict[str, List[str]] = {}
+
+    def add(self, action: str, name: str) -> None:
+        with self._lock:
+            self._names.setdefault(action, []).append(name)
+
+    def report(self, warned: Optional[MutableSet[str]]) -> None:
+        for action, names in sorted(self._names.items()):
+            new = [name for name in names if warned is None
+                   or "unreachable:%s:%s" % (action, name) not in warned]
+            if not new:
+                continue
+            shown = ",".join(new[:self.SHOWN]) + (" and %d more" % (len(new) - self.SHOWN)
+                                                  if len(new) > self.SHOWN else "")
+            log.warning(action + "-unreachable", count=len(new), names=shown,
+                        hint="the token's %s scope is filtered and does not cover them: "
+                             "left alone, not counted as done; said once" % scope_hint(action))
+            if warned is not None:
+                warned.update("unreachable:%s:%s" % (action, name) for name in new)
+
+
 # --- the pass --------------------------------------------------------------------------------
 
 class CullPass:
@@ -154,11 +187,13 @@ class CullPass:
         self._progress = _Progress(runtime)
         self._denials = _Denials()
         self._check_failures = _Denials()  # reasons a kernel check failed, logged once each
+        self._unreached = _Unreached()
 
     def run(self) -> PassStats:
         started = self.runtime.monotonic()
         jobs = self._guard(self._list())
         self._act(jobs)
+        self._unreached.report(self.warned)
         if self._denials.summary() and not self.stats.auth_error:
             self.stats.auth_error = self._denials.summary()
         self.stats.duration_s = self.runtime.monotonic() - started
@@ -326,12 +361,14 @@ class CullPass:
         """Run the jobs on the pool, at most ``concurrency`` at once."""
         pending: Set[Future] = set()
         for job in jobs.values():
+            if job.empty:
+                continue  # a duplicate sighting cancelled everything
+            # Asked after waiting for a free worker: a signal that came during the wait
+            # must keep this job from going out.
+            pending = self._drain(pending, self.runtime.concurrency - 1)
             if self.runtime.should_stop():
                 self.stats.interrupted = True
                 break
-            if job.empty:
-                continue  # a duplicate sighting cancelled everything
-            pending = self._drain(pending, self.runtime.concurrency - 1)
             pending.add(self.runtime.pool.submit(self._run_job, job))
         self._drain(pending, 0)
 
@@ -424,10 +461,13 @@ class CullPass:
             return False
         if result is StopResult.PENDING:
             self.stats.add(pending=1)
+        elif result is StopResult.UNREACHABLE:
+            self.stats.add(unreachable=1)
+            self._unreached.add("stop", "%s/%s" % (user, stop.server or "-"))
         else:
             self.stats.count_stop(stop.verdict.reason, "named" if stop.server else "default")
         log.info("stop", **who, **verdict_fields(stop.verdict), result=result.value)
-        return result is not StopResult.PENDING
+        return result in (StopResult.STOPPED, StopResult.GONE)
 
     def _delete(self, user: str, verdict: Verdict, all_down: bool) -> None:
         """Delete the user record, unless a server of theirs is still alive."""
@@ -444,6 +484,10 @@ class CullPass:
         if result is DeleteResult.BUSY:
             log.info("keep-user", user=user, reason="servers-alive", detail="the hub says a "
                      "server is still stopping; judged again at the next pass")
+        elif result is DeleteResult.UNREACHABLE:
+            self.stats.add(unreachable=1)
+            self._unreached.add("delete", user)
+            log.info("delete", user=user, **verdict_fields(verdict), result=result.value)
         elif result is not None:
             self.stats.add(deleted=1)
             log.info("delete", user=user, **verdict_fields(verdict), result=result.value)

@@ -52,5 +52,5 @@ class HubHTTPError(HubError):
 
 
 def status_class(status: Optional[int]) -> str:
-    """The label of a failed request for counting: ``4xx``, ``5xx`` or ``connection``."""
+    """The label of a failed request for counting: ``3xx``, ``4xx``, ``5xx`` or ``connection``."""
     return "connection" if status is None else "%dxx" % (status // 100)

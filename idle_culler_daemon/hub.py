@@ -13,8 +13,8 @@ import json
 import socket
 import threading
 from dataclasses import dataclass
-from typing import Any, Dict, List, Optional
-from urllib.parse import quote, urljoin, urlsplit
+from typing import Any, Dict, List, Optional, Sequence
+from urllib.parse import quote, urljoin, urlsplit, urlunsplit
 
 import requests
 from requests.adapters import HTTPAdapter
@@ -33,6 +33,7 @@ from idle_culler_daemon.errors import (
 )
 
 PAGINATION_MEDIA_TYPE = "application/jupyterhub-pagination+json"
+REDACTED = "<redacted>"  # what the token becomes in an error text (as in the log)
 USER_AGENT = "jupyterhub-idle-culler-daemon/%s" % __version__
 
 
@@ -67,12 +68,20 @@ class StopResult(enum.Enum):
     STOPPED = "stopped"  # 204/200: the server is down
     PENDING = "pending"  # 202, or 400 "in the process of stopping": still alive this pass
     GONE = "gone"        # 404: nothing to stop any more
+    UNREACHABLE = "unreachable"  # 404 of a filtered scope: the token cannot reach it
 
 
 class DeleteResult(enum.Enum):
     DELETED = "deleted"  # 204/200
     BUSY = "busy"        # 400: a server is still stopping; try at the next pass
     GONE = "gone"        # 404
+    UNREACHABLE = "unreachable"  # 404 of a filtered scope: the token cannot reach the user
+
+
+# JupyterHub 2 and later answer a request that a filtered scope (delete:servers!group=lab) does
+# not cover with a 404 and this message, the same for a resource outside the filter as for
+# one that does not exist. It does not mean "gone": the server may well be running.
+NO_ACCESS_MESSAGE = "No access to resources or resources not found"
 
 
 _STOP_RESULTS = {200: StopResult.STOPPED, 204: StopResult.STOPPED, 202: StopResult.PENDING,
@@ -193,14 +202,27 @@ def server_request_settings(server_url_base: str, session: requests.Session) -> 
     return {key: value for key, value in wanted.items() if value != getattr(session, key)}
 
 
+def segment(name: str) -> str:
+    """One path segment that stands for exactly ``name``.
+
+    Every character but letters, digits and ``-._~`` is percent-encoded (``c#d`` must not
+    become ``c``), and so are the dots of ``.`` and ``..``: as they are, those are dot
+    segments, which the HTTP stack removes (``/users/alice/servers/.`` would become
+    ``/users/alice/servers/``, alice's default server). The hub decodes ``%2E`` back to ``.``.
+    """
+    if name in (".", ".."):
+        return "%2E" * len(name)
+    return quote(name, safe="")
+
+
 def user_path(user: str) -> str:
-    return "/users/" + quote(user, safe="")
+    return "/users/" + segment(user)
 
 
 def server_path(user: str, server: str) -> str:
-    """The path to stop a server; every segment quoted (``c#d`` must not become ``c``)."""
+    """The path to stop a server, every segment quoted (see :func:`segment`)."""
     if server:
-        return "%s/servers/%s" % (user_path(user), quote(server, safe=""))
+        return "%s/servers/%s" % (user_path(user), segment(server))
     return user_path(user) + "/server"
 
 
@@ -214,10 +236,24 @@ def _hub_message(response: requests.Response) -> str:
     return response.reason or ""
 
 
-def error_for(method: str, path: str, response: requests.Response) -> HubError:
+def clip(text: str, secrets: Sequence[str] = (), limit: int = 300) -> str:
+    """``text`` without the secrets, then cut to ``limit`` characters: in that order, since a
+    cut through a secret would leave a prefix of it that nothing could recognise any more."""
+    for secret in secrets:
+        if secret:
+            text = text.replace(secret, REDACTED)
+    return text[:limit]
+
+
+def error_for(method: str, path: str, response: requests.Response,
+              secrets: Sequence[str] = ()) -> HubError:
     """Map an unexpected status to a typed error carrying the hub's own message."""
     status = response.status_code
-    message = "%s %s answered %d: %s" % (method, path, status, _hub_message(response)[:300])
+    text = clip(_hub_message(response), secrets)
+    if 300 <= status < 400:  # only DELETEs get here: they do not follow redirects
+        text = "a redirect (to %s), not followed: %s" % (
+            clip(response.headers.get("Location", "-"), secrets, 200), text)
+    message = "%s %s answered %d: %s" % (method, path, status, text)
     if status in (401, 403):
         return HubAuthError(message, status)
     if status >= 500 or status == 429:
@@ -233,6 +269,8 @@ class HubClient:
         self._settings = settings
         self._timeout = (policy.connect_timeout, settings.read_timeout)
         self._base = settings.api_url
+        self._base_path = _base_path(self._base)
+        self._secrets = (settings.token,)
         self._session = build_session(settings, policy, cancel)
         self._server_settings = (server_request_settings(settings.server_url_base,
                                                          self._session)
@@ -242,14 +280,34 @@ class HubClient:
         self._session.close()
 
     def _call(self, method: str, path: str, base: Optional[str] = None,
-              **kwargs: Any) -> requests.Response:
+              **options: Any) -> requests.Response:
         """Send one request to ``base`` (default: the API URL) + ``path``; the only place
-        that uses the session."""
+        that uses the session.
+
+        ``options``: ``params``, ``headers``, ``json``, ``stream``, ``allow_redirects``
+        (default: GET only) and, for requests to the proxy, ``verify`` and ``proxies``. The
+        path goes out exactly as :func:`segment` wrote it: requests re-quotes a URL and
+        decodes ``%2E`` to ``.`` (an unreserved character), so the prepared URL gets our path
+        back. A DELETE does not follow redirects: a 3xx is an answer (an error), not a stop
+        somewhere else, or a GET that a 302 would make of it.
+        """
+        root = base or self._base
+        redirects = options.pop("allow_redirects", method == "GET")
+        stream = options.pop("stream", False)
         try:
-            return self._session.request(
-                method, (base or self._base) + path, timeout=self._timeout, **kwargs)
+            prepared = self._session.prepare_request(requests.Request(
+                method, root + path, params=options.pop("params", None),
+                headers=options.pop("headers", None), json=options.pop("json", None)))
+            prepared.url = urlunsplit(urlsplit(prepared.url)._replace(
+                path=(self._base_path if base is None else "") + path))
+            settings = self._session.merge_environment_settings(
+                prepared.url, options.pop("proxies", {}), stream, options.pop("verify", None),
+                None)
+            return self._session.send(prepared, timeout=self._timeout,
+                                      allow_redirects=redirects, **settings)
         except requests.RequestException as exc:
-            raise HubUnavailable("%s %s: %s" % (method, path, _describe(exc))) from None
+            raise HubUnavailable("%s %s: %s" % (method, path, _describe(exc, self._secrets))
+                                 ) from None
 
     def _get_json(self, path: str, params: Optional[Dict[str, Any]] = None,
                   headers: Optional[Dict[str, str]] = None, **request: Any) -> Any:
@@ -273,7 +331,8 @@ class HubClient:
             if expired.is_set():
                 raise HubUnavailable("GET %s: the answer took longer than %ss to arrive"
                                      % (path, self._settings.read_timeout)) from None
-            raise HubUnavailable("GET %s: %s" % (path, _describe(exc))) from None
+            raise HubUnavailable("GET %s: %s" % (path, _describe(exc, self._secrets))
+                                 ) from None
         finally:
             timer.cancel()
             response.close()
@@ -281,7 +340,7 @@ class HubClient:
             raise HubUnavailable("GET %s: the answer took longer than %ss to arrive"
                                  % (path, self._settings.read_timeout))
         if response.status_code != 200:
-            raise error_for("GET", path, response)
+            raise error_for("GET", path, response, self._secrets)
         try:
             return json.loads(body.decode("utf-8"))
         except ValueError as exc:
@@ -370,20 +429,34 @@ class HubClient:
         body = {"remove": True} if (server and remove) else None
         response = self._call("DELETE", path, json=body)
         with response:
-            result = _STOP_RESULTS.get(response.status_code)
-            if result is None:
-                raise error_for("DELETE", path, response)
-            return result
+            return self._outcome(path, response, _STOP_RESULTS, StopResult.UNREACHABLE)
 
     def delete_user(self, user: str) -> DeleteResult:
         """Delete a user record: ``DELETE /users/{u}``."""
         path = user_path(user)
         response = self._call("DELETE", path)
         with response:
-            result = _DELETE_RESULTS.get(response.status_code)
-            if result is None:
-                raise error_for("DELETE", path, response)
-            return result
+            return self._outcome(path, response, _DELETE_RESULTS, DeleteResult.UNREACHABLE)
+
+    def _outcome(self, path: str, response: requests.Response, table: Dict[int, Any],
+                 unreachable: Any) -> Any:
+        """The outcome of a DELETE from its status (``table``); a 404 of a filtered scope is
+        ``unreachable``, any status not in the table an error."""
+        if response.status_code == 404 and _hub_message(response) == NO_ACCESS_MESSAGE:
+            return unreachable
+        result = table.get(response.status_code)
+        if result is None:
+            raise error_for("DELETE", path, response, self._secrets)
+        return result
+
+
+def _base_path(url: str) -> str:
+    """The path of the base URL as requests writes it (quoted); our own paths go after it."""
+    try:
+        url = requests.Request("GET", url).prepare().url
+    except requests.RequestException:
+        pass  # every call will fail with this error, as a HubUnavailable
+    return urlsplit(url).path.rstrip("/")
 
 
 def _abort_read(response: requests.Response, expired: threading.Event) -> None:
@@ -398,10 +471,10 @@ def _abort_read(response: requests.Response, expired: threading.Event) -> None:
             pass  # already closed: the read has ended anyway
 
 
-def _describe(exc: Exception) -> str:
+def _describe(exc: Exception, secrets: Sequence[str] = ()) -> str:
     """A one-line description of a requests error, without the request's headers."""
     reason = exc
     while reason.args and isinstance(reason.args[0], Exception):
         reason = reason.args[0]
     text = str(reason).replace("\n", " ")
-    return "%s: %s" % (exc.__class__.__name__, text[:300])
+    return "%s: %s" % (exc.__class__.__name__, clip(text, secrets))

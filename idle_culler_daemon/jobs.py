@@ -10,7 +10,13 @@ from typing import AbstractSet, Dict, MutableSet, NamedTuple, Optional, Tuple
 from idle_culler_daemon.config import CullSettings
 from idle_culler_daemon.log import get_logger
 from idle_culler_daemon.model import User
-from idle_culler_daemon.policy import Action, Verdict, judge_server, judge_user
+from idle_culler_daemon.policy import (
+    GROUPS_UNKNOWN,
+    Action,
+    Verdict,
+    judge_server,
+    judge_user,
+)
 from idle_culler_daemon.stats import seconds
 
 log = get_logger(__name__)
@@ -72,7 +78,7 @@ def judge(user: User, now: datetime, settings: CullSettings,
     """Turn one parsed user into a job, or None when nothing is to be done.
 
     A server kept for want of any timestamp is warned about once per ``warned`` set (the
-    daemon keeps one for its lifetime).
+    daemon keeps one for its lifetime), and so, once in all, is a keep for want of groups.
     """
     stops = []
     kept = False
@@ -88,6 +94,7 @@ def judge(user: User, now: datetime, settings: CullSettings,
             stops.append(Stop(server.name, verdict, url, server.profile))
             continue
         kept = True
+        _warn_groups_unknown(user.name, verdict, warned)
         if verdict.reason != "no-timestamps":
             log.debug("keep", user=user.name, server=server.name or "-",
                       **verdict_fields(verdict))
@@ -100,6 +107,7 @@ def judge(user: User, now: datetime, settings: CullSettings,
             if warned is not None:
                 warned.add(key)
     user_verdict = judge_user(user, now, settings, kept)
+    _warn_groups_unknown(user.name, user_verdict, warned)
     delete = user_verdict if user_verdict.action is Action.DELETE else None
     if not stops and delete is None:
         return None
@@ -113,3 +121,16 @@ def _warn_once(warned: Optional[MutableSet[str]], key: str, detail: str) -> None
             return
         warned.add(key)
     log.warning("user-options-missing", scope="read:servers", detail=detail)
+
+
+def _warn_groups_unknown(user: str, verdict: Verdict,
+                         warned: Optional[MutableSet[str]]) -> None:
+    """One WARNING (per ``warned`` set) when a group rule meets a model without groups."""
+    if verdict.reason != GROUPS_UNKNOWN or (warned is not None and GROUPS_UNKNOWN in warned):
+        return
+    log.warning(GROUPS_UNKNOWN, user=user, rule=verdict.rule, scope="read:users:groups",
+                detail="the hub leaves 'groups' out of user models (the token lacks this scope "
+                       "or holds it filtered): users a group rule could match are kept; "
+                       "said once")
+    if warned is not None:
+        warned.add(GROUPS_UNKNOWN)

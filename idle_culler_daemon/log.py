@@ -18,9 +18,18 @@ from typing import Any, Dict, Iterable, List, Mapping, Optional, TextIO, Tuple
 
 PACKAGE_LOGGER = "idle_culler_daemon"
 REDACTED = "<redacted>"
+# Shorter strings are not redacted: no token is that short (the culler refuses them), and hiding
+# every "x" of every line would only garble the log.
+MIN_SECRET_LENGTH = 8
 _PRIORITY = {logging.DEBUG: 7, logging.INFO: 6, logging.WARNING: 4, logging.ERROR: 3,
              logging.CRITICAL: 2}
 _NEEDS_QUOTES = re.compile(r'[\s"=]')
+# Characters that must never reach a line or a terminal raw, whoever chose them (a user name
+# comes from the hub): C0 and C1 controls and DEL (new lines, cursor moves, bells), line and
+# paragraph separators, zero-width and bidirectional formatting (text shown in another order),
+# the byte-order mark, and lone surrogates (which cannot even be encoded).
+_UNSAFE = re.compile("[\x00-\x1f\x7f-\x9f\u00ad\u061c\u180e\u200b-\u200f\u2028-\u202e"
+                     "\u2060-\u206f\ufeff\ufff9-\ufffb\ud800-\udfff]")
 
 Fields = List[Tuple[str, Any]]
 
@@ -31,15 +40,23 @@ def _text_value(value: Any) -> str:
     return str(value)
 
 
-def _quote(text: str) -> str:
-    if text == "" or _NEEDS_QUOTES.search(text):
-        return json.dumps(text, ensure_ascii=False)
+def _escape_unsafe(text: str) -> str:
+    """``text`` with every unsafe character as a ``\\uXXXX`` escape (a JSON escape)."""
+    return _UNSAFE.sub(lambda match: "\\u%04x" % ord(match.group()), text)
+
+
+def display(text: str) -> str:
+    """A value as one safe word: as it is, or in double quotes with JSON escapes when it is
+    empty or holds spaces, quotes, ``=`` or any unsafe character. ``json.loads`` of a quoted
+    value gives the original back."""
+    if text == "" or _NEEDS_QUOTES.search(text) or _UNSAFE.search(text):
+        return _escape_unsafe(json.dumps(text, ensure_ascii=False))
     return text
 
 
 def render(event: str, fields: Fields) -> str:
     """``event key=value ...``, quoting values that hold spaces, quotes or ``=``."""
-    return " ".join([event] + ["%s=%s" % (key, _quote(_text_value(value)))
+    return " ".join([event] + ["%s=%s" % (key, display(_text_value(value)))
                                for key, value in fields])
 
 
@@ -99,23 +116,50 @@ def record_fields(record: logging.LogRecord) -> Tuple[str, Fields]:
     return "log", [("logger", record.name), ("message", record.getMessage())]
 
 
+def _escaped_forms(secret: str) -> List[str]:
+    """The secret as it reads once quoted: JSON (both ways) and Python escapes."""
+    return [json.dumps(secret, ensure_ascii=False)[1:-1], json.dumps(secret)[1:-1],
+            repr(secret)[1:-1]]
+
+
 class _Redacting(logging.Formatter):
-    """Base formatter that keeps every secret out of what it writes."""
+    """Base formatter that keeps every secret out of what it writes.
+
+    Secrets are replaced in the raw values, before anything is quoted or escaped (a quoted
+    ``"`` or ``\\`` would no longer match), and once more in the finished line, in their raw
+    and escaped forms, for what the raw values did not cover.
+    """
 
     def __init__(self, secrets: Iterable[str] = ()) -> None:
         super().__init__()
-        self._secrets = [secret for secret in secrets if secret]
+        self._secrets = sorted({secret for secret in secrets
+                                if secret and len(secret) >= MIN_SECRET_LENGTH},
+                               key=len, reverse=True)
+        self._forms = sorted({form for secret in self._secrets
+                              for form in [secret] + _escaped_forms(secret)},
+                             key=len, reverse=True)
 
     def _redact(self, text: str) -> str:
         for secret in self._secrets:
             text = text.replace(secret, REDACTED)
         return text
 
+    def _redact_line(self, line: str) -> str:
+        for form in self._forms:
+            line = line.replace(form, REDACTED)
+        return line
+
     def _clean_fields(self, record: logging.LogRecord) -> Tuple[str, Fields]:
+        """The event and its fields as text, redacted before any quoting."""
         event, fields = record_fields(record)
-        cleaned = [(key, self._redact(value) if isinstance(value, str) else value)
-                   for key, value in fields]
-        return event, cleaned
+        return event, [(key, self._redact(_text_value(value))) for key, value in fields]
+
+    def _traceback(self, record: logging.LogRecord) -> str:
+        """The traceback, redacted; its lines stay lines, nothing else unsafe stays raw."""
+        if not record.exc_info:
+            return ""
+        lines = self._redact(self.formatException(record.exc_info)).split("\n")
+        return "\n".join(_escape_unsafe(line) for line in lines)
 
 
 class TextFormatter(_Redacting):
@@ -133,8 +177,8 @@ class TextFormatter(_Redacting):
             stamp = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(record.created))
             line = "%s %s %s" % (stamp, record.levelname, body)
         if record.exc_info:
-            line += "\n" + self.formatException(record.exc_info)
-        return self._redact(line)
+            line += "\n" + self._traceback(record)
+        return self._redact_line(line)
 
 
 class JsonFormatter(_Redacting):
@@ -148,8 +192,9 @@ class JsonFormatter(_Redacting):
         for key, value in fields:
             payload.setdefault(key, _text_value(value))
         if record.exc_info:
-            payload["traceback"] = self.formatException(record.exc_info)
-        return self._redact(json.dumps(payload, ensure_ascii=False, default=str))
+            payload["traceback"] = self._traceback(record)
+        return self._redact_line(_escape_unsafe(json.dumps(payload, ensure_ascii=False,
+                                                           default=str)))
 
 
 def configure_logging(level: str = "INFO", log_format: str = "text",

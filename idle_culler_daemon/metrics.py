@@ -59,7 +59,7 @@ class Metrics:
                                    registry=registry)
         self.deleted = counter(PREFIX + "users_deleted", "Users deleted.", registry=registry)
         self.errors = counter(PREFIX + "request_errors", "Failed requests to the hub, by "
-                              "status class (4xx, 5xx, connection).", ["status_class"],
+                              "status class (3xx, 4xx, 5xx, connection).", ["status_class"],
                               registry=registry)
         self.guard_trips = counter(PREFIX + "mass_cull_guard_trips", "Passes in which the "
                                    "mass-cull guard (--max-stop-fraction) stopped nothing.",

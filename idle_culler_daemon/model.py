@@ -66,7 +66,7 @@ class User:
 
     name: str
     admin: Optional[bool] = False  # None: the token may not read it (needs read:users:name)
-    groups: Tuple[str, ...] = ()
+    groups: Optional[Tuple[str, ...]] = ()  # None: not shown (needs read:users:groups)
     created: Optional[datetime] = None
     last_activity: Optional[datetime] = None
     servers: Tuple[Server, ...] = ()
@@ -143,6 +143,15 @@ def parse_user_options(model: Mapping[str, Any]) -> Optional[Options]:
     return tuple((key, value) for key, value in pairs if value is not None)
 
 
+def _check_sendable(name: str) -> None:
+    """Refuse a name no request could carry: one that is not valid Unicode (a lone surrogate,
+    which has no UTF-8 form)."""
+    try:
+        name.encode("utf-8")
+    except UnicodeEncodeError:
+        raise ModelError("name %r is not valid Unicode (a lone surrogate)" % (name,)) from None
+
+
 def parse_server(name: str, model: Any) -> Server:
     """Parse one entry of a user's ``servers`` dict."""
     if not isinstance(model, Mapping):
@@ -192,9 +201,11 @@ def parse_user(model: Any) -> User:
     name = model.get("name")
     if not isinstance(name, str) or not name:
         raise ModelError("user name %r is not a non-empty string" % (name,))
+    _check_sendable(name)
     try:
-        groups = model.get("groups") or []
-        if not isinstance(groups, list) or not all(isinstance(g, str) for g in groups):
+        groups = model.get("groups")  # absent or null: unknown, not "in no group"
+        if groups is not None and (not isinstance(groups, list)
+                                   or not all(isinstance(g, str) for g in groups)):
             raise ModelError("groups %r is not a list of names" % (groups,))
         created = parse_hub_time(model.get("created"))
         last_activity = parse_hub_time(model.get("last_activity"))
@@ -207,16 +218,17 @@ def parse_user(model: Any) -> User:
                                   last_activity=last_activity,
                                   url=_text(model, "server") or None),)
         elif isinstance(servers_model, Mapping):
-            servers = tuple(parse_server(str(key), value) for key, value in servers_model.items())
             for key in servers_model:
                 if not isinstance(key, str):
                     raise ModelError("server name %r is not a string" % (key,))
+                _check_sendable(key)
+            servers = tuple(parse_server(key, value) for key, value in servers_model.items())
         elif servers_model is None:
             servers = ()
         else:
             raise ModelError("servers %r is not an object" % (servers_model,))
         admin = _flag(model, "admin", False) if "admin" in model else None
-        return User(name=name, admin=admin, groups=tuple(groups),
+        return User(name=name, admin=admin, groups=None if groups is None else tuple(groups),
                     created=created, last_activity=last_activity, servers=servers)
     except ModelError as exc:
         raise ModelError("user %r: %s" % (name, exc)) from None

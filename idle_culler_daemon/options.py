@@ -22,6 +22,14 @@ PROG = "jupyterhub-idle-culler"
 ENV_PREFIX = "JUPYTERHUB_IDLE_CULLER_"
 DEFAULT_URL = "http://127.0.0.1:8081/hub/api"
 UNLIMITED_CONCURRENCY = 64
+# The ranges of the numbers: what a person could mean, and what the clock (timedelta, datetime),
+# the sleep (threading's TIMEOUT_MAX) and the connection pool (a slot per worker) can take.
+MAX_SECONDS = 10 * 365 * 86400  # ten years
+MAX_CONCURRENCY = 1000
+MAX_PAGE_SIZE = 10000
+MAX_PORT = 65535
+MAX_REQUEST_TIMEOUT = 86400.0  # a day
+MAX_STOPS_PER_PASS = 1000000
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 _LEVEL_ALIASES = {"WARN": "WARNING", "FATAL": "CRITICAL"}
 _LEVEL_NUMBERS = {10: "DEBUG", 20: "INFO", 30: "WARNING", 40: "ERROR", 50: "CRITICAL"}
@@ -58,7 +66,20 @@ def count(raw: Any) -> int:
     return value
 
 
-def positive_number(raw: Any) -> float:
+def whole_number(maximum: int, unit: str = "") -> Converter:
+    """A converter to a whole number from 0 to ``maximum`` (its ``maximum`` attribute)."""
+    def convert(raw: Any) -> int:
+        value = count(raw)
+        if value > maximum:
+            raise ValueError("is out of range: give a whole number from 0 to %d%s"
+                             % (maximum, unit))
+        return value
+    convert.maximum = maximum  # type: ignore[attr-defined]  # for the tests of the ranges
+    return convert
+
+
+def _positive(raw: Any) -> float:
+    """A finite number above 0."""
     try:
         value = float(str(raw).strip())
     except ValueError:
@@ -68,12 +89,19 @@ def positive_number(raw: Any) -> float:
     return value
 
 
+def _at_most(maximum: float, unit: str) -> str:
+    return "is out of range: give a number above 0, up to %g%s" % (maximum, unit)
+
+
 def fraction(raw: Any) -> float:
     """A share of something: a number above 0 and at most 1 (``0.5``)."""
-    value = positive_number(raw)
+    value = _positive(raw)
     if value > 1:
         raise ValueError("must be a fraction above 0 and at most 1")
     return value
+
+
+fraction.maximum = 1.0  # type: ignore[attr-defined]  # for the tests of the ranges
 
 
 # --- durations: every value in seconds also takes 90s, 30m, 1h30m, 7d, 2w --------------------
@@ -95,29 +123,49 @@ def _duration_seconds(raw: Any) -> Optional[int]:
                if match.group(unit))
 
 
-def duration(raw: Any) -> int:
-    """Whole seconds >= 0: a bare integer is seconds, or a duration with units (``30m``)."""
-    if isinstance(raw, bool):
-        raise ValueError("is not a duration")
-    if isinstance(raw, int) or str(raw).strip().lstrip("-").isdigit():
-        return count(raw)
-    seconds = _duration_seconds(raw)
-    if seconds is None:
-        raise ValueError("is not " + DURATION_SYNTAX)
-    return seconds
+def duration(maximum: int, unit: str = "") -> Converter:
+    """A converter to whole seconds from 0 to ``maximum``: a bare integer is seconds, or a
+    duration with units (``30m``)."""
+    whole = whole_number(maximum, unit)
+
+    def convert(raw: Any) -> int:
+        if isinstance(raw, bool):
+            raise ValueError("is not a duration")
+        if isinstance(raw, int) or str(raw).strip().lstrip("-").isdigit():
+            return whole(raw)
+        value = _duration_seconds(raw)
+        if value is None:
+            raise ValueError("is not " + DURATION_SYNTAX)
+        return whole(value)
+    convert.maximum = maximum  # type: ignore[attr-defined]
+    return convert
 
 
-def positive_duration(raw: Any) -> float:
-    """Seconds > 0, fractions allowed for a bare number (``0.5``), or a duration (``2m``)."""
-    seconds = None if isinstance(raw, bool) else _duration_seconds(raw)
-    if seconds is None:
-        try:
-            return positive_number(raw)
-        except ValueError:
-            raise ValueError("is not " + DURATION_SYNTAX) from None
-    if seconds <= 0:
-        raise ValueError("must be a positive duration")
-    return float(seconds)
+def positive_duration(maximum: float, unit: str = "") -> Converter:
+    """A converter to seconds above 0 and at most ``maximum``: fractions allowed for a bare
+    number (``0.5``), or a duration (``2m``)."""
+    def convert(raw: Any) -> float:
+        value = None if isinstance(raw, bool) else _duration_seconds(raw)
+        if value is None:
+            try:
+                value = _positive(raw)
+            except ValueError:
+                raise ValueError("is not " + DURATION_SYNTAX) from None
+        if value <= 0:
+            raise ValueError("must be a positive duration")
+        if value > maximum:
+            raise ValueError(_at_most(maximum, unit))
+        return float(value)
+    convert.maximum = maximum  # type: ignore[attr-defined]
+    return convert
+
+
+seconds = duration(MAX_SECONDS, " seconds (ten years)")
+request_seconds = positive_duration(MAX_REQUEST_TIMEOUT, " seconds (a day)")
+workers = whole_number(MAX_CONCURRENCY)
+page_size = whole_number(MAX_PAGE_SIZE)
+port = whole_number(MAX_PORT)
+stops = whole_number(MAX_STOPS_PER_PASS)
 
 
 def text(raw: Any) -> str:
@@ -140,6 +188,15 @@ def option_patterns(raw: Any) -> Tuple[Tuple[str, str], ...]:
             raise ValueError("has %r, which is not KEY=PATTERN" % item)
         pairs.append((key.strip(), pattern.strip()))
     return tuple(pairs)
+
+
+# How a rule names the default server, whose name is empty: an empty quoted item.
+DEFAULT_SERVER_SPELLINGS = frozenset({'""', "''"})
+
+
+def server_patterns(raw: Any) -> Tuple[str, ...]:
+    """Like :func:`patterns`; an item ``""`` (or ``''``) is the default server's empty name."""
+    return tuple("" if item in DEFAULT_SERVER_SPELLINGS else item for item in patterns(raw))
 
 
 def entries(raw: Any) -> Tuple[str, ...]:
@@ -216,11 +273,11 @@ class Option:
 OPTIONS: Tuple[Option, ...] = (
     Option("url", text, None, "JupyterHub API URL. Default: $JUPYTERHUB_API_URL, else "
            + DEFAULT_URL + ".", "URL"),
-    Option("timeout", duration, 600, "Inactivity after which a server is stopped (and, with "
+    Option("timeout", seconds, 600, "Inactivity after which a server is stopped (and, with "
            "--cull-users, a user deleted), in seconds or as a duration (1h30m).", "DURATION"),
-    Option("cull_every", duration, 0, "Time from the start of one pass to the start of the "
+    Option("cull_every", seconds, 0, "Time from the start of one pass to the start of the "
            "next. 0 means half of --timeout.", "DURATION"),
-    Option("max_age", duration, 0, "Stop servers older than this even if they are active. 0 "
+    Option("max_age", seconds, 0, "Stop servers older than this even if they are active. 0 "
            "disables the rule.", "DURATION"),
     Option("cull_users", boolean, False, "Also delete idle users once none of their servers "
            "is running."),
@@ -237,20 +294,20 @@ OPTIONS: Tuple[Option, ...] = (
     Option("server_url_base", text, None, "The proxy's public URL (scheme://host[:port]) "
            "through which --check-kernels asks the servers. Default: the origin of "
            "$JUPYTERHUB_PUBLIC_HUB_URL, else $JUPYTERHUB_HOST.", "URL"),
-    Option("max_stops_per_pass", count, 0, "Stop at most this many servers in one pass, the "
+    Option("max_stops_per_pass", stops, 0, "Stop at most this many servers in one pass, the "
            "longest idle first; the rest wait for the next pass. 0 means no limit.", "N"),
     Option("max_stop_fraction", fraction, None, "If a pass would stop more than this share "
            "(0 < F <= 1) of the running servers it saw, it stops and deletes nothing and logs "
            "an ERROR: a guard against broken activity reporting. Unset: no guard.", "F"),
-    Option("concurrency", count, 10, "Most HTTP requests in flight to the hub at once, across "
+    Option("concurrency", workers, 10, "Most HTTP requests in flight to the hub at once, across "
            "users. 0 means %d." % UNLIMITED_CONCURRENCY, "N"),
-    Option("api_page_size", count, 0, "Users per page when listing them (limit=). 0 lets the "
+    Option("api_page_size", page_size, 0, "Users per page when listing them (limit=). 0 lets the "
            "hub choose (50, at most 200).", "N"),
     Option("ssl_enabled", boolean, False, "Present the hub's internal-SSL client certificate."),
     Option("internal_certs_location", text, "internal-ssl", "Folder with the hub's internal "
            "certificates (hub-internal/, hub-ca/). $JUPYTERHUB_SSL_KEYFILE, "
            "$JUPYTERHUB_SSL_CERTFILE and $JUPYTERHUB_SSL_CLIENT_CA win when set.", "DIR"),
-    Option("request_timeout", positive_duration, None, "How long to wait for the hub on each "
+    Option("request_timeout", request_seconds, None, "How long to wait for the hub on each "
            "request (read timeout). Default: $JUPYTERHUB_REQUEST_TIMEOUT, else 60 (seconds).",
            "DURATION"),
     Option("api_token_file", text, None, "Read the API token from this file. Otherwise "
@@ -270,7 +327,7 @@ OPTIONS: Tuple[Option, ...] = (
            "config section; a list value continues over following commas without '='). "
            "Repeatable; rules given here come before those of the config file.", "RULE",
            repeatable=True, in_file=False),
-    Option("metrics_port", count, 0, "Serve Prometheus metrics on this port (needs the "
+    Option("metrics_port", port, 0, "Serve Prometheus metrics on this port (needs the "
            "[metrics] extra). 0 disables it.", "PORT"),
     Option("metrics_address", text, "127.0.0.1", "Address the metrics endpoint binds to.",
            "ADDRESS"),
@@ -297,10 +354,10 @@ ALIASES = {"logging": "log_level"}
 RULE_MATCHERS = ("users", "groups", "server_names", "profiles", "user_options")
 RULE_SETTINGS = ("cull", "timeout", "max_age", "user_timeout", "user_max_age", "check_kernels")
 RULE_KEYS: Dict[str, Converter] = {
-    "users": patterns, "groups": patterns, "server_names": patterns, "profiles": patterns,
+    "users": patterns, "groups": patterns, "server_names": server_patterns, "profiles": patterns,
     "user_options": option_patterns,
-    "cull": boolean, "timeout": duration, "max_age": duration, "user_timeout": duration,
-    "user_max_age": duration, "check_kernels": boolean,
+    "cull": boolean, "timeout": seconds, "max_age": seconds, "user_timeout": seconds,
+    "user_max_age": seconds, "check_kernels": boolean,
 }
 
 
@@ -396,7 +453,8 @@ _RULE_EXAMPLES = """\
 ; users, groups (needs the read:users:groups scope), server_names ("" is the
 ; default server), profiles (the server's user_options["profile"]) and
 ; user_options (KEY=PATTERN pairs on the server's user_options). Settings: cull,
-; timeout, max_age, user_timeout, user_max_age, check_kernels.
+; timeout, max_age, user_timeout, user_max_age, check_kernels; a timeout of 0 is
+; refused, a max_age of 0 switches it off.
 ; Examples, to copy below without the leading ';':
 ;
 ; Never stop or delete staff:
@@ -409,6 +467,11 @@ _RULE_EXAMPLES = """\
 ; server_names = gpu-*
 ; timeout = 15m
 ; max_age = 8h
+;
+; Default servers ("") get two hours, named servers keep the global limit:
+; [rule:home]
+; server_names = ""
+; timeout = 2h
 ;
 ; Servers started with a GPU profile (KubeSpawner's profile_list), kept while a
 ; kernel is busy:

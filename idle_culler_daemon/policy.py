@@ -14,6 +14,7 @@ from idle_culler_daemon.config import CullSettings, RuleSettings
 from idle_culler_daemon.model import Options, Server, ServerStatus, User
 
 DEFAULT_RULE = "default"
+GROUPS_UNKNOWN = "groups-unknown"  # the reason of a keep decided by groups the hub hides
 
 
 class Action(enum.Enum):
@@ -67,22 +68,24 @@ def _options_match(rule: RuleSettings, options: Optional[Options]) -> bool:
 
 
 def rule_matches(rule: RuleSettings, user: User, server_name: Optional[str],
-                 user_options: Optional[Options] = None) -> bool:
+                 user_options: Optional[Options] = None) -> Optional[bool]:
     """Does ``rule`` apply to this user (``server_name`` None) or to this user's server?
 
     All matchers of a rule must match. A rule with ``server_names``, ``profiles`` or
     ``user_options`` applies to servers only, never to the user record itself;
-    ``user_options`` are the server's (``Server.user_options``: None when unknown).
+    ``user_options`` are the server's (``Server.user_options``: None when unknown). None: only
+    the user's groups could tell, and the model does not show them.
     """
     if rule.users and not _matches(rule.users, [user.name]):
         return False
-    if rule.groups and not _matches(rule.groups, user.groups):
+    if rule.server_names and (server_name is None
+                              or not _matches(rule.server_names, [server_name])):
         return False
     if rule.needs_user_options and (server_name is None
                                     or not _options_match(rule, user_options)):
         return False
-    if rule.server_names:
-        return server_name is not None and _matches(rule.server_names, [server_name])
+    if rule.groups:
+        return None if user.groups is None else _matches(rule.groups, user.groups)
     return True
 
 
@@ -92,6 +95,19 @@ def select_rule(rules: Sequence[RuleSettings], user: User, server_name: Optional
     for rule in rules:
         if rule_matches(rule, user, server_name, user_options):
             return rule
+    return None
+
+
+def undecided_rule(rules: Sequence[RuleSettings], user: User, server_name: Optional[str],
+                   user_options: Optional[Options] = None) -> Optional[RuleSettings]:
+    """The first rule that only the user's unknown groups could decide, when it comes before
+    any rule that matches: then nobody knows which rule applies, and doubt keeps."""
+    for rule in rules:
+        matched = rule_matches(rule, user, server_name, user_options)
+        if matched is None:
+            return rule
+        if matched:
+            return None
     return None
 
 
@@ -111,6 +127,9 @@ def judge_server(user: User, server: Server, now: datetime, settings: CullSettin
     managed = settings.cull_default_servers if server.is_default else settings.cull_named_servers
     if not managed:
         return Verdict(Action.KEEP, "not-managed")
+    undecided = undecided_rule(settings.rules, user, server.name, server.user_options)
+    if undecided is not None:
+        return Verdict(Action.KEEP, GROUPS_UNKNOWN, undecided.name)
     rule = select_rule(settings.rules, user, server.name, server.user_options)
     rule_name = rule.name if rule else DEFAULT_RULE
     age = now - server.started if server.started else None
@@ -175,6 +194,9 @@ def judge_user(user: User, now: datetime, settings: CullSettings, servers_kept: 
     """
     if not settings.cull_users:
         return Verdict(Action.KEEP, "cull-users-off")
+    undecided = undecided_rule(settings.rules, user, None)
+    if undecided is not None:
+        return Verdict(Action.KEEP, GROUPS_UNKNOWN, undecided.name)
     rule = select_rule(settings.rules, user, None)
     rule_name = rule.name if rule else DEFAULT_RULE
     since = user.last_activity or user.created

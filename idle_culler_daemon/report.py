@@ -8,7 +8,7 @@ import json
 from datetime import datetime, timedelta
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
-from idle_culler_daemon.log import get_logger
+from idle_culler_daemon.log import display, get_logger
 from idle_culler_daemon.stats import PassStats, PlanEntry, seconds
 
 log = get_logger(__name__)
@@ -42,7 +42,8 @@ def log_pass(stats: PassStats, next_at: Optional[datetime]) -> None:
         log.error("pass-refused", reason="auth", error=stats.auth_error,
                   hint="check the scopes of the token's role")
     log.info("pass-done", users=stats.users_seen, skipped=stats.users_skipped,
-             stopped=stats.stopped, pending=stats.pending, failed=stats.failed,
+             stopped=stats.stopped, pending=stats.pending, unreachable=stats.unreachable,
+             failed=stats.failed,
              deleted=stats.deleted, delete_failed=stats.delete_failed,
              took_s="%.2f" % stats.duration_s,
              next=next_at.strftime("%Y-%m-%dT%H:%M:%SZ") if next_at else "-")
@@ -70,14 +71,16 @@ def _in_order(plan: Sequence[PlanEntry]) -> List[PlanEntry]:
 def plan_table(plan: Sequence[PlanEntry]) -> str:
     """The ``--once --dry-run`` table: one row per server to stop and user to delete.
 
-    What the mass-cull guard holds back is listed too, as ``held-back``.
+    What the mass-cull guard holds back is listed too, as ``held-back``. Names are shown as the
+    log shows them (:func:`log.display`): a name with spaces, quotes or control characters is
+    quoted and escaped, so it can neither forge a row nor drive the terminal.
     """
     header = ("ACTION", "USER", "SERVER", "REASON", "IDLE FOR", "AGE", "RULE")
     lines: List[Tuple[str, ...]] = [header]
     for entry in _in_order(plan):
-        lines.append(("held-back" if entry.held_back else "would-" + entry.action, entry.user,
-                      entry.server or "-", entry.verdict.reason,
-                      format_duration(seconds(entry.verdict.idle_for)),
+        lines.append(("held-back" if entry.held_back else "would-" + entry.action,
+                      display(entry.user), display(entry.server) if entry.server else "-",
+                      entry.verdict.reason, format_duration(seconds(entry.verdict.idle_for)),
                       format_duration(seconds(entry.verdict.age)), entry.verdict.rule))
     widths = [max(len(line[column]) for line in lines) for column in range(len(header))]
     text = ["  ".join(cell.ljust(width) for cell, width in zip(line, widths)).rstrip()

@@ -7,6 +7,7 @@ module never touches ``os.environ`` and tests need no real files.
 """
 
 import ast
+import codecs
 import configparser
 import operator
 import os.path
@@ -16,8 +17,11 @@ from typing import Any, Callable, Dict, List, Mapping, Optional, Tuple
 from idle_culler_daemon.errors import ConfigError
 from idle_culler_daemon.options import OPTIONS, RULE_MATCHERS, RULE_SETTINGS, file_option
 
-ReadFile = Callable[[str], str]
+ReadFile = Callable[[str], str]  # raises OSError, or ValueError for a file that is not text
 TOKEN_CREDENTIAL = "api-token"  # the name of the systemd credential (LoadCredential=)
+MIN_TOKEN_LENGTH = 8  # JupyterHub refuses shorter tokens
+_CHARACTER_NAMES = {"\n": "a newline", "\r": "a carriage return", "\t": "a tab",
+                    " ": "a space", "\ufeff": "a byte-order mark (U+FEFF)"}
 BOM = "\ufeff"
 # Read from the working directory when present and no --config is given, as the reference
 # reads its traitlets file.
@@ -33,9 +37,28 @@ class RuleSection:
     where: str
 
 
+# Byte-order marks of UTF-16 and UTF-32 (UTF-32 LE starts like UTF-16 LE): such a file is not
+# UTF-8. A UTF-8 byte-order mark stays in the text: a config file drops it (editors on some
+# systems write one), a token refuses it (see check_token).
+_OTHER_BYTE_ORDER_MARKS = (codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE, codecs.BOM_UTF32_BE)
+
+
 def read_text(path: str) -> str:
-    with open(path, encoding="utf-8") as handle:
-        return handle.read()
+    """The text of a UTF-8 file (a ``ReadFile``).
+
+    Raises OSError when the file cannot be read, and ValueError, with the reason, when it is
+    not UTF-8 text. The callers turn both into a ConfigError naming the file.
+    """
+    with open(path, "rb") as handle:
+        data = handle.read()
+    if data.startswith(_OTHER_BYTE_ORDER_MARKS):
+        raise ValueError("it is UTF-16 or UTF-32 text (it starts with such a byte-order mark); "
+                         "save it as UTF-8")
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise ValueError("it is not UTF-8 text (byte 0x%02x at offset %d)"
+                         % (data[exc.start], exc.start)) from None
 
 
 def environment_values(env: Mapping[str, str]) -> Dict[str, str]:
@@ -58,6 +81,8 @@ def read_config_file(path: str, read_file: ReadFile, required: bool = True
         raise ConfigError("--config: cannot read %s: no such file" % path) from None
     except OSError as exc:
         raise ConfigError("--config: cannot read %s: %s" % (path, exc.strerror or exc)) from None
+    except ValueError as exc:
+        raise ConfigError("--config: cannot read %s: %s" % (path, exc)) from None
     if text.startswith(BOM):  # editors on some systems write one; it is not part of the text
         text = text[len(BOM):]
     if path.endswith(".py"):
@@ -135,6 +160,8 @@ def _python_config(text: str, path: str) -> Dict[str, Any]:
         tree = ast.parse(text, filename=path)
     except SyntaxError as exc:
         raise ConfigError("config file %s: line %s: %s" % (path, exc.lineno, exc.msg)) from None
+    except ValueError as exc:  # Python < 3.12: "source code string cannot contain null bytes"
+        raise ConfigError("config file %s: %s" % (path, exc)) from None
     values: Dict[str, Any] = {}
     for statement in tree.body:
         if isinstance(statement, ast.Expr) and isinstance(statement.value, ast.Constant):
@@ -202,15 +229,37 @@ def read_token(token_file: Optional[str], env: Mapping[str, str], read_file: Rea
         except OSError as exc:
             raise ConfigError("%s: cannot read %s: %s" % (what, path, exc.strerror or exc)
                               ) from None
+        except ValueError as exc:
+            raise ConfigError("%s: cannot read %s: %s" % (what, path, exc)) from None
         if token:
-            return token
+            return check_token(token, "%s: %s" % (what, path))
         if required:
             raise ConfigError("%s: %s is empty" % (what, path))
     token = env.get("JUPYTERHUB_API_TOKEN", "").strip()
     if token:
-        return token
+        return check_token(token, "$JUPYTERHUB_API_TOKEN")
     raise ConfigError("no API token: give --api-token-file=PATH, or a systemd credential "
                       "'api-token' ($CREDENTIALS_DIRECTORY/api-token), or $JUPYTERHUB_API_TOKEN")
+
+
+def check_token(token: str, where: str) -> str:
+    """Return ``token`` if a hub could have issued it and HTTP can carry it; else ConfigError.
+
+    A JupyterHub token is printable ASCII without spaces, at least 8 characters. Anything else
+    (a newline or a byte-order mark from an editor, two tokens pasted) would fail on every
+    request or end the process; the message says what is wrong and where, never the token.
+    """
+    for position, char in enumerate(token, 1):
+        if not "!" <= char <= "~":
+            name = _CHARACTER_NAMES.get(char) or (
+                "a control character (U+%04X)" % ord(char) if char.isascii() or
+                not char.isprintable() else "a non-ASCII character (U+%04X)" % ord(char))
+            raise ConfigError("%s: the token has %s at character %d; a JupyterHub token is "
+                              "printable ASCII without spaces" % (where, name, position))
+    if len(token) < MIN_TOKEN_LENGTH:
+        raise ConfigError("%s: the token has %d characters; JupyterHub's tokens have at least "
+                          "%d" % (where, len(token), MIN_TOKEN_LENGTH))
+    return token
 
 
 def ssl_files(folder: str, env: Mapping[str, str]) -> Tuple[Tuple[str, str], str]:

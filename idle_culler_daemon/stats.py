@@ -44,6 +44,7 @@ class PassStats:
     kept_by_server: int = 0   # ... kept on the server's own word (busy kernel, recent activity)
     stopped: int = 0
     pending: int = 0
+    unreachable: int = 0  # servers and users a filtered token cannot reach (404, left alone)
     failed: int = 0
     deleted: int = 0
     delete_failed: int = 0

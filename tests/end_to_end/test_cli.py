@@ -170,3 +170,39 @@ def test_cli_token_refused_by_the_hub_exits_78(run_culler, fake_hub):
     result = run_culler("--url=" + fake_hub.api_url, "--once", token="not-the-token")
     assert result.returncode == 78 and "refused the API token" in result.stderr
     assert "not-the-token" not in result.stderr
+
+
+@pytest.mark.parametrize("token", ["abcd1234\nsecret99", "\ufeffabcd1234secret99",
+                                   "abcd1234\x1bsecret99", "abcd1234\u20acsecret99"])
+def test_cli_token_that_cannot_be_sent_exits_78_without_a_traceback_or_the_token(
+        run_culler, fake_hub, tmp_path, token):
+    token_file = tmp_path / "token"
+    token_file.write_text(token + "\n", encoding="utf-8")
+    result = run_culler("--url=" + fake_hub.api_url, "--once",
+                        "--api-token-file=%s" % token_file)
+    output = result.stderr + result.stdout
+    assert result.returncode == 78 and "Traceback" not in output
+    assert "--api-token-file" in result.stderr
+    assert "abcd1234" not in output and "secret99" not in output
+    assert fake_hub.records() == []
+
+
+def test_cli_credentials_in_the_url_never_reach_a_line(run_culler, fake_hub):
+    fake_hub.add(idle_user("ann", 7200))
+    url = fake_hub.api_url.replace("http://", "http://ops:hunter2secret@")
+    result = run_culler("--url=" + url, "--once", "--log-level=DEBUG", token=fake_hub.token)
+    assert result.returncode == 0, result.stderr
+    assert "hunter2secret" not in result.stderr + result.stdout
+    assert fake_hub.stopped_servers() == [("ann", "")]
+
+
+@pytest.mark.parametrize("content", [b"[culler]\ntimeout = 600 ; caf\xe9\n",
+                                     b"\xef\xbb\xbf[culler]\ntimeout = 600\n"])
+def test_cli_config_file_that_is_not_utf8_exits_78_naming_it(run_culler, fake_hub, tmp_path,
+                                                             content):
+    config = tmp_path / "culler.ini"
+    config.write_bytes(content)
+    result = run_culler("--url=" + fake_hub.api_url, "--once", "--config=%s" % config,
+                        token=fake_hub.token)
+    assert result.returncode == 78 and "Traceback" not in result.stderr
+    assert str(config) in result.stderr and fake_hub.records() == []

@@ -488,3 +488,27 @@ def test_fakehub_builders_use_the_injected_now():
     assert bob.servers == {} and bob.last_activity == NOW - timedelta(seconds=50)
     crowd = population(4, idle_every=2, idle_s=100, now=NOW)
     assert [user.last_activity for user in crowd] == [NOW - timedelta(seconds=100), NOW] * 2
+
+
+@pytest.mark.parametrize("raw_path,user,server", [
+    ("/hub/api/users/alice/servers/%2E", "alice", "."),
+    ("/hub/api/users/alice/servers/%2E%2E", "alice", ".."),
+    ("/hub/api/users/%2E/server", ".", ""),
+    ("/hub/api/users/alice/servers/", "alice", ""),  # servers/([^/]*): the default server
+    ("/hub/api/users/a%2Fb/servers/c%23d", "a/b", "c#d"),
+    ("/hub/api/users/a+b/servers/x%20y", "a+b", "x y"),  # no '+' for space in a path
+])
+def test_fakehub_routes_raw_paths_as_jupyterhub_does(raw_path, user, server):
+    # JupyterHub's tornado routes match the raw path (/users/([^/]+)/servers/([^/]*)) and
+    # unescape each group; checked on JupyterHub 5.5 by tests/realhub/test_dot_names_realhub.py
+    # for %2E. http.client sends the path as written (no dot-segment removal).
+    import http.client
+    with FakeHub() as hub:
+        connection = http.client.HTTPConnection(hub.host, hub.port, timeout=5)
+        try:
+            connection.request("DELETE", raw_path, headers={"Authorization": "token " + hub.token})
+            connection.getresponse().read()
+        finally:
+            connection.close()
+        record = hub.records()[-1]
+        assert (record.route, record.user, record.server) == ("stop_server", user, server)

@@ -6,9 +6,15 @@ from dataclasses import replace
 import pytest
 
 from idle_culler_daemon.config import HubSettings
-from idle_culler_daemon.errors import HubAuthError, HubProtocolError, HubUnavailable
+from idle_culler_daemon.errors import (
+    HubAuthError,
+    HubError,
+    HubHTTPError,
+    HubProtocolError,
+    HubUnavailable,
+)
 from idle_culler_daemon.hub import HubClient, RetryPolicy, StopResult
-from tests.support.fakehub import active_user, idle_user
+from tests.support.fakehub import active_user, idle_user, user_with_servers
 
 FAST_RETRIES = RetryPolicy(connect_timeout=0.5, backoff_factor=0.01)
 
@@ -163,3 +169,86 @@ def test_client_makes_no_retry_once_cancelled(fake_hub):
     with pytest.raises(HubUnavailable):
         HubClient(settings, FAST_RETRIES, cancel=cancel).users_page("ready", 0)
     assert len(fake_hub.records(route="list_users")) == 1
+
+
+@pytest.mark.parametrize("route,call", [
+    ("DELETE /users/ann/server", lambda hub: hub.stop_server("ann", "", False)),
+    ("DELETE /users/ann", lambda hub: hub.delete_user("ann")),
+    ("GET /users", lambda hub: hub.users_page("ready", 0)),
+])
+@pytest.mark.parametrize("before", [0, 200, 290, 296, 299, 310])
+def test_client_error_text_keeps_no_piece_of_a_token_the_hub_echoes(fake_hub, route, call,
+                                                                    before):
+    # The hub's message is cut to length for the log: the token must go before the cut, or
+    # the cut leaves a prefix of it that nothing can recognise any more.
+    fake_hub.add(idle_user("ann", 3600))
+    fake_hub.faults.add(route, 500, count=None,
+                        message="x" * before + fake_hub.token + " was refused")
+    with pytest.raises(HubError) as info:
+        call(client(fake_hub))
+    text = str(info.value)
+    assert not any(fake_hub.token[i:i + 6] in text for i in range(len(fake_hub.token) - 5)), text
+
+
+@pytest.mark.parametrize("user,server", [(".", ""), ("..", ""), ("alice", "."),
+                                         ("alice", ".."), (".", ".."), ("...", "."),
+                                         ("%2E", "%2e%2E")])
+def test_client_names_made_of_dots_reach_their_own_server(fake_hub, user, server):
+    # "." and ".." are dot segments: sent as such, the HTTP stack removes them, and
+    # DELETE /users/alice/servers/. becomes DELETE /users/alice/servers/ - alice's default
+    # server, as a real hub routes it.
+    others = {"alice", "server", "users"} - {user}
+    fake_hub.add(*[user_with_servers(name, {"": 3600, ".": 3600, "..": 3600})
+                   for name in others], user_with_servers(user, {"": 3600, server: 3600}))
+    hub = client(fake_hub)
+    assert hub.stop_server(user, server, False) is StopResult.STOPPED
+    assert fake_hub.stopped_servers() == [(user, server)]
+    record = fake_hub.records(route="stop_server")[-1]
+    assert (record.user, record.server) == (user, server)
+    hub.stop_server(user, "", False)
+    hub.stop_server(user, server, False)  # gone by now
+    assert hub.delete_user(user).value == "deleted"
+    assert fake_hub.user(user) is None
+    assert all(len(fake_hub.user(name).servers) == 3 for name in others)
+
+
+@pytest.mark.parametrize("status", [301, 302, 303, 307, 308])
+@pytest.mark.parametrize("route,call", [
+    ("DELETE /users/ann/server", lambda hub: hub.stop_server("ann", "", False)),
+    ("DELETE /users/ann/servers/lab", lambda hub: hub.stop_server("ann", "lab", True)),
+    ("DELETE /users/ann", lambda hub: hub.delete_user("ann")),
+])
+def test_client_a_redirected_delete_is_an_error_and_is_not_followed(fake_hub, status, route,
+                                                                    call):
+    # Followed, a 302 turns the DELETE into a GET of the new place, whose 200 read as
+    # "stopped"; and a 307 repeats the DELETE somewhere the culler never chose.
+    fake_hub.add(user_with_servers("ann", {"": 3600, "lab": 3600}))
+    fake_hub.faults.add(route, status, count=None, location=fake_hub.api_url + "/")
+    with pytest.raises(HubHTTPError) as info:
+        call(client(fake_hub))
+    assert info.value.status == status and "redirect" in str(info.value)
+    assert len(fake_hub.records()) == 1 and fake_hub.user("ann") is not None
+
+
+NO_ACCESS = "No access to resources or resources not found"  # JupyterHub 2-6, filtered scope
+
+
+@pytest.mark.parametrize("route,call", [
+    ("DELETE /users/ann/server", lambda hub: hub.stop_server("ann", "", False)),
+    ("DELETE /users/ann/servers/lab", lambda hub: hub.stop_server("ann", "lab", False)),
+    ("DELETE /users/ann", lambda hub: hub.delete_user("ann")),
+])
+def test_client_404_of_a_filtered_token_is_unreachable_not_gone(fake_hub, route, call):
+    # delete:servers!group=lab: the hub answers 404 for every user outside the group, with
+    # the same text as for one that does not exist. The server is still there.
+    fake_hub.add(user_with_servers("ann", {"": 3600, "lab": 3600}))
+    fake_hub.faults.add(route, 404, count=None, message=NO_ACCESS)
+    assert call(client(fake_hub)).value == "unreachable"
+
+
+def test_client_404_of_the_handler_is_still_gone(fake_hub):
+    fake_hub.add(user_with_servers("ann", {"": 3600}))
+    hub = client(fake_hub)
+    assert hub.stop_server("ann", "lab", False) is StopResult.GONE  # "ann has no server..."
+    assert hub.stop_server("nobody", "", False) is StopResult.GONE   # "Not Found"
+    assert hub.delete_user("nobody").value == "gone"

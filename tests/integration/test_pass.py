@@ -6,7 +6,7 @@ from datetime import datetime, timezone
 
 import pytest
 
-from idle_culler_daemon.config import CullSettings, HubSettings
+from idle_culler_daemon.config import CullSettings, HubSettings, RuleSettings
 from idle_culler_daemon.cull import Runtime, run_pass
 from idle_culler_daemon.hub import HubClient, RetryPolicy
 from tests.support.fakehub import (
@@ -105,3 +105,26 @@ def test_pass_bad_user_is_skipped_with_a_warning_and_nothing_of_theirs_stopped(
     assert fake_hub.stopped_servers() == [("ann", "")]
     assert "weird" not in fake_hub.deleted_users()
     assert stats.users_skipped == 1 and "skip-user" in caplog.text
+
+
+def test_pass_exclude_groups_keeps_members_when_the_hub_hides_groups(fake_hub, caplog):
+    # The token may list users but not read their groups: the hub leaves `groups` out.
+    fake_hub.scopes = ["list:users", "read:users:activity", "read:servers", "delete:servers"]
+    fake_hub.add(idle_user("staff-ann", 3600, groups=["staff"]), idle_user("bob", 3600))
+    settings = CullSettings(timeout=600, rules=(RuleSettings("exclude-groups",
+                                                             groups=("staff",), cull=False),))
+    with caplog.at_level(logging.WARNING):
+        stats = culler_pass(fake_hub, settings)
+    assert fake_hub.stopped_servers() == [] and stats.stopped == 0
+    assert "groups-unknown" in caplog.text and "read:users:groups" in caplog.text
+
+
+def test_pass_counts_and_logs_a_redirected_stop_as_a_failure(fake_hub, caplog):
+    fake_hub.add(idle_user("ann", 3600), idle_user("bob", 3600))
+    fake_hub.faults.add("DELETE /users/ann/server", 302, count=None,
+                        location=fake_hub.api_url + "/")
+    with caplog.at_level(logging.ERROR):
+        stats = culler_pass(fake_hub)
+    assert fake_hub.stopped_servers() == [("bob", "")]
+    assert (stats.stopped, stats.failed, stats.errors["3xx"], stats.ok) == (1, 1, 1, False)
+    assert "stop-failed" in caplog.text and "user=ann" in caplog.text

@@ -30,7 +30,8 @@ def _parse_or_model_error(model: Any) -> Any:
         return None
     assert isinstance(user, User) and isinstance(user.name, str) and user.name
     assert user.admin in (True, False, None)
-    assert all(isinstance(group, str) for group in user.groups)
+    assert user.groups is None or all(isinstance(group, str) for group in user.groups)
+    assert (user.groups is None) == (model.get("groups") is None)  # unknown, not "none"
     _check_time(user.created)
     _check_time(user.last_activity)
     for server in user.servers:

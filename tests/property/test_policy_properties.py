@@ -215,3 +215,27 @@ def test_duplicate_sightings_stop_only_what_every_sighting_judged_idle(sightings
     all_idle = all(all(idle >= 3600 for idle in one.values()) for one in sightings)
     if hub.deletes:
         assert cull_users and all_idle and hub.deletes == ["dup"]
+
+
+# Group memberships that between them make every group pattern of ``rules`` match and miss.
+GROUP_CHOICES = [(), ("staff",), ("x",), ("gpu",), ("a1",), ("b1",), ("gpu-1",),
+                 ("staff", "x", "gpu", "a1", "b1", "gpu-1")]
+
+
+def with_groups(user: User, groups) -> User:
+    return User(user.name, user.admin, groups, user.created, user.last_activity, user.servers)
+
+
+@SETTINGS
+@given(users, cull_settings, st.booleans())
+def test_unknown_groups_act_only_where_every_membership_would_act_alike(user, settings_, kept):
+    """A user whose groups the model does not show (``groups`` None) is stopped or deleted
+    only when the verdict would be the same whatever their groups are: doubt keeps."""
+    judges = [lambda someone, server=server: judge_server(someone, server, NOW, settings_)
+              for server in user.servers]
+    judges.append(lambda someone: judge_user(someone, NOW, settings_, kept))
+    for judge_one in judges:
+        verdict = judge_one(with_groups(user, None))
+        if verdict.acts:
+            assert all(judge_one(with_groups(user, groups)) == verdict
+                       for groups in GROUP_CHOICES)

@@ -78,6 +78,7 @@ def _hub_maker(next_dir):
     hubs: list[RealHub] = []
 
     def make(services=None, **options) -> RealHub:
+        require_realhub(options.get("hub"))
         merged = dict(DEFAULT_OPTIONS)
         merged.update(options)
         hub = RealHub(

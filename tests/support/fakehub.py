@@ -537,6 +537,7 @@ class Fault:
     query: Dict[str, str] = field(default_factory=dict)
     status: Optional[int] = None
     retry_after: Optional[str] = None
+    location: Optional[str] = None  # a Location header (for 3xx answers)
     message: Optional[str] = None
     delay: float = 0.0
     interval: float = 0.05
@@ -591,8 +592,8 @@ class FaultInjector:
 
         ``kind`` is one of :data:`FAULT_KINDS`, or an int as a shortcut for ``"status"`` with
         that status.  ``options`` are :class:`Fault` fields: ``skip``, ``query``, ``status``,
-        ``retry_after``, ``message``, ``delay``, ``interval``, ``duration``, ``down_for``,
-        ``body``, ``content_type``, ``keep``.
+        ``retry_after``, ``location``, ``message``, ``delay``, ``interval``, ``duration``,
+        ``down_for``, ``body``, ``content_type``, ``keep``.
         """
         method, path = _parse_route(route)
         if isinstance(kind, int):
@@ -1897,7 +1898,9 @@ class FakeHub:
     ) -> None:
         kind = fault.kind
         if kind == "status":
-            headers = {"Retry-After": fault.retry_after} if fault.retry_after else None
+            headers = {"Retry-After": fault.retry_after} if fault.retry_after else {}
+            if fault.location:
+                headers["Location"] = fault.location
             assert fault.status is not None
             reply = _error(fault.status, fault.message, headers)
             if fault.body is not None:

@@ -125,7 +125,11 @@ def free_ports(n: int) -> list[int]:
 
 
 def q(segment: str) -> str:
-    """Percent-encode one URL path segment (user or server name)."""
+    """Percent-encode one URL path segment (user or server name); "." and ".." too, which
+    would otherwise be dot segments that HTTP clients remove (admin_api sends paths as
+    written)."""
+    if segment in (".", ".."):
+        return "%2E" * len(segment)
     return quote(segment, safe="")
 
 
@@ -577,9 +581,14 @@ class RealHub:
     # ---- raw API ----------------------------------------------------------------------------
     def admin_api(self, method: str, path: str, *, check: bool = False, **kw) -> requests.Response:
         """Call the REST API with the admin token. `path` is relative to api_url ("/users");
-        quote path segments yourself (see q()). check=True raises on status >= 400."""
-        kw.setdefault("timeout", 30)
-        r = self.session.request(method, self.api_url + path, **kw)
+        quote path segments yourself (see q()). check=True raises on status >= 400.
+        The path is sent as written: requests would turn a quoted "%2E" back into "."."""
+        timeout = kw.pop("timeout", 30)
+        prepared = self.session.prepare_request(
+            requests.Request(method, self.api_url + path, **kw))
+        query = prepared.url.partition("?")[2]
+        prepared.url = self.api_url + path + ("?" + query if query else "")
+        r = self.session.send(prepared, timeout=timeout)
         if check and r.status_code >= 400:
             raise RealHubError(f"{method} {path} -> {r.status_code}: {r.text[:500]}")
         return r

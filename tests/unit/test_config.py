@@ -1,10 +1,32 @@
 """Option parsing in every spelling, precedence, config files, and the token's secrecy."""
 
+import codecs
+import pathlib
+import threading
+from datetime import datetime, timedelta, timezone
+
 import pytest
 
-from idle_culler_daemon.config import load_config, parse_rule_option
+from idle_culler_daemon.config import CullSettings, load_config, parse_rule_option
 from idle_culler_daemon.errors import ConfigError
-from idle_culler_daemon.options import OPTIONS, env_names, generate_config, parse_command_line
+from idle_culler_daemon.model import Server, User
+from idle_culler_daemon.options import (
+    OPTIONS,
+    OPTIONS_BY_NAME,
+    RULE_KEYS,
+    boolean,
+    entries,
+    env_names,
+    generate_config,
+    option_patterns,
+    parse_command_line,
+    patterns,
+    server_patterns,
+    text,
+)
+from idle_culler_daemon.policy import Action, judge_server
+from idle_culler_daemon.sources import read_text
+from tests.fakes import NOW
 
 TOKEN = "s3cr3t-token-value"
 ENV = {"JUPYTERHUB_API_TOKEN": TOKEN}
@@ -311,9 +333,6 @@ def test_rule_section_with_unknown_key_names_section_and_key():
     assert "[rule:gpu]" in str(info.value) and "'timeoutt'" in str(info.value)
 
 
-@pytest.mark.xfail(strict=True, reason="needs: parse_rule to refuse timeout=0 and "
-                   "user_timeout=0 as load_config refuses --timeout=0 "
-                   "(docs/behaviour.md#rule-settings)")
 @pytest.mark.parametrize("key", ["timeout", "user_timeout"])
 def test_rule_idle_limit_of_zero_is_refused_like_the_global_timeout(key):
     with pytest.raises(ConfigError, match=key):
@@ -368,9 +387,9 @@ def test_bad_durations_are_config_errors_naming_the_option(argv, env, named):
 
 
 def test_zero_request_timeout_is_refused_in_any_spelling():
-    for text in ("0", "0s", "0m"):
+    for value in ("0", "0s", "0m"):
         with pytest.raises(ConfigError, match="--request-timeout"):
-            load(["--request-timeout=" + text])
+            load(["--request-timeout=" + value])
 
 
 def test_bad_duration_in_a_rule_names_the_rule_and_key():
@@ -464,3 +483,268 @@ def test_json_output_outside_a_dry_run_once_is_a_warning():
     assert load(["--once", "--dry-run", "--output=json"]).output == "json"
     assert not load(["--once", "--dry-run", "--output=json"]).warnings
     assert any("--output=json" in w for w in load(["--output=json"]).warnings)
+
+
+@pytest.mark.parametrize("key", ["timeout", "user_timeout"])
+@pytest.mark.parametrize("zero", ["0", " 00 ", "+0"])
+@pytest.mark.parametrize("source", ["option", "environment", "file"])
+def test_rule_idle_limit_of_zero_is_refused_from_every_source(key, zero, source):
+    argv, env, files = [], dict(ENV), {}
+    if source == "option":
+        argv = ["--rule=guests:users=guest-*,%s=%s" % (key, zero)]
+    elif source == "environment":
+        env["JUPYTERHUB_IDLE_CULLER_RULE"] = "guests:users=guest-*,%s=%s" % (key, zero)
+    else:
+        argv = ["--config=c.ini"]
+        files = {"c.ini": "[rule:guests]\nusers = guest-*\n%s = %s\n" % (key, zero)}
+    with pytest.raises(ConfigError, match="%s.*0" % key):
+        load(argv, env, files)
+
+
+def test_rule_age_limit_of_zero_means_off_and_is_accepted():
+    rule = parse_rule_option("guests:users=guest-*,max_age=0,user_max_age=0", "--rule")
+    assert (rule.max_age, rule.user_max_age) == (0, 0)
+
+
+def _judge_default_and_named(settings):
+    """The verdicts on an idle default server and an idle named server 'lab' of one user."""
+    idle = NOW - timedelta(days=30)
+    servers = [Server(name, True, started=idle, last_activity=idle) for name in ("", "lab")]
+    owner = User("ann", admin=False, groups=(), servers=tuple(servers))
+    return [judge_server(owner, one, NOW, settings) for one in servers]
+
+
+@pytest.mark.parametrize("spelling", ['""', "''", '"", gpu-*'])
+@pytest.mark.parametrize("source", ["file", "option"])
+def test_rule_server_names_empty_quotes_match_the_default_server(spelling, source):
+    if source == "file":
+        config = load(["--config=c.ini"], files={
+            "c.ini": "[rule:home]\nserver_names = %s\ncull = false\n" % spelling})
+    else:
+        config = load(["--rule=home:server_names=%s,cull=false" % spelling.replace(" ", "")])
+    default, named = _judge_default_and_named(config.culling)
+    assert (default.action, default.reason, default.rule) == (Action.KEEP, "excluded", "home")
+    assert (named.action, named.rule) == (Action.STOP, "default")
+
+
+def test_generate_config_rule_examples_load_and_mean_what_their_comments_say():
+    rules_part = "; Rules refine" + generate_config().split("; Rules refine")[1]
+    uncommented = "\n".join(line[2:] for line in rules_part.splitlines()
+                            if line.startswith("; [") or " = " in line)
+    # an example asks kernels (check_kernels): that needs the proxy's URL
+    config = load(["--config=g.ini", "--server-url-base=https://hub.example.org"],
+                  files={"g.ini": uncommented})
+    by_name = {rule.name: rule for rule in config.culling.rules}
+    home = [rule for rule in config.culling.rules if "" in rule.server_names]
+    assert home, "an example rule for the default server"
+    default, named = _judge_default_and_named(CullSettings(timeout=600, rules=tuple(home)))
+    assert default.rule == home[0].name and named.rule == "default"
+    assert by_name["gpu"].server_names == ("gpu-*",) and by_name["staff"].cull is False
+
+
+def test_readme_rule_example_loads_and_its_default_server_rule_matches_it():
+    readme = (pathlib.Path(__file__).resolve().parents[2] / "README.md").read_text("utf-8")
+    example = readme.split("```ini\n", 1)[1].split("```", 1)[0]
+    config = load(["--config=r.ini", "--server-url-base=https://hub.example.org"],
+                  files={"r.ini": example})
+    home = [rule for rule in config.culling.rules if "" in rule.server_names]
+    assert home, "the README shows how to match the default server"
+    default, named = _judge_default_and_named(CullSettings(timeout=600, rules=tuple(home)))
+    assert default.rule == home[0].name and named.rule == "default"
+
+
+# --- tokens that cannot be sent, or cannot be a hub's token (docs/behaviour.md#token-lookup) ---
+
+BAD_TOKENS = {
+    "newline": "abcd1234\nsecret99",
+    "carriage return": "abcd1234\rsecret99",
+    "tab": "abcd1234\tsecret99",
+    "NUL": "abcd1234\x00secret99",
+    "escape": "abcd1234\x1bsecret99",
+    "delete": "abcd1234\x7fsecret99",
+    "byte-order mark": "\ufeffabcd1234secret99",
+    "zero-width space": "abcd1234\u200bsecret99",
+    "space": "abcd1234 secret99",
+    "non-ASCII": "abcd1234\u20acsecret99",
+    "too short": "abc12",
+}
+
+
+def token_pieces(token, size=5):
+    """Every run of ``size`` characters of the token (none may reach a message)."""
+    return {token[i:i + size] for i in range(len(token) - size + 1)}
+
+
+@pytest.mark.parametrize("place", ["file", "credentials", "environment"])
+@pytest.mark.parametrize("kind", sorted(BAD_TOKENS))
+def test_token_that_is_not_a_token_is_a_config_error_without_the_token(place, kind):
+    token = BAD_TOKENS[kind]
+    env, files, argv = {}, {}, []
+    if place == "file":
+        argv, files = ["--api-token-file=/t"], {"/t": token + "\n"}
+    elif place == "credentials":
+        env, files = {"CREDENTIALS_DIRECTORY": "/creds"}, {"/creds/api-token": token}
+    else:
+        env = {"JUPYTERHUB_API_TOKEN": token}
+    with pytest.raises(ConfigError) as info:
+        load(argv, env, files)
+    message = str(info.value)
+    assert not any(piece in message for piece in token_pieces(token)), message
+    assert {"file": "/t", "credentials": "api-token",
+            "environment": "JUPYTERHUB_API_TOKEN"}[place] in message
+
+
+def test_credentials_in_the_url_are_dropped_with_a_warning_that_does_not_repeat_them():
+    config = load(["--url=http://ops:hunter2secret@127.0.0.1:8081/hub/api/"])
+    assert config.hub.api_url == "http://127.0.0.1:8081/hub/api"
+    shown = str(config.describe()) + " ".join(config.warnings) + repr(config)
+    assert "hunter2secret" not in shown and "ops:" not in shown
+    assert any("--url" in warning and "credentials" in warning for warning in config.warnings)
+
+
+@pytest.mark.parametrize("url", ["http://ops:hunter2secret@127.0.0.1:99999/hub/api",
+                                 "ftp://ops:hunter2secret@127.0.0.1/hub/api",
+                                 "http://ops:hunter2secret@127.0.0.1/hub/api?x=1"])
+def test_a_bad_url_with_credentials_is_refused_without_repeating_them(url):
+    with pytest.raises(ConfigError) as info:
+        load(["--url=" + url])
+    assert "hunter2secret" not in str(info.value) and "--url" in str(info.value)
+
+
+# --- files that are not UTF-8 text (docs/behaviour.md#config-files) ---
+
+NOT_UTF8 = {
+    "latin-1": ("\u00e9t\u00e9", lambda text: text.encode("latin-1")),
+    "UTF-16": ("", lambda text: text.encode("utf-16")),
+    "UTF-32": ("", lambda text: text.encode("utf-32")),
+}
+# A token file may not start with a UTF-8 byte-order mark (it would be part of the token); a
+# config file may (see test_config_file_starting_with_a_byte_order_mark_loads).
+TOKEN_NOT_UTF8 = dict(NOT_UTF8, **{
+    "UTF-8 with a byte-order mark": ("", lambda text: codecs.BOM_UTF8 + text.encode("utf-8"))})
+
+
+def load_files(argv, env=ENV):
+    return load_config(parse_command_line(argv), env, read_text)
+
+
+@pytest.mark.parametrize("encoding", sorted(NOT_UTF8))
+@pytest.mark.parametrize("name,text", [
+    ("c.ini", "[culler]\ntimeout = 600  ; %s\n"),
+    ("c.py", "c.IdleCuller.timeout = 600  # %s\n"),
+])
+def test_config_file_that_is_not_utf8_is_a_config_error_naming_it(tmp_path, encoding, name,
+                                                                   text):
+    extra, encode = NOT_UTF8[encoding]
+    path = tmp_path / name
+    path.write_bytes(encode(text % extra))
+    with pytest.raises(ConfigError) as info:
+        load_files(["--config=%s" % path])
+    message = str(info.value)
+    assert str(path) in message and ("UTF-8" in message or "byte-order mark" in message)
+
+
+@pytest.mark.parametrize("encoding", sorted(TOKEN_NOT_UTF8))
+def test_token_file_that_is_not_utf8_is_a_config_error_naming_it(tmp_path, encoding):
+    _, encode = TOKEN_NOT_UTF8[encoding]
+    path = tmp_path / "token"
+    path.write_bytes(encode("\u00e9abcd1234secret\n" if encoding == "latin-1"
+                            else "abcd1234secret\n"))
+    with pytest.raises(ConfigError) as info:
+        load_files(["--api-token-file=%s" % path], env={})
+    message = str(info.value)
+    assert str(path) in message and ("UTF-8" in message or "byte-order mark" in message)
+    assert "abcd1234" not in message
+
+
+def test_python_config_file_with_a_nul_byte_is_a_config_error():
+    with pytest.raises(ConfigError, match="c.py"):
+        load(["--config=c.py"], files={"c.py": "c.IdleCuller.timeout = 600\x00\n"})
+
+
+# --- numbers out of range (docs/behaviour.md#values-and-validation) ---
+
+NOT_NUMBERS = {boolean, text, patterns, server_patterns, option_patterns, entries}
+
+
+def ranged(converter):
+    return getattr(converter, "maximum", None) is not None
+
+
+def past(converter):
+    """A value just past the converter's maximum, as text."""
+    top = converter.maximum
+    return str(top + 1) if isinstance(top, int) else repr(top * 1.5)
+
+
+def test_every_number_option_and_rule_key_has_a_range():
+    for option in OPTIONS:
+        if option.convert not in NOT_NUMBERS and not option.choices:
+            assert ranged(option.convert), option.name
+    for key, converter in RULE_KEYS.items():
+        if converter not in NOT_NUMBERS:
+            assert ranged(converter), key
+
+
+@pytest.mark.parametrize("option", [option for option in OPTIONS if ranged(option.convert)],
+                         ids=lambda option: option.name)
+def test_every_number_option_takes_its_maximum_and_refuses_more_naming_the_range(option):
+    top = option.convert.maximum
+    load(["%s=%s" % (option.flag, top)])
+    for source, argv, env in [("command line", ["%s=%s" % (option.flag, past(option.convert))],
+                               ENV),
+                              ("environment", [], dict(ENV, **{option.env_name:
+                                                              past(option.convert)}))]:
+        with pytest.raises(ConfigError) as info:
+            load(argv, env)
+        message = str(info.value)
+        assert option.flag in message and source in message and "%d" % top in message
+
+
+@pytest.mark.parametrize("key", [key for key, converter in RULE_KEYS.items()
+                                 if ranged(converter)])
+def test_every_number_rule_key_refuses_more_than_its_maximum_naming_the_range(key):
+    converter = RULE_KEYS[key]
+    parse_rule_option("r:users=a,%s=%s" % (key, converter.maximum), "--rule")
+    with pytest.raises(ConfigError) as info:
+        parse_rule_option("r:users=a,%s=%s" % (key, past(converter)), "--rule")
+    assert key in str(info.value) and "%d" % converter.maximum in str(info.value)
+
+
+@pytest.mark.parametrize("argument", ["--timeout=100000000000000",
+                                      "--cull-every=100000000000000", "--max-age=10000000000000",
+                                      "--request-timeout=1e10", "--concurrency=1000000000"])
+def test_out_of_range_numbers_are_config_errors_naming_option_and_range(argument):
+    flag = argument.split("=")[0]
+    with pytest.raises(ConfigError, match=r"%s .*out of range.* to [0-9]+" % flag):
+        load([argument])
+
+
+def test_the_largest_accepted_values_are_usable_at_run_time():
+    # The limits are what the clock, the sleep and the worst-case arithmetic can take.
+    most = OPTIONS_BY_NAME["timeout"].convert.maximum
+    settings = CullSettings(timeout=most, max_age=most, cull_users=True)
+    old = NOW - timedelta(seconds=most)
+    owner = User("ann", created=old, last_activity=old,
+                 servers=(Server("", True, started=old, last_activity=old),))
+    assert judge_server(owner, owner.servers[0], NOW, settings).action is Action.STOP
+    assert NOW + timedelta(seconds=most) < datetime.max.replace(tzinfo=timezone.utc)
+    for name in ("timeout", "cull_every", "max_age", "request_timeout"):
+        assert OPTIONS_BY_NAME[name].convert.maximum <= threading.TIMEOUT_MAX / 10
+    for key in ("timeout", "max_age", "user_timeout", "user_max_age"):
+        assert RULE_KEYS[key].maximum == most
+
+
+@pytest.mark.parametrize("url", ["http://127.0.0.1:99999/hub/api", "http://127.0.0.1:0/hub/api",
+                                 "http://127.0.0.1:http/hub/api", "http://127.0.0.1:-1/",
+                                 "http://:8081/hub/api", "http:///hub/api", "https://"])
+def test_url_with_a_bad_port_or_no_host_is_a_config_error(url):
+    with pytest.raises(ConfigError, match="--url"):
+        load(["--url=" + url])
+
+
+@pytest.mark.parametrize("url", ["http://[::1/hub/api", "http://ho st/hub/api",
+                                 "http://a\x00b/hub/api", "http://a<b>/hub/api"])
+def test_url_whose_host_cannot_be_a_host_is_a_config_error(url):
+    with pytest.raises(ConfigError, match="--url"):
+        load(["--url=" + url])

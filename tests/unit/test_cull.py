@@ -6,7 +6,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from idle_culler_daemon.config import CullSettings
+from idle_culler_daemon.config import CullSettings, RuleSettings
 from idle_culler_daemon.cull import Runtime, run_pass
 from idle_culler_daemon.errors import (
     HubAuthError,
@@ -371,3 +371,67 @@ def test_guard_dry_run_still_shows_the_whole_plan_marked():
     stats = run(MemoryHub(crowd()), CullSettings(timeout=600, max_stops_per_pass=10),
                 dry_run=True)
     assert len(stats.plan) == 90 and sum(not entry.held_back for entry in stats.plan) == 10
+
+
+@pytest.mark.parametrize("concurrency", [1, 2, 4])
+def test_run_pass_submits_no_job_once_the_stop_signal_came_while_the_pool_was_busy(concurrency):
+    # The signal arrives while every worker is busy and the pass waits for a free one: no job
+    # may go out after that wait. The last stop to start waits for a heartbeat from the pass
+    # (while acting, the pass beats only from inside that wait, as no job has finished), then
+    # raises the flag and lets every stop finish.
+    flag, waiting, release = threading.Event(), threading.Event(), threading.Event()
+    started = []
+
+    class BusyHub(MemoryHub):
+        def stop_server(self, user, server, remove):
+            started.append(user)
+            if len(started) == concurrency:
+                waiting.clear()
+                assert waiting.wait(10), "the pass never waited for a free worker"
+                flag.set()
+                release.set()
+            assert release.wait(10), "the test never released the stops"
+            return super().stop_server(user, server, remove)
+
+    hub = BusyHub([user_model("u%d" % i, {"": server_model(900)}) for i in range(10)])
+    with ThreadPoolExecutor(max_workers=concurrency) as executor:
+        stats = run_pass(hub, SETTINGS, NOW, Runtime(
+            executor, concurrency, should_stop=flag.is_set, heartbeat=waiting.set,
+            tick_s=0.01))
+    assert len(hub.of_kind("stop")) == concurrency and stats.interrupted
+
+
+def test_run_pass_warns_once_when_a_group_rule_meets_users_without_groups(caplog):
+    models = [user_model("u%d" % i, {"": server_model(900)}) for i in range(5)]
+    for model in models:
+        del model["groups"]  # the token may not read them
+    settings = CullSettings(timeout=600, rules=(RuleSettings("staff", groups=("staff",),
+                                                             cull=False),))
+    warned = set()
+    for _ in range(2):  # a second pass of the same daemon says nothing new
+        hub = MemoryHub(models)
+        with caplog.at_level(logging.WARNING):
+            run_pass(hub, settings, NOW, Runtime(InlineExecutor(), 4), warned)
+        assert hub.of_kind("stop") == []
+    warnings = [r for r in caplog.records if "groups-unknown" in r.getMessage()]
+    assert len(warnings) == 1 and "read:users:groups" in warnings[0].getMessage()
+
+
+def test_run_pass_a_server_the_token_cannot_reach_is_not_stopped_and_is_named_once(caplog):
+    # A filtered token (delete:servers!group=lab) gets 404 for servers outside its filter:
+    # not "stopped", the user not deleted, and one WARNING naming them for the process's life.
+    models = [user_model("ann", {"": server_model(900)}, idle_s=900),
+              user_model("bob", {"": server_model(900), "gpu": server_model(900, name="gpu")},
+                         idle_s=900)]
+    results = {("bob", ""): StopResult.UNREACHABLE, ("bob", "gpu"): StopResult.UNREACHABLE}
+    warned = set()
+    for _ in range(2):
+        hub = MemoryHub(models, stop_results=results)
+        with caplog.at_level(logging.INFO):
+            stats = run_pass(hub, USERS, NOW, Runtime(InlineExecutor(), 4), warned)
+        assert (stats.stopped, stats.unreachable, stats.failed, stats.ok) == (1, 2, 0, True)
+        assert hub.of_kind("delete") == [("delete", "ann")]
+    warnings = [r.getMessage() for r in caplog.records
+                if r.levelno == logging.WARNING and "stop-unreachable" in r.getMessage()]
+    assert len(warnings) == 1 and "bob" in warnings[0] and "delete:servers" in warnings[0]
+    assert "result=unreachable" in caplog.text

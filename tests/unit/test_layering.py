@@ -81,7 +81,8 @@ def test_layering_only_hub_touches_requests_and_every_call_has_a_timeout():
         if path.stem != "hub":
             assert "requests" not in external and "urllib3" not in external, path.stem
     source = (PACKAGE / "hub.py").read_text()
-    assert source.count("self._session.request(") == 1 and "timeout=self._timeout" in source
+    assert source.count("self._session.send(") == 1 and "self._session.request(" not in source
+    assert "self._session.send(prepared, timeout=self._timeout" in source
 
 
 MODULE_NAME = PACKAGE.parent / "jupyterhub_idle_culler"

@@ -3,6 +3,7 @@
 import io
 import json
 import logging
+import re
 
 import pytest
 
@@ -63,3 +64,70 @@ def test_the_token_never_reaches_a_line(emit, fmt):
     except RuntimeError:
         log.exception("crash")
     assert TOKEN not in stream.getvalue() and "<redacted>" in stream.getvalue()
+
+
+QUOTED_TOKEN = 'tok"en\\0123456'  # a " and a \ : escaped by both formats when quoted
+
+
+def escaped_forms(secret):
+    """The secret and the forms quoting gives it (JSON and Python escapes)."""
+    return {secret, json.dumps(secret)[1:-1], repr(secret)[1:-1]}
+
+
+@pytest.mark.parametrize("fmt", ["text", "json"])
+def test_a_token_with_quotes_and_backslashes_is_redacted_in_every_part_of_a_line(fmt):
+    stream = io.StringIO()
+    configure_logging("DEBUG", fmt, {}, secrets=[QUOTED_TOKEN], stream=stream)
+    try:
+        log = get_logger("idle_culler_daemon.hub")
+        log.error("pass-aborted", error="refused " + QUOTED_TOKEN, cause=ValueError(QUOTED_TOKEN),
+                  count=3)
+        logging.getLogger("urllib3.connectionpool").warning("Retrying %s", QUOTED_TOKEN)
+        try:
+            raise RuntimeError("boom " + QUOTED_TOKEN)
+        except RuntimeError:
+            log.exception("crash")
+    finally:
+        logging.getLogger().handlers.clear()
+    output = stream.getvalue()
+    assert not any(form in output for form in escaped_forms(QUOTED_TOKEN)), output
+    assert output.count("<redacted>") >= 4
+
+
+@pytest.mark.parametrize("fmt", ["text", "json"])
+def test_a_secret_too_short_to_be_a_token_is_not_redacted_everywhere(fmt):
+    stream = io.StringIO()
+    configure_logging("INFO", fmt, {}, secrets=["x", "ab"], stream=stream)
+    try:
+        get_logger("idle_culler_daemon.cull").info("stop", user="x-ray", server="lab")
+    finally:
+        logging.getLogger().handlers.clear()
+    assert "<redacted>" not in stream.getvalue() and "x-ray" in stream.getvalue()
+
+
+# Names that would forge a line, move the cursor, ring the bell or reorder the text.
+HOSTILE_NAMES = ["ann\n2026-11-26T12:00:00Z INFO stop user=root", "ann\r\x1b[2K", "bel\x07l",
+                 "c1\x9b31m", "del\x7f", "sep\u2028arator", "rlo\u202egnp.exe", "nul\x00",
+                 "bom\ufeff", "tab\there", "zw\u200bsp"]
+UNSAFE = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029\u200b-\u200f\u202a-\u202e\u2066-\u2069"
+                    "\ufeff]")
+
+
+@pytest.mark.parametrize("name", HOSTILE_NAMES)
+def test_text_line_escapes_control_characters_and_keeps_the_name_recoverable(emit, name):
+    stream = emit("text")
+    get_logger("idle_culler_daemon.cull").info("stop", user=name, server=name, reason="idle")
+    output = stream.getvalue()
+    assert output.count("\n") == 1 and output.endswith("\n")
+    assert not UNSAFE.search(output[:-1]), repr(output)
+    quoted = re.search(r'user=("(?:[^"\\]|\\.)*") ', output).group(1)
+    assert json.loads(quoted) == name
+
+
+@pytest.mark.parametrize("name", HOSTILE_NAMES)
+def test_json_line_escapes_control_characters_and_keeps_the_name(emit, name):
+    stream = emit("json")
+    get_logger("idle_culler_daemon.cull").info("stop", user=name, server=name, reason="idle")
+    output = stream.getvalue()
+    assert output.count("\n") == 1 and not UNSAFE.search(output[:-1]), repr(output)
+    assert json.loads(output)["user"] == name

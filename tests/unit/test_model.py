@@ -129,3 +129,24 @@ def test_parse_server_status_reads_jupyter_server_answers():
 def test_parse_server_status_refuses_what_is_not_a_jupyter_server(status, kernels):
     with pytest.raises(ModelError):
         parse_server_status(status, kernels)
+
+
+def test_parse_user_tells_unknown_groups_from_no_groups():
+    model = user_model("ann")
+    del model["groups"]  # a token that may not read them (read:users:groups, or filtered)
+    assert parse_user(model).groups is None
+    model["groups"] = None
+    assert parse_user(model).groups is None
+    model["groups"] = []
+    assert parse_user(model).groups == ()
+    model["groups"] = ["staff"]
+    assert parse_user(model).groups == ("staff",)
+
+
+@pytest.mark.parametrize("user,server", [("a\ud800b", ""), ("ann", "lab\udfff")])
+def test_parse_user_refuses_names_that_cannot_be_sent(user, server):
+    # A lone surrogate (json.loads gives one for "\ud800") has no UTF-8 form: no request can
+    # name it, so the user is skipped rather than failing later as a bug.
+    model = user_model(user, {server: server_model(900, name=server)})
+    with pytest.raises(ModelError, match="Unicode"):
+        parse_user(model)

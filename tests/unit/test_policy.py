@@ -358,3 +358,37 @@ def test_guard_fraction_is_judged_before_the_per_pass_cap():
     assert guard_plan(idle_times(*range(90)), 100, settings).tripped
     verdict = guard_plan(idle_times(*range(30)), 100, settings)
     assert not verdict.tripped and len(verdict.held) == 20
+
+
+# --- users whose groups the model does not show (docs/behaviour.md#matchers) ---
+
+LAB_FAST = RuleSettings("lab-fast", groups=("lab",), timeout=60)
+ANN_FAST = RuleSettings("ann-fast", users=("ann",), timeout=60)
+GPU_STAFF = RuleSettings("gpu-staff", groups=("staff",), server_names=("gpu-*",), cull=False)
+
+
+def unknown_groups(name="ann", idle=10 ** 6):
+    return User(name=name, admin=False, groups=None,
+                created=NOW - timedelta(seconds=idle), last_activity=NOW - timedelta(seconds=idle))
+
+
+@pytest.mark.parametrize("rules", [(STAFF,), (LAB_FAST,), (GPU, STAFF), (GPU_STAFF, LAB_FAST)])
+def test_rules_unknown_groups_keep_when_a_group_rule_could_decide(rules):
+    settings = CullSettings(timeout=3600, cull_users=True, rules=rules)
+    verdict = judge_server(unknown_groups(), server("", idle=10 ** 6), NOW, settings)
+    assert (verdict.action, verdict.reason) == (Action.KEEP, "groups-unknown")
+    assert verdict.rule == [rule for rule in rules if rule.groups][-1].name
+    verdict = judge_user(unknown_groups(), NOW, settings, False)
+    assert (verdict.action, verdict.reason) == (Action.KEEP, "groups-unknown")
+
+
+def test_rules_unknown_groups_do_not_matter_when_no_group_rule_comes_first():
+    settings = CullSettings(timeout=3600, cull_users=True, rules=(ANN_FAST, STAFF, GPU_STAFF))
+    verdict = judge_server(unknown_groups(), server("", idle=120), NOW, settings)
+    assert (verdict.action, verdict.rule) == (Action.STOP, "ann-fast")  # decided before STAFF
+    settings = CullSettings(timeout=3600, rules=(GPU_STAFF,))
+    verdict = judge_server(unknown_groups("bob"), server("", idle=7200), NOW, settings)
+    assert (verdict.action, verdict.rule) == (Action.STOP, "default")  # not a gpu server
+    verdict = judge_server(unknown_groups("bob"), server("", idle=7200), NOW,
+                           CullSettings(timeout=3600))
+    assert verdict.action is Action.STOP  # no group rule at all
