@@ -197,7 +197,7 @@ def test_cli_credentials_in_the_url_never_reach_a_line(run_culler, fake_hub):
 
 
 @pytest.mark.parametrize("content", [b"[culler]\ntimeout = 600 ; caf\xe9\n",
-                                     b"\xef\xbb\xbf[culler]\ntimeout = 600\n"])
+                                     "[culler]\ntimeout = 600\n".encode("utf-16")])
 def test_cli_config_file_that_is_not_utf8_exits_78_naming_it(run_culler, fake_hub, tmp_path,
                                                              content):
     config = tmp_path / "culler.ini"
