@@ -57,8 +57,8 @@ def _start_metrics(config: Config) -> Optional[Metrics]:
 
 def _warn_about_watchdog(notifier: Notifier, worst_case_s: float) -> None:
     if notifier.watchdog_s and worst_case_s > notifier.watchdog_s / 2:
-        log.warning("watchdog-too-short", worst_case_call_s="%.1f" % worst_case_s,
-                    watchdog_half_s="%.1f" % (notifier.watchdog_s / 2),
+        log.warning("watchdog-too-short", worst_case_call_s=round(worst_case_s, 1),
+                    watchdog_half_s=round(notifier.watchdog_s / 2, 1),
                     detail="raise WatchdogSec= or lower --request-timeout, or a slow hub can "
                            "get the culler restarted")
 

@@ -97,7 +97,7 @@ def run_forever(service: Service, notifier: Notifier, signals: Signals, once: bo
             break
         overrun = monotonic() - (started + interval)
         if overrun > 0:
-            log.warning("pass-overran", overrun_s="%.1f" % overrun, interval_s=interval,
+            log.warning("pass-overran", overrun_s=round(overrun, 1), interval_s=interval,
                         detail="the next pass starts now")
         _sleep_until(started, service, notifier, signals, monotonic, wait)
     notifier.stopping("stopping")

@@ -41,7 +41,7 @@ def log_pass(stats: PassStats, next_at: Optional[datetime]) -> None:
     log.info("pass-done", users=stats.users_seen, skipped=stats.users_skipped,
              stopped=stats.stopped, pending=stats.pending, failed=stats.failed,
              deleted=stats.deleted, delete_failed=stats.delete_failed,
-             took_s="%.2f" % stats.duration_s,
+             took_s=round(stats.duration_s, 2),
              next=next_at.strftime("%Y-%m-%dT%H:%M:%SZ") if next_at else "-")
 
 

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import Any, Callable, Dict, List, Mapping, Optional, Tuple
 
 from idle_culler_daemon.errors import ConfigError
-from idle_culler_daemon.options import OPTIONS, file_option
+from idle_culler_daemon.options import ENV_PREFIX, OPTIONS, did_you_mean, env_names, file_option
 
 ReadFile = Callable[[str], str]
 TOKEN_CREDENTIAL = "api-token"  # the name of the systemd credential (LoadCredential=)
@@ -39,12 +39,35 @@ def environment_values(env: Mapping[str, str]) -> Dict[str, str]:
             if option.env_name and option.env_name in env}
 
 
-def read_config_file(path: str, read_file: ReadFile) -> Tuple[Dict[str, Any], List[RuleSection]]:
-    """Read a config file into raw option values and rule sections."""
+def unknown_variables(env: Mapping[str, str]) -> List[str]:
+    """A warning for each ``JUPYTERHUB_IDLE_CULLER_*`` variable that no option reads."""
+    known = env_names()
+    return ["unknown environment variable %s is ignored%s" % (name, did_you_mean(name, known))
+            for name in sorted(env) if name.startswith(ENV_PREFIX) and name not in known]
+
+
+def _file_keys() -> List[str]:
+    return [option.name for option in OPTIONS if file_option(option.name)]
+
+
+def read_config_file(path: str, read_file: ReadFile, optional: bool = False
+                     ) -> Optional[Tuple[Dict[str, Any], List[RuleSection]]]:
+    """Read a config file into raw option values and rule sections.
+
+    ``optional`` (the default file): a file that does not exist gives None; any other problem
+    is still a ConfigError.
+    """
     try:
         text = read_file(path)
+    except FileNotFoundError:
+        if optional:
+            return None
+        raise ConfigError("--config: cannot read %s: no such file" % path) from None
     except OSError as exc:
         raise ConfigError("--config: cannot read %s: %s" % (path, exc.strerror or exc)) from None
+    except UnicodeDecodeError as exc:
+        raise ConfigError("config file %s is not UTF-8 text (byte 0x%02x at offset %d)"
+                          % (path, exc.object[exc.start], exc.start)) from None
     if path.endswith(".py"):
         return _python_config(text, path), []
     return _ini_config(text, path)
@@ -88,7 +111,8 @@ def _python_config(text: str, path: str) -> Dict[str, Any]:
                               "from .py files" % where)
         option = file_option(key)
         if option is None:
-            raise ConfigError("%s: unknown option %r" % (where, key))
+            raise ConfigError("%s: unknown option %r%s" % (where, key,
+                                                           did_you_mean(key, _file_keys())))
         try:
             values[option.name] = ast.literal_eval(statement.value)
         except ValueError:
@@ -111,7 +135,8 @@ def _ini_config(text: str, path: str) -> Tuple[Dict[str, Any], List[RuleSection]
             for key, raw in parser.items(section):
                 option = file_option(key)
                 if option is None:
-                    raise ConfigError("config file %s: [culler]: unknown key %r" % (path, key))
+                    raise ConfigError("config file %s: [culler]: unknown key %r%s" % (
+                        path, key, did_you_mean(key.replace("-", "_"), _file_keys())))
                 values[option.name] = raw
         elif section.startswith("rule:") and section[5:].strip():
             rules.append(RuleSection(section[5:].strip(), dict(parser.items(section)),
@@ -124,6 +149,12 @@ def _ini_config(text: str, path: str) -> Tuple[Dict[str, Any], List[RuleSection]
 
 def read_token(token_file: Optional[str], env: Mapping[str, str], read_file: ReadFile) -> str:
     """Find the API token: --api-token-file, then $CREDENTIALS_DIRECTORY, then the env var."""
+    return find_token(token_file, env, read_file)[0]
+
+
+def find_token(token_file: Optional[str], env: Mapping[str, str], read_file: ReadFile
+               ) -> Tuple[str, str]:
+    """The API token and where it was found (for ``--show-config``), as ``read_token``."""
     candidates = []
     if token_file:
         candidates.append(("--api-token-file", token_file, True))
@@ -141,12 +172,12 @@ def read_token(token_file: Optional[str], env: Mapping[str, str], read_file: Rea
             raise ConfigError("%s: cannot read %s: %s" % (what, path, exc.strerror or exc)
                               ) from None
         if token:
-            return token
+            return token, "file %s (%s)" % (path, what)
         if required:
             raise ConfigError("%s: %s is empty" % (what, path))
     token = env.get("JUPYTERHUB_API_TOKEN", "").strip()
     if token:
-        return token
+        return token, "$JUPYTERHUB_API_TOKEN"
     raise ConfigError("no API token: give --api-token-file=PATH, or a systemd credential "
                       "'api-token' ($CREDENTIALS_DIRECTORY/api-token), or $JUPYTERHUB_API_TOKEN")
 
