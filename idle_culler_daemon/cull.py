@@ -141,7 +141,7 @@ class CullPass:
         self.now = now
         self.runtime = runtime
         self.warned = warned
-        self.stats = PassStats()
+        self.stats = PassStats(dry_run=runtime.dry_run)
         self._progress = _Progress(runtime)
         self._denials = _Denials()
 
@@ -302,7 +302,8 @@ class CullPass:
         if result is StopResult.PENDING:
             self.stats.add(pending=1)
         else:
-            self.stats.count_stop(stop.verdict.reason, "named" if stop.server else "default")
+            self.stats.count_stop(stop.verdict.reason, "named" if stop.server else "default",
+                                  stop.verdict.rule)
         log.info("stop", **who, **verdict_fields(stop.verdict), result=result.value)
         return result is not StopResult.PENDING
 
