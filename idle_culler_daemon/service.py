@@ -167,7 +167,7 @@ class Culler:
         self._logging(new, ())  # the old token is forgotten only now
         log.info("reloaded", changes=len(changed), verified=state_filter is not None)
         status = "reloaded: %s" % (", ".join(changed) + " changed" if changed else "no change")
-        return status + ("; %s need a restart" % ", ".join(restart) if restart else "")
+        return status + ("; a restart is needed for %s" % ", ".join(restart) if restart else "")
 
     @staticmethod
     def _refuse(error: str) -> str:

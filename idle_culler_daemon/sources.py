@@ -42,7 +42,10 @@ def environment_values(env: Mapping[str, str]) -> Dict[str, str]:
 def unknown_variables(env: Mapping[str, str]) -> List[str]:
     """A warning for each ``JUPYTERHUB_IDLE_CULLER_*`` variable that no option reads."""
     known = env_names()
-    return ["unknown environment variable %s is ignored%s" % (name, did_you_mean(name, known))
+    suffixes = [name[len(ENV_PREFIX):] for name in known]  # compare what follows the prefix
+    return ["unknown environment variable %s is ignored%s"
+            % (name, did_you_mean(name[len(ENV_PREFIX):], suffixes).replace(
+                "mean ", "mean " + ENV_PREFIX))
             for name in sorted(env) if name.startswith(ENV_PREFIX) and name not in known]
 
 

@@ -120,8 +120,17 @@ def test_units_exec_start_is_the_console_script():
     for unit in SERVICES:
         (exec_start,) = values(unit, "ExecStart")
         assert exec_start.split()[0] == "/usr/bin/" + name, unit
-    assert values(ONESHOT, "ExecStart")[0].split()[1:] == ["--once"]
+    assert values(ONESHOT, "ExecStart")[0].split()[1:] == ["--once", "$CULLER_ARGS"]
     assert values(TEMPLATE, "ExecStart")[0].split()[1:] == ["$CULLER_ARGS"]
+    assert values(SERVICE, "ExecStart")[0].split()[1:] == ["$CULLER_ARGS"]
+
+
+@pytest.mark.parametrize("unit", DAEMONS)
+def test_units_daemon_reload_sends_sighup_to_the_main_process(unit):
+    # systemd 252 (Debian 12, RHEL 9) has no Type=notify-reload: ExecReload sends SIGHUP and
+    # the daemon itself sends RELOADING=1 + MONOTONIC_USEC=, then READY=1.
+    assert values(unit, "ExecReload") == ["/bin/kill -HUP $MAINPID"]
+    assert values(unit, "Type") == ["notify"]
 
 
 @pytest.mark.parametrize("unit", DAEMONS)
