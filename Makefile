@@ -73,7 +73,8 @@ systemd-test:
 	bash .ci/check-units.sh
 	bash .ci/nspawn-e2e.sh
 
-# What .ci/run adds after `make test`: build, lint and install the packages, boot systemd.
+# What .ci/run adds after `make test`: build, lint and install the packages, boot systemd,
+# run the deb's autopkgtest.
 packages-test: venv
 	bash .ci/build-python.sh all
 	bash .ci/build-rpm.sh
@@ -81,6 +82,7 @@ packages-test: venv
 	bash .ci/check-units.sh
 	bash .ci/nspawn-e2e.sh
 	bash .ci/check-deb-install.sh
+	bash .ci/check-deb-autopkgtest.sh
 
 clean:
 	rm -rf build dist debian *.egg-info .pytest_cache

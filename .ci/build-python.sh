@@ -44,8 +44,8 @@ if [ "$what" != wheel ]; then
     listing=$(tar -tzf "$sdist")
     for needed in README.md LICENSE MANIFEST.in setup.cfg setup.py pyproject.toml \
             idle_culler_daemon/cli.py tests/unit/ tests/packaging/test_manpage.py \
-            packaging/make-manpage.py packaging/rpm/$PKG.spec packaging/rpm/ci-debian.macros \
-            packaging/debian/control packaging/debian/rules \
+            packaging/make-manpage.py packaging/rpm/$PKG.spec \
+            packaging/debian/control packaging/debian/rules packaging/debian/tests/control \
             packaging/systemd/jupyterhub-idle-culler.service \
             packaging/systemd/jupyterhub-idle-culler@.service \
             packaging/systemd/jupyterhub-idle-culler-oneshot.service \
@@ -53,22 +53,35 @@ if [ "$what" != wheel ]; then
             packaging/systemd/culler.env.example; do
         grep -q "^$PYPI_NAME-$version/$needed" <<<"$listing" || die "the sdist lacks $needed"
     done
-    if grep -Eq '__pycache__|\.pyc$|/\.venv|/build/|\.egg-info/.*\.pyc' <<<"$listing"; then
-        die "the sdist carries build debris"
-    fi
+    refuse "$listing" '__pycache__|\.pyc$|/\.venv|/build/|\.egg-info/.*\.pyc' \
+        "the sdist carries build debris"
+    refuse "$listing" "^$PYPI_NAME-$version/\.ci/" "the sdist carries the CI scripts"
 fi
 if [ "$what" != sdist ]; then
     step "wheel: contents"
     [ -f "$wheel" ] || die "no $(basename "$wheel"); made: ${files[*]}"
     listing=$("$python" -m zipfile -l "$wheel" | awk 'NR > 1 {print $1}')
-    grep -q '^idle_culler_daemon/cli\.py$' <<<"$listing" || die "the wheel lacks the package"
-    if grep -Ev '^(idle_culler_daemon/|jupyterhub_idle_culler_daemon-[^/]*\.dist-info/)' \
+    packages=$(python_packages)
+    for package in $packages; do
+        expect "$listing" "^$package/__init__\\.py\$" "the Python package $package in the wheel"
+    done
+    if grep -Ev "^(($(tr ' ' '|' <<<"$packages"))/|$PYPI_NAME-[^/]*\\.dist-info/)" \
             <<<"$listing"; then
-        die "the wheel carries files outside the package and its dist-info"
+        die "the wheel carries files outside its packages and its dist-info"
     fi
     "$python" -m zipfile -e "$wheel" "$out/unpacked"
     grep -q '^jupyterhub-idle-culler = idle_culler_daemon.cli:main$' \
         "$out"/unpacked/*.dist-info/entry_points.txt || die "the wheel lacks the console script"
+    step "wheel: metadata (what pip and PyPI show)"
+    metadata=$(cat "$out"/unpacked/*.dist-info/METADATA)
+    grep -E '^(Home-page|Project-URL|Provides-Extra):' <<<"$metadata" || true
+    expect "$metadata" '^Home-page: https://pypi\.org/project/jupyterhub-idle-culler-daemon/$' \
+        "the project's own PyPI page as its home page"
+    refuse "$metadata" '^(Home-page|Project-URL|Download-URL):.*github\.com/jupyterhub' \
+        "the reference's repository given as this project's home"
+    # The long description (README.md) tells pip users to remove the reference first.
+    expect "$metadata" '^pip uninstall jupyterhub-idle-culler$' \
+        "the long description to tell pip users: pip uninstall jupyterhub-idle-culler"
 fi
 mkdir -p dist
 for file in "${files[@]}"; do

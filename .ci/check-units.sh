@@ -9,21 +9,18 @@
 #      idle_culler_daemon.config.env_names() + JUPYTERHUB_API_URL + JUPYTERHUB_REQUEST_TIMEOUT.
 # tests/packaging/test_units.py checks the same under pytest.
 #
-# Needs: systemd (systemd-analyze; Debian 12 has it), python3. Run from anywhere.
+# Needs: systemd (systemd-analyze; Debian 12 has it), and an interpreter that can import the
+# package (PYTHON; default: .venv/bin/python, else python3). Run from anywhere.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+. .ci/lib-packaging.sh  # UNITS, pass/fail
 
 UNITS_DIR=packaging/systemd
-UNITS=(jupyterhub-idle-culler.service jupyterhub-idle-culler@.service
-       jupyterhub-idle-culler-oneshot.service jupyterhub-idle-culler-oneshot.timer)
 SERVICES=(jupyterhub-idle-culler.service jupyterhub-idle-culler@.service
           jupyterhub-idle-culler-oneshot.service)
 THRESHOLD_TENTHS=15
-PYTHON=${PYTHON:-python3}
-
-failures=0
-pass() { echo "PASS: $*"; }
-fail() { echo "FAIL: $*"; failures=$((failures + 1)); }
+PYTHON=${PYTHON:-$PWD/.venv/bin/python}
+[ -x "$PYTHON" ] || PYTHON=python3
 
 command -v systemd-analyze >/dev/null || { echo "FAIL: systemd-analyze not found"; exit 1; }
 

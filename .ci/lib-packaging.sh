@@ -1,22 +1,51 @@
-# Shared by .ci/build-*.sh and .ci/check-deb-install.sh (sourced, not run).
+# shellcheck shell=bash disable=SC2034  # (variables for the scripts that source this)
+# The helpers every .ci/ script shares (sourced, not run): one PATH, the package names, messages,
+# PASS/FAIL counting, checks on a command's output, and Debian package installs.
 
 # Debian's own interpreter and tools only: pyenv first on PATH would hijack python3 (pybuild
-# would test with a Python that lacks Debian's packages).
+# would test with a Python that lacks Debian's packages). .ci/run sources this in a subshell,
+# so that `make test` keeps the developer's PATH.
 export PATH=/usr/sbin:/usr/bin:/sbin:/bin
 export DEBIAN_FRONTEND=noninteractive
 
 PKG=jupyterhub-idle-culler-daemon
 PYPI_NAME=jupyterhub_idle_culler_daemon
+# The reference culler's package on both families: same /usr/bin/jupyterhub-idle-culler.
+REFERENCE_PKG=python3-jupyterhub-idle-culler
+# Every unit the packages ship (packaging/systemd/).
+UNITS=(jupyterhub-idle-culler.service jupyterhub-idle-culler@.service
+       jupyterhub-idle-culler-oneshot.service jupyterhub-idle-culler-oneshot.timer)
 
 die() { echo "FAIL: $*" >&2; exit 1; }
 step() { echo; echo "=== $*"; }
+
+# For the scripts that run every check and fail at the end: one PASS/FAIL line per check.
+failures=0
+pass() { echo "PASS: $*"; }
+fail() { echo "FAIL: $*"; failures=$((failures + 1)); }
+check() {  # check DESCRIPTION COMMAND...
+    local what=$1; shift
+    if "$@"; then pass "$what"; else fail "$what"; fi
+}
+
+# expect TEXT REGEX WHAT: die unless a line of TEXT matches the extended REGEX.
+expect() {
+    grep -Eq -- "$2" <<<"$1" || die "expected $3"
+}
+# refuse TEXT REGEX WHAT: die when a line of TEXT matches the extended REGEX.
+refuse() {
+    if grep -Eq -- "$2" <<<"$1"; then die "$3"; fi
+}
+
+installed() {  # installed PACKAGE: is the Debian package installed (not just its conffiles)?
+    dpkg-query -W -f='${Status}\n' "$1" 2>/dev/null | grep -q '^install ok installed$'
+}
 
 # ensure_packages PKG...: install the Debian packages that are missing, after one apt-get update.
 ensure_packages() {
     local missing=() package
     for package in "$@"; do
-        dpkg-query -W -f='${Status}\n' "$package" 2>/dev/null | grep -q '^install ok installed$' \
-            || missing+=("$package")
+        installed "$package" || missing+=("$package")
     done
     [ ${#missing[@]} -eq 0 ] && return 0
     step "apt-get install ${missing[*]}"
@@ -43,7 +72,18 @@ stage_sources() {
             | tar --null --no-recursion -T - -cf - | tar -xf - -C "$dir"
     else  # an unpacked sdist or tarball: take everything but build output and caches
         tar --exclude=./build --exclude=./dist --exclude=./debian --exclude='./.venv*' \
-            --exclude=__pycache__ --exclude='*.egg-info' --exclude=.pytest_cache -cf - . \
-            | tar -xf - -C "$dir"
+            --exclude=./.node --exclude=__pycache__ --exclude='*.egg-info' \
+            --exclude=.pytest_cache -cf - . | tar -xf - -C "$dir"
+    fi
+}
+
+python_packages() {  # the top-level Python packages the wheel ships (setup.cfg's packages)
+    python3 -c 'import configparser, re; c = configparser.ConfigParser(); c.read("setup.cfg"); print(" ".join(re.split(r"[\s,]+", c["options"]["packages"].strip())))'
+}
+
+purge_if_present() {  # purge_if_present PACKAGE: purge it when installed or its conffiles are left
+    if dpkg-query -W -f='${Status}\n' "$1" 2>/dev/null | grep -Eq ' (installed|config-files)$'
+    then
+        apt-get purge -y -qq "$1" >/dev/null 2>&1 || true
     fi
 }

@@ -27,26 +27,17 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 REPO=$(pwd)
-export PATH=/usr/sbin:/usr/bin:/sbin:/bin  # Debian's python3, not pyenv's
-export DEBIAN_FRONTEND=noninteractive
+. .ci/lib-packaging.sh  # Debian's python3 (not pyenv's), PKG, pass/fail/check, ensure_packages
 
 CONTAINER_LIMIT_S=150
 MACHINE=culler-e2e-$$
 UNIT=jupyterhub-idle-culler.service
 ONESHOT=jupyterhub-idle-culler-oneshot.service
 TIMER=jupyterhub-idle-culler-oneshot.timer
-PKG=jupyterhub-idle-culler-daemon
 
 started_at=$(date +%s.%N)
 elapsed() { python3 -c "import sys,time; print('%.1f' % (time.time() - float(sys.argv[1])))" "$started_at"; }
-failures=0
-pass() { echo "PASS: $*"; }
-fail() { echo "FAIL: $*"; failures=$((failures + 1)); }
 note() { echo "---- $* ($(elapsed)s)"; }
-check() {  # check DESCRIPTION COMMAND...: one PASS/FAIL line
-    local what=$1; shift
-    if "$@"; then pass "$what"; else fail "$what"; fi
-}
 wait_for() {  # wait_for LIMIT_S DESCRIPTION COMMAND...: poll every 0.2 s, bounded
     local limit=$1 what=$2; shift 2
     local deadline=$((SECONDS + limit))
@@ -58,17 +49,6 @@ wait_for() {  # wait_for LIMIT_S DESCRIPTION COMMAND...: poll every 0.2 s, bound
 }
 
 # --- packages --------------------------------------------------------------------------
-apt_updated=
-ensure_packages() {
-    local missing=() package
-    for package in "$@"; do
-        dpkg-query -W -f='${Status}\n' "$package" 2>/dev/null | grep -q '^install ok installed$' \
-            || missing+=("$package")
-    done
-    [ ${#missing[@]} -eq 0 ] && return 0
-    if [ -z "$apt_updated" ]; then apt-get update -qq; apt_updated=1; fi
-    apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
-}
 ensure_packages systemd-container python3
 
 # --- one run at a time (the pip fallback installs into the host's /usr/local) -----------
@@ -111,7 +91,7 @@ cleanup() {
     fi
     rmdir "/run/systemd/nspawn/propagate/$MACHINE" 2>/dev/null
     if [ -n "$DEB_INSTALLED" ]; then  # it was not installed before this run
-        apt-get purge -y -qq "$PKG" >/dev/null 2>&1
+        purge_if_present "$PKG"
     fi
     if [ -n "$PIP_INSTALLED" ]; then
         python3 -m pip uninstall -q -y --break-system-packages --root-user-action=ignore \
@@ -129,24 +109,17 @@ mkdir -p "$WORK/units" "$WORK/etc-culler"
 deb=$(ls -t dist/${PKG}_*.deb 2>/dev/null | head -n 1 || true)
 if [ -n "$deb" ]; then
     note "installing $deb"
-    dpkg-query -W -f='${Status}\n' "$PKG" 2>/dev/null | grep -q '^install ok installed$' \
-        || DEB_INSTALLED=1
+    installed "$PKG" || DEB_INSTALLED=1
     apt-get install -y -qq "./$deb" >/dev/null 2>&1 \
-        || { apt-get update -qq && apt_updated=1 && apt-get install -y -qq "./$deb" >/dev/null; }
+        || { apt-get update -qq && _APT_UPDATED=1 && apt-get install -y -qq "./$deb" >/dev/null; }
     BIN=/usr/bin/jupyterhub-idle-culler
-    # Test the units as packaged (in /lib/systemd/system); drop-ins only.
+    # Test the units as packaged (where debhelper put them); drop-ins only.
 else
     note "no dist/${PKG}_*.deb: pip fallback into /usr/local"
     ensure_packages python3-requests python3-urllib3 python3-dateutil python3-sdnotify \
         python3-pip python3-setuptools python3-wheel
     # Build from a copy, so that build/ and *.egg-info never land in the checkout.
-    mkdir "$WORK/src"
-    if git rev-parse --is-inside-work-tree >/dev/null 2>&1; then
-        git ls-files -z -co --exclude-standard | tar --null -T - -cf - | tar -xf - -C "$WORK/src"
-    else
-        tar --exclude='./.venv*' --exclude=./.git --exclude=./build --exclude=./dist \
-            --exclude='*.egg-info' --exclude=__pycache__ -cf - . | tar -xf - -C "$WORK/src"
-    fi
+    stage_sources "$WORK/src"
     PIP_INSTALLED=1
     python3 -m pip install -q --break-system-packages --root-user-action=ignore \
         --disable-pip-version-check --no-deps --no-build-isolation --no-cache-dir "$WORK/src"

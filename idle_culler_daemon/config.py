@@ -16,7 +16,6 @@ from urllib.parse import urlsplit
 
 from idle_culler_daemon.errors import ConfigError
 from idle_culler_daemon.options import (
-    DEFAULT_CONFIG_FILE,
     DEFAULT_URL,
     OPTIONS,
     OPTIONS_BY_NAME,
@@ -30,6 +29,7 @@ from idle_culler_daemon.options import (
     show,
 )
 from idle_culler_daemon.sources import (
+    DEFAULT_CONFIG_FILES,
     ReadFile,
     RuleSection,
     environment_values,
@@ -266,38 +266,44 @@ def _settle(values: Dict[str, Any]) -> List[str]:
     return warnings
 
 
-def _config_file(cli_values: Mapping[str, Any], env_values: Mapping[str, Any]
-                 ) -> Tuple[Optional[str], bool]:
-    """The config file to read and whether it may be missing (only the default may).
+FileContents = Tuple[Dict[str, Any], List[RuleSection]]
+
+
+def _config_file(cli_values: Mapping[str, Any], env_values: Mapping[str, Any],
+                 read_file: ReadFile) -> Tuple[Optional[str], Optional[FileContents], bool]:
+    """The config file, its contents, and whether it is a default one.
 
     ``--config`` wins over its variable; an empty value given either way means no file at
-    all; with neither, the default file is read when it exists.
+    all; with neither, the first default file that exists is read
+    (``sources.DEFAULT_CONFIG_FILES``).
     """
     for given in (cli_values, env_values):
         if "config" in given:
-            return str(given["config"]).strip() or None, False
-    return DEFAULT_CONFIG_FILE, True
+            named = str(given["config"]).strip() or None
+            return named, read_config_file(named, read_file) if named else None, False
+    for path in DEFAULT_CONFIG_FILES:
+        found = read_config_file(path, read_file, required=False)
+        if found is not None:
+            return path, found, True
+    return None, None, True
 
 
 def _layers(cli_values: Mapping[str, Any], env: Mapping[str, str], read_file: ReadFile
-            ) -> Tuple[Layers, List[RuleSection], Optional[str]]:
-    """The sources in precedence order, the config file's rule sections, and its path."""
+            ) -> Tuple[Layers, List[RuleSection], Optional[str], bool]:
+    """The sources in precedence order, the config file's rule sections, its path, and
+    whether that path is a default one."""
     env_values = environment_values(env)
     layers: Layers = [("command line", cli_values), ("environment", env_values)]
-    config_path, optional = _config_file(cli_values, env_values)
-    sections: List[RuleSection] = []
-    read = read_config_file(config_path, read_file, optional) if config_path else None
-    if read is None:
-        config_path = None
-    else:
-        file_values, sections = read
+    config_path, found, by_default = _config_file(cli_values, env_values, read_file)
+    file_values, sections = found or ({}, [])
+    if config_path is not None:
         layers.append(("config file %s" % config_path, file_values))
     for name, variable in (("url", "JUPYTERHUB_API_URL"),
                            ("request_timeout", "JUPYTERHUB_REQUEST_TIMEOUT")):
         if env.get(variable):
             layers.append(("$" + variable, {name: env[variable]}))
     layers.append(("default", {"url": DEFAULT_URL, "request_timeout": "60"}))
-    return layers, sections, config_path
+    return layers, sections, config_path, by_default
 
 
 def load_config(cli_values: Mapping[str, Any], env: Mapping[str, str],
@@ -308,14 +314,14 @@ def load_config(cli_values: Mapping[str, Any], env: Mapping[str, str],
     naming the option and the value at the first problem. Without ``token_required``
     (``--show-config``) a missing token is described instead of refused.
     """
-    layers, sections, config_path = _layers(cli_values, env, read_file)
+    layers, sections, config_path, by_default = _layers(cli_values, env, read_file)
     values, sources = _merge(layers)
     rules = _all_rules(values, sections)
     raw_cull_every = values["cull_every"]
     warnings = unknown_variables(env) + _settle(values)
     if values["cull_every"] != raw_cull_every:
         sources["cull_every"] += " (0: half of --timeout)"
-    if config_path == DEFAULT_CONFIG_FILE and sources["config"] == "default":
+    if config_path and by_default:
         sources["config"] = "default (the file exists)"
     try:
         token = find_token(values["api_token_file"], env, read_file)

@@ -174,18 +174,23 @@ class CullPass:
             return {}
 
     def _collect(self) -> Dict[str, UserJob]:
+        """Every listing read into jobs, keyed by user name.
+
+        The names seen so far are the keys of ``jobs`` and the names in ``nothing_to_do`` (users
+        with nothing to do): a plain set, so every second sighting of a name is recognised.
+        """
         jobs: Dict[str, UserJob] = {}
-        seen: Set[str] = set()
+        nothing_to_do: Set[str] = set()
         for state in self._states():
             for page in self._pages(state):
                 if self.runtime.should_stop():
                     self.stats.interrupted = True
                     return jobs
                 for item in page.items:
-                    self._take(item, jobs, seen)
+                    self._take(item, jobs, nothing_to_do)
         return jobs
 
-    def _take(self, item: Any, jobs: Dict[str, UserJob], seen: Set[str]) -> None:
+    def _take(self, item: Any, jobs: Dict[str, UserJob], nothing_to_do: Set[str]) -> None:
         """Judge one user model as its page arrives; keep only the job."""
         self.stats.users_seen += 1  # the listing runs in one thread
         try:
@@ -196,13 +201,14 @@ class CullPass:
                         detail="nothing of this user is stopped or deleted in this pass")
             return
         job = judge(user, self.now, self.settings, self.warned)
-        if user.name in seen:  # seen before: keep only what every sighting agrees on
+        if user.name in jobs or user.name in nothing_to_do:
+            # seen before: keep only what every sighting agrees on
             earlier = jobs.get(user.name) or UserJob(user.name)
             jobs[user.name] = earlier.merged(job or UserJob(user.name))
+        elif job is None:
+            nothing_to_do.add(user.name)
         else:
-            seen.add(user.name)
-            if job is not None:
-                jobs[user.name] = job
+            jobs[user.name] = job
 
     def _pages(self, state: Optional[str]) -> Iterator[Page]:
         """The pages of one listing, in order: the first, the prefetched ones, the rest."""

@@ -23,7 +23,9 @@ PROG = "jupyterhub-idle-culler"
 ENV_PREFIX = "JUPYTERHUB_IDLE_CULLER_"
 DEFAULT_URL = "http://127.0.0.1:8081/hub/api"
 UNLIMITED_CONCURRENCY = 64
-LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+_LEVEL_ALIASES = {"WARN": "WARNING", "FATAL": "CRITICAL"}
+_LEVEL_NUMBERS = {10: "DEBUG", 20: "INFO", 30: "WARNING", 40: "ERROR", 50: "CRITICAL"}
 #: Read when no config file is named (command line or environment) and it exists.
 DEFAULT_CONFIG_FILE = "/etc/jupyterhub-idle-culler/culler.conf"
 MAN_PAGE = "jupyterhub-idle-culler(1)"
@@ -95,6 +97,23 @@ def entries(raw: Any) -> Tuple[str, ...]:
     """Whole items that may contain commas themselves (``--rule NAME:k=v,k=v``)."""
     items = raw if isinstance(raw, (list, tuple)) else [raw]
     return tuple(str(item) for item in items)
+
+
+def log_level(raw: Any) -> str:
+    """A log level in any spelling the reference's generations took: ``debug``, ``WARN``,
+    ``CRITICAL``/``FATAL``, or the numbers of Python's logging (``30``)."""
+    if isinstance(raw, bool):
+        raise ValueError("is not a log level")
+    text = str(raw).strip().upper()
+    if text.isdigit() and int(text) in _LEVEL_NUMBERS:
+        return _LEVEL_NUMBERS[int(text)]
+    text = _LEVEL_ALIASES.get(text, text)
+    if text not in LOG_LEVELS:
+        raise ValueError("is not one of " + ", ".join(LOG_LEVELS))
+    return text
+
+
+log_level.choices = LOG_LEVELS  # type: ignore[attr-defined]  # for --help and the man page
 
 
 def one_of(*choices: str) -> Converter:
@@ -204,8 +223,8 @@ OPTIONS: Tuple[Option, ...] = (
     Option("metrics_file", text, None, "Write Prometheus metrics to this file after every pass "
            "(node_exporter textfile collector; needs the [metrics] extra).", "PATH",
            group="metrics"),
-    Option("log_level", one_of(*LOG_LEVELS), "INFO", "Least severe log level shown.", "LEVEL",
-           group="output"),
+    Option("log_level", log_level, "INFO", "Least severe log level shown (also WARN, FATAL, "
+           "and the numbers 10-50).", "LEVEL", group="output"),
     Option("log_format", one_of("text", "json"), "text", "text (logfmt: key=value) or json "
            "(one object per line).", "FORMAT", group="output"),
     Option("config", text, None, "Config file: *.py is read as the reference's traitlets file "
@@ -363,34 +382,40 @@ def parse_command_line(argv: Sequence[str]) -> Dict[str, Any]:
 # --- --generate-config -----------------------------------------------------------------------
 
 _RULE_EXAMPLES = """\
-# Rules refine the settings above for some users or servers. The first rule whose
-# matchers all match decides; matchers are comma-separated fnmatch patterns on
-# users, groups (needs the read:users:groups scope) and server_names ("" is the
-# default server). Settings: cull, timeout, max_age, user_timeout, user_max_age.
-
-# Never stop or delete staff:
-# [rule:staff]
-# groups = staff, admins
-# cull = false
-
-# GPU servers get a shorter idle limit and a maximum age:
-# [rule:gpu]
-# server_names = gpu-*
-# timeout = 900
-# max_age = 28800
-
-# Guests are deleted after a day without activity:
-# [rule:guests]
-# users = guest-*
-# user_timeout = 86400
+; Rules refine the settings above for some users or servers. The first rule whose
+; matchers all match decides; matchers are comma-separated fnmatch patterns on
+; users, groups (needs the read:users:groups scope) and server_names ("" is the
+; default server). Settings: cull, timeout, max_age, user_timeout, user_max_age.
+; Examples, to copy below without the leading ';':
+;
+; Never stop or delete staff:
+; [rule:staff]
+; groups = staff, admins
+; cull = false
+;
+; GPU servers get a shorter idle limit and a maximum age:
+; [rule:gpu]
+; server_names = gpu-*
+; timeout = 900
+; max_age = 28800
+;
+; Guests are deleted after a day without activity:
+; [rule:guests]
+; users = guest-*
+; user_timeout = 86400
 """
 
 
 def generate_config() -> str:
-    """Return a commented INI config with every option at its default, and example rules."""
-    lines = ["# Configuration of jupyterhub-idle-culler (idle_culler_daemon %s)." % __version__,
-             "# Pass it with --config=PATH. Command-line options and JUPYTERHUB_IDLE_CULLER_*",
-             "# environment variables win over this file. Uncomment what you change.",
+    """A commented INI config: every option at its default, and example rules.
+
+    Lines starting with ``#`` are settings at their defaults (uncomment any of them and the
+    file still loads; an empty value means the default); lines starting with ``;`` explain.
+    """
+    lines = ["; Configuration of jupyterhub-idle-culler (idle_culler_daemon %s)." % __version__,
+             "; Pass it with --config=PATH. Command-line options and JUPYTERHUB_IDLE_CULLER_*",
+             "; environment variables win over this file. Lines starting with '#' are the",
+             "; settings at their defaults: uncomment what you change.",
              "", "[culler]"]
     for option in OPTIONS:
         if option.cli_only or not option.in_file:

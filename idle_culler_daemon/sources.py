@@ -8,15 +8,29 @@ module never touches ``os.environ`` and tests need no real files.
 
 import ast
 import configparser
+import operator
 import os.path
 from dataclasses import dataclass
 from typing import Any, Callable, Dict, List, Mapping, Optional, Tuple
 
 from idle_culler_daemon.errors import ConfigError
-from idle_culler_daemon.options import ENV_PREFIX, OPTIONS, did_you_mean, env_names, file_option
+from idle_culler_daemon.options import (
+    DEFAULT_CONFIG_FILE,
+    ENV_PREFIX,
+    OPTIONS,
+    RULE_MATCHERS,
+    RULE_SETTINGS,
+    did_you_mean,
+    env_names,
+    file_option,
+)
 
 ReadFile = Callable[[str], str]
 TOKEN_CREDENTIAL = "api-token"  # the name of the systemd credential (LoadCredential=)
+BOM = "\ufeff"
+# Read when present and no --config is given, the first found: the reference's traitlets file
+# from the working directory (as the reference reads it), then the packaged location.
+DEFAULT_CONFIG_FILES = ("idle_culler_config.py", DEFAULT_CONFIG_FILE)
 
 
 @dataclass(frozen=True)
@@ -53,17 +67,16 @@ def _file_keys() -> List[str]:
     return [option.name for option in OPTIONS if file_option(option.name)]
 
 
-def read_config_file(path: str, read_file: ReadFile, optional: bool = False
+def read_config_file(path: str, read_file: ReadFile, required: bool = True
                      ) -> Optional[Tuple[Dict[str, Any], List[RuleSection]]]:
     """Read a config file into raw option values and rule sections.
 
-    ``optional`` (the default file): a file that does not exist gives None; any other problem
-    is still a ConfigError.
+    A file that does not exist is an error when ``required``, else None (a default file).
     """
     try:
         text = read_file(path)
     except FileNotFoundError:
-        if optional:
+        if not required:
             return None
         raise ConfigError("--config: cannot read %s: no such file" % path) from None
     except OSError as exc:
@@ -71,6 +84,8 @@ def read_config_file(path: str, read_file: ReadFile, optional: bool = False
     except UnicodeDecodeError as exc:
         raise ConfigError("config file %s is not UTF-8 text (byte 0x%02x at offset %d)"
                           % (path, exc.object[exc.start], exc.start)) from None
+    if text.startswith(BOM):  # editors on some systems write one; it is not part of the text
+        text = text[len(BOM):]
     if path.endswith(".py"):
         return _python_config(text, path), []
     return _ini_config(text, path)
@@ -83,20 +98,66 @@ def _is_get_config(statement: ast.stmt) -> bool:
             and statement.value.func.id == "get_config")
 
 
-def _idle_culler_target(statement: ast.stmt) -> Optional[str]:
-    """The ``<name>`` of a ``c.IdleCuller.<name> = ...`` statement, else None."""
+def _config_target(statement: ast.stmt) -> Optional[Tuple[str, str]]:
+    """``(Class, name)`` of a ``c.Class.name = ...`` statement, else None."""
     if not isinstance(statement, ast.Assign) or len(statement.targets) != 1:
         return None
     target = statement.targets[0]
     if (isinstance(target, ast.Attribute) and isinstance(target.value, ast.Attribute)
-            and target.value.attr == "IdleCuller" and isinstance(target.value.value, ast.Name)
-            and target.value.value.id == "c"):
-        return target.attr
+            and isinstance(target.value.value, ast.Name) and target.value.value.id == "c"):
+        return target.value.attr, target.attr
     return None
 
 
+# Arithmetic allowed on numbers in a .py config file (``60 * 60``, ``7 * 24 * 3600``): no
+# powers (``10 ** 10 ** 10`` would never end) and nothing on strings (``"x" * 10 ** 9``).
+_ARITHMETIC = {ast.Add: operator.add, ast.Sub: operator.sub, ast.Mult: operator.mul,
+               ast.Div: operator.truediv, ast.FloorDiv: operator.floordiv, ast.Mod: operator.mod}
+_SIGNS = {ast.UAdd: operator.pos, ast.USub: operator.neg}
+
+
+def _literal(node: ast.AST) -> Any:
+    """The value of a literal, or of constant arithmetic on numbers; ValueError otherwise."""
+    if isinstance(node, ast.BinOp) and type(node.op) in _ARITHMETIC:
+        left, right = _literal(node.left), _literal(node.right)
+        if not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in (left, right)):
+            raise ValueError("arithmetic on something other than numbers")
+        try:
+            return _ARITHMETIC[type(node.op)](left, right)
+        except ArithmeticError as exc:
+            raise ValueError(str(exc)) from None
+    if isinstance(node, ast.UnaryOp) and type(node.op) in _SIGNS:
+        value = _literal(node.operand)
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ValueError("a sign on something other than a number")
+        return _SIGNS[type(node.op)](value)
+    if isinstance(node, (ast.List, ast.Tuple)):
+        return [_literal(item) for item in node.elts]
+    return ast.literal_eval(node)
+
+
+def _python_option(klass: str, key: str, where: str) -> str:
+    """The option a ``c.<klass>.<key>`` line sets; ConfigError when it sets none."""
+    if klass == "IdleCuller" and key == "cull_arbiter_hook":
+        raise ConfigError(
+            "%s: cull_arbiter_hook is Python code, which this culler never runs; describe the "
+            "decision with [rule:NAME] sections instead (matchers: %s; settings: %s) in an INI "
+            "file given with --config" % (where, ", ".join(RULE_MATCHERS),
+                                          ", ".join(RULE_SETTINGS)))
+    if klass == "Application" and key == "log_level":
+        return "log_level"
+    option = file_option(key) if klass == "IdleCuller" else None
+    if option is None:
+        raise ConfigError("%s: unknown option c.%s.%s%s" % (where, klass, key,
+                                                            did_you_mean(key, _file_keys())))
+    return option.name
+
+
 def _python_config(text: str, path: str) -> Dict[str, Any]:
-    """Read ``c.IdleCuller.<name> = <literal>`` lines of a traitlets file without running it."""
+    """Read ``c.IdleCuller.<name> = <literal>`` lines of a traitlets file without running it.
+
+    A value may be a literal or constant arithmetic on numbers; ``None`` means the default.
+    """
     try:
         tree = ast.parse(text, filename=path)
     except SyntaxError as exc:
@@ -108,18 +169,18 @@ def _python_config(text: str, path: str) -> Dict[str, Any]:
         if _is_get_config(statement):
             continue
         where = "config file %s: line %d" % (path, statement.lineno)
-        key = _idle_culler_target(statement)
-        if key is None:
+        target = _config_target(statement)
+        if target is None:
             raise ConfigError("%s: only 'c.IdleCuller.<name> = <literal>' assignments are read "
                               "from .py files" % where)
-        option = file_option(key)
-        if option is None:
-            raise ConfigError("%s: unknown option %r%s" % (where, key,
-                                                           did_you_mean(key, _file_keys())))
+        name = _python_option(*target, where)
         try:
-            values[option.name] = ast.literal_eval(statement.value)
-        except ValueError:
-            raise ConfigError("%s: the value of %s must be a literal" % (where, key)) from None
+            value = _literal(statement.value)  # type: ignore[attr-defined]
+        except (ValueError, TypeError, SyntaxError):
+            raise ConfigError("%s: the value of %s must be a literal or arithmetic on numbers"
+                              % (where, target[1])) from None
+        if value is not None:
+            values[name] = value
     return values
 
 
@@ -140,7 +201,8 @@ def _ini_config(text: str, path: str) -> Tuple[Dict[str, Any], List[RuleSection]
                 if option is None:
                     raise ConfigError("config file %s: [culler]: unknown key %r%s" % (
                         path, key, did_you_mean(key.replace("-", "_"), _file_keys())))
-                values[option.name] = raw
+                if raw.strip():  # an empty value means the default, as in --generate-config
+                    values[option.name] = raw
         elif section.startswith("rule:") and section[5:].strip():
             rules.append(RuleSection(section[5:].strip(), dict(parser.items(section)),
                                      "config file %s: [%s]" % (path, section)))

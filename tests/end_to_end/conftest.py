@@ -23,9 +23,9 @@ def culler_env(token=None, **extra):
 @pytest.fixture
 def run_culler():
     """Run ``python -m idle_culler_daemon ARGS`` to completion (bounded) and return it."""
-    def run(*args, token=None, timeout=30, env=None, script=False):
+    def run(*args, token=None, timeout=30, env=None, script=False, cwd=None):
         command = [str(SCRIPT)] if script else [sys.executable, "-m", "idle_culler_daemon"]
-        return subprocess.run(command + list(args), env=env or culler_env(token),
+        return subprocess.run(command + list(args), env=env or culler_env(token), cwd=cwd,
                               capture_output=True, text=True, timeout=timeout)
     return run
 

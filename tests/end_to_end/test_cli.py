@@ -188,6 +188,20 @@ def test_cli_unknown_environment_variable_is_a_warning_in_the_log(run_culler, fa
     assert "did you mean JUPYTERHUB_IDLE_CULLER_CULL_USERS?" in warning[0]
 
 
+def test_cli_reads_the_reference_config_file_in_its_working_directory(run_culler, fake_hub,
+                                                                     tmp_path):
+    # The reference's traitlets file, as an operator of jupyterhub-idle-culler 2.0 has it.
+    (tmp_path / "idle_culler_config.py").write_text(
+        "c = get_config()  # noqa\nc.IdleCuller.timeout = 2 * 60 * 60\n"
+        "c.IdleCuller.cull_users = True\nc.Application.log_level = 'WARN'\n"
+        "c.IdleCuller.url = None\n", encoding="utf-8")
+    fake_hub.add(idle_user("ann", 3 * 3600), idle_user("bob", 3600))
+    env = culler_env(fake_hub.token, JUPYTERHUB_API_URL=fake_hub.api_url)
+    result = run_culler("--once", env=env, cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert fake_hub.deleted_users() == ["ann"] and " INFO " not in result.stderr
+
+
 def test_cli_missing_scope_exits_78_naming_it(run_culler, fake_hub):
     fake_hub.scopes = ["list:users", "read:users:activity", "read:servers", "delete:servers"]
     fake_hub.add(idle_user("ann", 7200))

@@ -67,7 +67,8 @@ def test_metrics_endpoint_counts_the_stopped_servers(fake_hub, unused_port):
     stopped = {line.split(" ")[0]: float(line.split(" ")[1])
                for line in metric(text, "jupyterhub_idle_culler_servers_stopped_total")}
     assert sum(stopped.values()) == len(fake_hub.stopped_servers()) == 5
-    named = 'jupyterhub_idle_culler_servers_stopped_total{kind="named",reason="idle",rule="default"}'
+    named = ('jupyterhub_idle_culler_servers_stopped_total'
+             '{kind="named",reason="idle",rule="default"}')
     assert stopped[named] == 1
     assert 'jupyterhub_idle_culler_passes_total{result="ok"} 2.0' in text
 

@@ -160,3 +160,14 @@ def test_tests_cited_in_behaviour_md_exist():
                                                  flags=re.MULTILINE):
             missing.append("%s::%s" % (path, name))
     assert missing == []
+
+
+def test_readme_install_tells_pip_users_to_remove_the_reference_first():
+    # README.md is the wheel's long description: this is what pip and PyPI users read.
+    text = README.read_text(encoding="utf-8")
+    headings = [line for line in text.splitlines() if line.startswith("## ")]
+    assert headings[0] == "## Install"
+    install = text.split("\n## Install\n", 1)[1].split("\n## ", 1)[0]
+    uninstall = install.index("\npip uninstall jupyterhub-idle-culler\n")
+    assert uninstall < install.index("\npip install jupyterhub-idle-culler-daemon")
+    assert "python3-jupyterhub-idle-culler" in install  # what the RPM and the deb replace

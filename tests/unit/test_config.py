@@ -196,11 +196,97 @@ def test_generate_config_lists_every_file_option_and_loads_back():
         if option.in_file and not option.cli_only:
             assert "# %s = " % option.name in text
     assert "[rule:gpu]" in text
-    options_part = text.split("# Rules refine")[0]
-    uncommented = "\n".join(line[2:] if line.startswith("# ") and not line.endswith("= ")
-                            and " = " in line else line for line in options_part.splitlines())
-    config = load(["--config=g.ini"], files={"g.ini": uncommented})
-    assert config.culling.timeout == 600
+    assert load(["--config=g.ini"], files={"g.ini": text}).culling.timeout == 600
+
+
+def test_generate_config_loads_back_with_any_one_line_uncommented():
+    lines = generate_config().splitlines()
+    settings = [index for index, line in enumerate(lines) if line.startswith("# ")]
+    assert len(settings) == sum(1 for o in OPTIONS if o.in_file and not o.cli_only)
+    for index in settings:
+        edited = lines[:index] + [lines[index][2:]] + lines[index + 1:]
+        config = load(["--config=g.ini"], files={"g.ini": "\n".join(edited)})
+        assert config.culling.timeout == 600, lines[index]
+
+
+def test_empty_value_in_an_ini_file_means_the_default():
+    files = {"c.ini": "[culler]\nurl =\nrequest_timeout =\nexclude_users =\n"}
+    config = load(["--config=c.ini"], files=files)
+    assert config.hub.api_url == "http://127.0.0.1:8081/hub/api"
+    assert config.hub.read_timeout == 60 and config.culling.rules == ()
+
+
+@pytest.mark.parametrize("path,text", [
+    ("c.ini", "\ufeff[culler]\ntimeout = 1200\n"),
+    ("c.py", "\ufeffc = get_config()\nc.IdleCuller.timeout = 1200\n"),
+])
+def test_config_file_starting_with_a_byte_order_mark_loads(path, text):
+    assert load(["--config=" + path], files={path: text}).culling.timeout == 1200
+
+
+def test_python_config_file_allows_constant_arithmetic_on_numbers():
+    files = {"c.py": "c = get_config()\nc.IdleCuller.timeout = 60 * 60\n"
+                     "c.IdleCuller.max_age = 7 * 24 * 3600\n"
+                     "c.IdleCuller.cull_every = (60 * 60) // 2 - -10\n"}
+    config = load(["--config=c.py"], files=files)
+    assert (config.culling.timeout, config.culling.max_age) == (3600, 604800)
+    assert config.cull_every == 1810
+
+
+@pytest.mark.parametrize("value", ["10 ** 10 ** 10", '"x" * 10 ** 9', 'int("5")', "T * 2",
+                                   "__import__('os').getpid()", "[1] * 3", "1 / 0"])
+def test_python_config_file_refuses_anything_but_literals_and_number_arithmetic(value):
+    files = {"c.py": "c = get_config()\nc.IdleCuller.timeout = %s\n" % value}
+    with pytest.raises(ConfigError, match="line 2: the value of timeout must be a literal"):
+        load(["--config=c.py"], files=files)
+
+
+def test_python_config_file_none_means_the_default():
+    files = {"c.py": "c.IdleCuller.url = None\nc.IdleCuller.request_timeout = None\n"}
+    config = load(["--config=c.py"], dict(ENV, JUPYTERHUB_API_URL="http://hub:8081/hub/api/"),
+                  files=files)
+    assert config.hub.api_url == "http://hub:8081/hub/api" and config.hub.read_timeout == 60
+
+
+@pytest.mark.parametrize("spelling,level", [
+    ("WARN", "WARNING"), ("warn", "WARNING"), ("Warning", "WARNING"), ("CRITICAL", "CRITICAL"),
+    ("FATAL", "CRITICAL"), ("30", "WARNING"), ("10", "DEBUG"), ("error", "ERROR")])
+def test_log_level_accepts_every_traitlets_spelling(spelling, level):
+    assert load(["--log-level=" + spelling]).log_level == level
+    assert load(["--IdleCuller.log_level=" + spelling]).log_level == level
+    assert load([], dict(ENV, JUPYTERHUB_IDLE_CULLER_LOG_LEVEL=spelling)).log_level == level
+    files = {"c.py": "c.Application.log_level = %r\n" % spelling}
+    assert load(["--config=c.py"], files=files).log_level == level
+
+
+def test_log_level_from_a_python_file_as_a_number_or_a_bad_one():
+    assert load(["--config=c.py"], files={"c.py": "c.Application.log_level = 30\n"}
+                ).log_level == "WARNING"
+    with pytest.raises(ConfigError, match="--log-level"):
+        load(["--log-level=35"])
+
+
+def test_cull_arbiter_hook_is_refused_naming_the_rule_keys_that_replace_it():
+    files = {"c.py": "c = get_config()\nc.IdleCuller.cull_arbiter_hook = my_hook\n"}
+    with pytest.raises(ConfigError) as info:
+        load(["--config=c.py"], files=files)
+    message = str(info.value)
+    assert "line 2" in message and "never runs" in message
+    assert all(key in message for key in ("users", "groups", "server_names", "[rule:NAME]"))
+
+
+def test_python_config_file_of_another_class_is_refused_naming_it():
+    with pytest.raises(ConfigError, match="c.JupyterHub.services"):
+        load(["--config=c.py"], files={"c.py": "c.JupyterHub.services = []\n"})
+
+
+def test_idle_culler_config_py_in_the_working_directory_is_read_when_present():
+    files = {"idle_culler_config.py": "c.IdleCuller.timeout = 60 * 20\n",
+             "other.ini": "[culler]\ntimeout = 700\n"}
+    config = load([], files=files)
+    assert config.culling.timeout == 1200 and config.config_file == "idle_culler_config.py"
+    assert load(["--config=other.ini"], files=files).culling.timeout == 700
+    assert load([]).config_file is None  # absent: nothing is read
 
 
 def test_rule_option_continues_lists_over_commas():
