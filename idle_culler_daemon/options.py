@@ -413,9 +413,10 @@ def generate_config() -> str:
     file still loads; an empty value means the default); lines starting with ``;`` explain.
     """
     lines = ["; Configuration of jupyterhub-idle-culler (idle_culler_daemon %s)." % __version__,
-             "; Pass it with --config=PATH. Command-line options and JUPYTERHUB_IDLE_CULLER_*",
-             "; environment variables win over this file. Lines starting with '#' are the",
-             "; settings at their defaults: uncomment what you change.",
+             "; Save it as %s (read when it exists) or pass it with" % DEFAULT_CONFIG_FILE,
+             "; --config=PATH. Command-line options and JUPYTERHUB_IDLE_CULLER_* environment",
+             "; variables win over this file. Lines starting with '#' are the settings at",
+             "; their defaults: uncomment what you change. After a change: systemctl reload.",
              "", "[culler]"]
     for option in OPTIONS:
         if option.cli_only or not option.in_file:

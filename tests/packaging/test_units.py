@@ -68,17 +68,20 @@ def seconds(span: str) -> float:
 
 @pytest.fixture(scope="module")
 def verify_root(tmp_path_factory):
-    """A --root for verify: the distribution's units, ours, and a stand-in ExecStart."""
+    """A --root for verify: the distribution's units, ours, and stand-in commands (ExecStart,
+    and ExecReload's /bin/kill in a merged /usr, as on Debian 12 and RHEL 9)."""
     root = tmp_path_factory.mktemp("root")
     (root / "usr/lib/systemd").mkdir(parents=True)
     shutil.copytree("/usr/lib/systemd/system", root / "usr/lib/systemd/system", symlinks=True)
     (root / "etc/systemd/system").mkdir(parents=True)
     for unit in UNITS:
         shutil.copy(UNITS_DIR / unit, root / "etc/systemd/system" / unit)
-    binary = root / "usr/bin/jupyterhub-idle-culler"
-    binary.parent.mkdir(parents=True)
-    binary.write_text("#!/bin/sh\nexit 0\n")
-    binary.chmod(0o755)
+    (root / "usr/bin").mkdir(parents=True)
+    (root / "bin").symlink_to("usr/bin")
+    for command in ("jupyterhub-idle-culler", "kill"):
+        binary = root / "usr/bin" / command
+        binary.write_text("#!/bin/sh\nexit 0\n")
+        binary.chmod(0o755)
     return root
 
 

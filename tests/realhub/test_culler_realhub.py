@@ -32,8 +32,8 @@ def test_realhub_idle_servers_stopped_and_active_kept(realhub):
     assert not realhub.server_running(idle) and realhub.server_running(active)
     assert not realhub.server_running(named_idle, "lab")
     assert realhub.server_running(named_active, "lab")
-    assert "stop user=%s server=- reason=idle" % idle in result.stderr
-    assert "stop user=%s server=lab reason=idle" % named_idle in result.stderr
+    assert "event=stop user=%s server=- reason=idle" % idle in result.stderr
+    assert "event=stop user=%s server=lab reason=idle" % named_idle in result.stderr
 
 
 def test_realhub_named_server_removed_only_with_remove_named_servers(realhub):
@@ -113,7 +113,7 @@ def test_realhub_missing_scope_exits_78_naming_it(realhub, service, scope):
     args = ["--cull-users"] if scope == "delete:users" else []
     result = culled(realhub, *args, service=service)
     assert result.returncode == 78, result.stderr
-    error_lines = [line for line in result.stderr.splitlines() if " ERROR " in line]
+    error_lines = [line for line in result.stderr.splitlines() if "level=ERROR " in line]
     assert len(error_lines) == 1 and scope in error_lines[0]
     assert realhub.server_running(idle)
 
