@@ -153,12 +153,18 @@ class Culler:
                           "previous configuration stays")
             return "reload refused (unexpected error); the previous configuration stays"
         self._logging(old, (new.hub.token,))  # the new token is a secret from now on
-        new, restart = self._keep_restart_only(old, new)
+        loaded = new
+        restart = [name for name in RESTART_ONLY if getattr(new, name) != getattr(old, name)]
+        new = _with_values(new, **{name: getattr(old, name) for name in restart})
         try:
             hub, state_filter = self._try(new)
         except ConfigError as exc:
             self._logging(old, ())
             return self._refuse(str(exc))
+        for name in restart:
+            log.warning("reload-needs-restart", option=name, running=getattr(old, name),
+                        new=getattr(loaded, name), detail="kept until the culler is restarted "
+                        "(systemctl restart)")
         changed = self._log_changes(old, new)
         self.close()
         self._apply(new, hub, state_filter)
@@ -173,16 +179,6 @@ class Culler:
     def _refuse(error: str) -> str:
         log.error("reload-refused", error=error, detail="the previous configuration stays")
         return "reload refused, the previous configuration stays: %s" % error
-
-    @staticmethod
-    def _keep_restart_only(old: Config, new: Config) -> Tuple[Config, List[str]]:
-        """Keep the options a running daemon cannot change at their old values; name them."""
-        restart = [name for name in RESTART_ONLY if getattr(new, name) != getattr(old, name)]
-        for name in restart:
-            log.warning("reload-needs-restart", option=name, running=getattr(old, name),
-                        new=getattr(new, name), detail="kept until the culler is restarted "
-                        "(systemctl restart)")
-        return _with_values(new, **{name: getattr(old, name) for name in restart}), restart
 
     def _try(self, new: Config) -> Tuple[HubClient, Optional[bool]]:
         """Everything that can refuse ``new`` before it is swapped in: the preflight of its
@@ -290,6 +286,8 @@ class Culler:
                       "after the reload; the previous configuration is restored")
             self.close()
             self._apply(old, HubClient(old.hub, self.policy, cancel=self._cancel))
+            if self._metrics is not None:
+                self._metrics.set_file(old.metrics_file)
             self._logging(old, ())
             self.preflight()
         self._fallback = None

@@ -258,3 +258,36 @@ def test_cli_token_refused_by_the_hub_exits_78(run_culler, fake_hub):
     result = run_culler("--url=" + fake_hub.api_url, "--once", token="not-the-token")
     assert result.returncode == 78 and "refused the API token" in result.stderr
     assert "not-the-token" not in result.stderr
+
+
+def test_cli_reload_with_a_new_token_keeps_it_out_of_the_log(fake_hub, tmp_path):
+    token_file = tmp_path / "token"
+    token_file.write_text(fake_hub.token)
+    new_token = fake_hub.add_token()
+    # The first listing works; every later one fails with a message quoting the new token.
+    fake_hub.faults.add("GET /users", 500, count=None, skip=1,
+                        message="invalid token %s for request" % new_token)
+    env = culler_env(None, JUPYTERHUB_IDLE_CULLER_API_TOKEN_FILE=str(token_file))
+    process = subprocess.Popen(
+        [sys.executable, "-m", "idle_culler_daemon", "--url=" + fake_hub.api_url,
+         "--cull-every=1"], env=env, stderr=subprocess.PIPE, text=True)
+    lines = []
+    try:
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline and not any("pass-done" in line for line in lines):
+            lines.append(process.stderr.readline())
+        token_file.write_text(new_token + "\n")
+        process.send_signal(signal.SIGHUP)
+        while time.monotonic() < deadline and not any("pass-aborted" in line for line in lines):
+            lines.append(process.stderr.readline())
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(timeout=10) == 0
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+    output = "".join(lines) + process.stderr.read()
+    assert "event=reload-changed option=credential detail=replaced" in output
+    aborted = [line for line in output.splitlines() if "event=pass-aborted" in line]
+    assert aborted and "invalid token <redacted> for request" in aborted[0]
+    assert new_token not in output and fake_hub.token not in output
