@@ -20,6 +20,17 @@ COMMAND_LINES = [
 ]
 
 
+def terminate(process):
+    """SIGTERM, and the exit code within 10 s; a process still there after that is killed."""
+    try:
+        process.send_signal(signal.SIGTERM)
+        return process.wait(timeout=10)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+
+
 def test_cli_installed_script_and_module_both_answer_version(run_culler):
     assert SCRIPT.exists(), "the console script is not installed in this environment"
     installed = run_culler("--version", script=True)
@@ -245,13 +256,11 @@ def test_cli_daemon_survives_an_unreachable_hub_and_stops_on_sigterm(unused_port
         while seen < 2 and time.monotonic() < deadline:
             line = process.stderr.readline()
             seen += "pass-aborted" in line
-        assert seen == 2 and process.poll() is None  # two failed passes, still running
-        process.send_signal(signal.SIGTERM)
-        assert process.wait(timeout=10) == 0
+        running = process.poll() is None
     finally:
-        if process.poll() is None:
-            process.kill()
-            process.wait()
+        code = terminate(process)
+    assert seen == 2 and running  # two failed passes, still running
+    assert code == 0
 
 
 def test_cli_token_refused_by_the_hub_exits_78(run_culler, fake_hub):
@@ -280,12 +289,9 @@ def test_cli_reload_with_a_new_token_keeps_it_out_of_the_log(fake_hub, tmp_path)
         process.send_signal(signal.SIGHUP)
         while time.monotonic() < deadline and not any("pass-aborted" in line for line in lines):
             lines.append(process.stderr.readline())
-        process.send_signal(signal.SIGTERM)
-        assert process.wait(timeout=10) == 0
     finally:
-        if process.poll() is None:
-            process.kill()
-            process.wait()
+        code = terminate(process)
+    assert code == 0
     output = "".join(lines) + process.stderr.read()
     assert "event=reload-changed option=credential detail=replaced" in output
     aborted = [line for line in output.splitlines() if "event=pass-aborted" in line]
