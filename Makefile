@@ -1,5 +1,6 @@
 # The two commands of the README are `make demo` and `make test`; everything they need is
 # installed here, into folders of this checkout (.venv, .venv-hub, .venv-old, .node).
+# `make test-hubs` adds one .venv-hub-X.Y per JupyterHub of tests/realhub/hub-versions.txt.
 PYTHON ?= python3
 # Python 3.9 (pyenv's, when its shim is not active), else the default interpreter.
 OLD_PYTHON ?= $(shell for p in $${PYENV_ROOT:-$$HOME/.pyenv}/versions/3.9*/bin/python3.9 \
@@ -8,12 +9,13 @@ VENV := .venv
 BIN := $(VENV)/bin
 PYTEST_ARGS ?=
 
-.PHONY: help venv hub old-venv demo test test-unit test-old lint bench sdist wheel rpm deb \
-        systemd-test monitoring-test packages-test clean
+.PHONY: help venv hub hubs old-venv demo test test-hubs test-unit test-old lint bench sdist \
+        wheel rpm deb systemd-test monitoring-test packages-test clean
 
 help:
 	@echo "make demo      run the culler against a real local JupyterHub and show what it did"
 	@echo "make test      install what the tests need and run the whole suite"
+	@echo "make test-hubs the real-hub tests on every JupyterHub from 1.5 to 6.1"
 	@echo "make lint      ruff (target Python 3.9)"
 	@echo "make bench     benchmark against the reference culler (bench/README.md)"
 	@echo "make sdist wheel rpm deb   build the packages into dist/"
@@ -28,6 +30,10 @@ venv: $(BIN)/.installed
 
 hub:
 	bash scripts/install-realhub.sh
+
+# Every JupyterHub of tests/realhub/hub-versions.txt, each in its own .venv-hub* (idempotent).
+hubs:
+	bash scripts/install-realhub.sh all
 
 # The oldest supported versions (RHEL 9, Debian 12) on the oldest supported Python.
 .venv-old/.installed: setup.cfg requirements-old.txt
@@ -52,6 +58,12 @@ test: venv hub old-venv lint
 	.venv-old/bin/python -c "import sys, urllib3, requests, dateutil, sdnotify; \
 	print('oldest versions: python', sys.version.split()[0], 'urllib3', urllib3.__version__, \
 	'requests', requests.__version__, 'dateutil', dateutil.__version__)"
+
+# The real-hub tests of tests/realhub/test_hub_versions.py on every version, in sequence, one
+# hub start per version (make test runs them on 6.1 only).
+test-hubs: venv hubs
+	CI=true REALHUB_VERSIONS=all $(BIN)/python -m pytest -q -p no:cacheprovider -rxX \
+		tests/realhub/test_hub_versions.py $(PYTEST_ARGS)
 
 test-unit: venv
 	$(BIN)/python -m pytest -q tests/unit

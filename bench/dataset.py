@@ -225,3 +225,45 @@ def build(size: int, seed: int, now: datetime) -> Tuple[List[FakeUser], Expectat
         else:
             expect.inactive_selection += 1
     return users, expect
+
+
+# --check-kernels: what the idle servers' own answers say, as shares of the planned stops.
+KERNEL_SHARES = (("busy", 0.05), ("active", 0.05), ("idle-kernels", 0.30))
+
+
+def add_kernels(users: List[FakeUser], expect: Expectation, seed: int,
+                now: datetime) -> Dict[str, int]:
+    """Give the servers a correct pass would stop what a culler with ``--check-kernels`` sees.
+
+    Seeded shares of them: a busy kernel (kept; the user too), recent activity of the server's
+    own (kept; the user too), two idle kernels (stopped after api/status and api/kernels); the
+    rest run no kernel (stopped after api/status alone). Every other server runs no kernel and
+    is never asked. Returns the requests and decisions a correct pass makes.
+    """
+    rng = random.Random(seed + 1)
+    by_name = {user.name: user for user in users}
+    counts = {"status_gets": 0, "kernels_gets": 0, "kept_busy": 0, "kept_active": 0}
+    for name, server_name in sorted(expect.stops):
+        server = by_name[name].servers[server_name]
+        counts["status_gets"] += 1
+        draw, kind = rng.random(), "none"
+        for candidate, share in KERNEL_SHARES:
+            if draw < share:
+                kind = candidate
+                break
+            draw -= share
+        if kind == "busy":
+            server.kernels = ("idle", "busy")
+            counts["kernels_gets"] += 1
+            counts["kept_busy"] += 1
+        elif kind == "active":
+            server.kernels = ("idle",)
+            server.own_last_activity = now - timedelta(seconds=rng.uniform(MINUTE, TIMEOUT_S / 2))
+            counts["kept_active"] += 1
+        elif kind == "idle-kernels":
+            server.kernels = ("idle", "idle")
+            counts["kernels_gets"] += 1
+        if kind in ("busy", "active"):
+            expect.stops.discard((name, server_name))
+            expect.deletes.discard(name)
+    return counts

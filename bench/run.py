@@ -8,6 +8,9 @@ wrong culls, then checks the targets of bench/README.md. See bench/README.md for
     .venv/bin/python -m bench.run                      # 1k, 10k, 50k users, both cullers
     .venv/bin/python -m bench.run --sizes 1000,10000   # quicker
     .venv/bin/python -m bench.run --cullers ours       # without the reference
+
+At the sizes of ``--kernel-sizes`` (10k users by default) one more row runs ours with
+``--check-kernels``, against a hub that also plays the proxy and the single-user servers.
 """
 
 from __future__ import annotations
@@ -36,6 +39,7 @@ OURS_BIN = os.path.join(ROOT, ".venv", "bin", "jupyterhub-idle-culler")  # make 
 REF_BIN = os.path.join(REF_VENV, "bin", "jupyterhub-idle-culler")
 CONCURRENCY = 10
 MIB = 1024.0  # ru_maxrss is in KiB on Linux
+KERNELS = "ours --check-kernels"  # the row of ours asking idle servers about their kernels
 
 # Targets (bench/README.md).
 MAX_BOUND_RATIO = 1.15
@@ -63,13 +67,15 @@ def ensure_reference() -> None:
 class HubProcess:
     """``bench/serve_hub.py`` as a child process, driven line by line over pipes."""
 
-    def __init__(self, size: int, args: argparse.Namespace) -> None:
+    def __init__(self, size: int, args: argparse.Namespace, kernels: bool = False) -> None:
         command = [sys.executable, "-m", "bench.serve_hub", "--users", str(size),
                    "--seed", str(args.seed), "--list-latency", str(args.list_latency),
                    "--stop-latency", str(args.stop_latency),
                    "--delete-latency", str(args.delete_latency)]
         if args.no_slow_stops:
             command.append("--no-slow-stops")
+        if kernels:  # the hub also plays the proxy and the servers behind it
+            command += ["--kernels", "--server-latency", str(args.server_latency)]
         self.process = subprocess.Popen(command, cwd=ROOT, stdin=subprocess.PIPE,
                                         stdout=subprocess.PIPE,
                                         text=True, bufsize=1)
@@ -112,14 +118,17 @@ def culler_env(hub: HubProcess) -> Dict[str, str]:
 
 def run_one(culler: str, size: int, args: argparse.Namespace, logdir: str) -> Dict[str, Any]:
     """One pass of one culler against a fresh hub; the figures of the run."""
-    hub = HubProcess(size, args)
+    hub = HubProcess(size, args, kernels=culler == KERNELS)
     expected = hub.hello["expected"]
     flags = ["--url=" + hub.api_url] + list(dataset.CULLER_FLAGS)
     if culler == "ours":
         command = [OURS_BIN, "--once"] + flags
+    elif culler == KERNELS:
+        command = [OURS_BIN, "--once", "--check-kernels",
+                   "--server-url-base=http://127.0.0.1:%d" % hub.hello["port"]] + flags
     else:
         command = [REF_BIN] + flags
-    log_path = os.path.join(logdir, "%s-%d.log" % (culler, size))
+    log_path = os.path.join(logdir, "%s-%d.log" % (culler.replace(" --", "-"), size))
     status = None
     killed = timed_out = False
     child: Optional[subprocess.Popen] = None
@@ -169,6 +178,9 @@ def run_one(culler: str, size: int, args: argparse.Namespace, logdir: str) -> Di
     exit_code = os.waitstatus_to_exitcode(status) if status is not None else None
     pages, stops = expected["pages"], expected["stops"]
     stop_part = math.ceil(stops / CONCURRENCY) * args.stop_latency
+    checks = expected.get("checks") or {}
+    server_gets = checks.get("status_gets", 0) + checks.get("kernels_gets", 0)
+    stop_part += math.ceil(server_gets / CONCURRENCY) * args.server_latency
     bound = pages * args.list_latency + stop_part
     concurrent_pages = sum(1 + math.ceil((n - 1) / CONCURRENCY) for n in expected["listings"])
     bound_concurrent = concurrent_pages * args.list_latency + stop_part
@@ -178,7 +190,7 @@ def run_one(culler: str, size: int, args: argparse.Namespace, logdir: str) -> Di
         "culler": culler,
         "users": size,
         "pass_s": pass_s,
-        "process_s": (ended - started) if culler == "ours" else None,
+        "process_s": (ended - started) if culler != "reference" else None,
         "startup_s": (first - started) if first is not None else None,
         "bound_s": bound,
         "bound_concurrent_s": bound_concurrent,
@@ -302,6 +314,31 @@ def targets(results: List[Dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
+def kernel_checks(results: List[Dict[str, Any]]) -> str:
+    """The extra requests of the ``--check-kernels`` rows, next to ours at the same size."""
+    ours = {r["users"]: r for r in results if r["culler"] == "ours"}
+    lines = []
+    for r in results:
+        if r["culler"] != KERNELS:
+            continue
+        checks, routes = r["expected"]["checks"], r["hub"]["by_route"]
+        status, kernels = routes.get("server_status", 0), routes.get("server_kernels", 0)
+        base = ours.get(r["users"])
+        lines.append(
+            "- %dk users: %d servers judged idle by the hub, each asked once: %d api/status + "
+            "%d api/kernels GETs = %d extra requests (a correct pass: %d + %d); %d requests in "
+            "all%s; kept on their own word: %d with a busy kernel, %d recently active; pass "
+            "%s s%s, CPU %s s%s; TCP connections %d (hub API and proxy)" % (
+                r["users"] // 1000, checks["status_gets"], status, kernels, status + kernels,
+                checks["status_gets"], checks["kernels_gets"], r["hub"]["requests"],
+                (" (ours without: %d)" % base["hub"]["requests"]) if base else "",
+                checks["kept_busy"], checks["kept_active"], fmt(r["pass_s"], 1),
+                (" (ours without: %s s)" % fmt(base["pass_s"], 1)) if base else "",
+                fmt(r["cpu_s"], 1), (" (ours without: %s s)" % fmt(base["cpu_s"], 1))
+                if base else "", r["hub"]["connections"]))
+    return "\n".join(lines)
+
+
 def machine() -> str:
     lscpu = subprocess.run(["lscpu"], capture_output=True, text=True).stdout.splitlines()
     model = next((line.split(":", 1)[1].strip() for line in lscpu
@@ -317,6 +354,11 @@ def main() -> int:
                         help="comma-separated user counts (default: %(default)s)")
     parser.add_argument("--cullers", default="ours,reference",
                         help="ours, reference or both (default: %(default)s)")
+    parser.add_argument("--kernel-sizes", default="10000",
+                        help="user counts at which ours also runs with --check-kernels "
+                        "(comma-separated, empty for none; default: %(default)s)")
+    parser.add_argument("--server-latency", type=float, default=0.005,
+                        help="seconds per api/status or api/kernels answer (--check-kernels)")
     parser.add_argument("--seed", type=int, default=20240601)
     parser.add_argument("--list-latency", type=float, default=0.020, help="seconds per page")
     parser.add_argument("--stop-latency", type=float, default=0.050, help="seconds per stop")
@@ -355,6 +397,13 @@ def main() -> int:
                 culler, size, result["pass_s"] or -1, result["bound_s"],
                 len(result["hub"]["missing"]), len(result["hub"]["wrong"])))
             results.append(result)
+        if str(size) in args.kernel_sizes.split(","):
+            log("%s, %d users ..." % (KERNELS, size))
+            result = run_one(KERNELS, size, args, logdir)
+            log("%s, %d users: pass %.1f s, missing %d, wrong %d" % (
+                KERNELS, size, result["pass_s"] or -1, len(result["hub"]["missing"]),
+                len(result["hub"]["wrong"])))
+            results.append(result)
     total = time.monotonic() - began
     print("machine: %s" % machine())
     print("latency: list page %g ms, stop %g ms, user deletion %g ms; concurrency %d; seed %d; "
@@ -370,6 +419,11 @@ def main() -> int:
     print("targets:")
     print(targets(results))
     print()
+    if any(r["culler"] == KERNELS for r in results):
+        print("--check-kernels (server answers after %g ms; api/kernels only when api/status "
+              "leaves the question open):" % (args.server_latency * 1000))
+        print(kernel_checks(results))
+        print()
     for r in results:
         for kind in ("missing", "wrong"):
             items = r["hub"][kind]

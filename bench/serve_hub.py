@@ -2,7 +2,10 @@
 
 It serves ``tests.support.fakehub.FakeHub`` (threaded, in memory, JupyterHub 6.1.1's pagination and
 stop answers) loaded with the seeded dataset of ``bench/dataset.py``, with per-request latency
-for list pages and stops, and the stops of ``*-slow`` users answering 202.
+for list pages and stops, and the stops of ``*-slow`` users answering 202. With ``--kernels``
+it also plays the proxy and the single-user servers behind it for ``--check-kernels``
+(``dataset.add_kernels``: some idle servers have a busy kernel, some idle kernels, some recent
+activity of their own), each answer after ``--server-latency``.
 
 Protocol with the driver (``bench/run.py``), one JSON object per line:
   * on start-up it prints ``{"port", "token", "expected": {...}}`` to stdout;
@@ -159,10 +162,15 @@ def main() -> int:
     parser.add_argument("--delete-latency", type=float, default=0.0)
     parser.add_argument("--no-slow-stops", action="store_true",
                         help="answer 204 to the *-slow users' stops too")
+    parser.add_argument("--kernels", action="store_true",
+                        help="give idle servers kernels, for a culler with --check-kernels")
+    parser.add_argument("--server-latency", type=float, default=0.005,
+                        help="seconds per api/status or api/kernels answer of a server")
     args = parser.parse_args()
 
     now = datetime.now(timezone.utc)
     users, expect = dataset.build(args.users, args.seed, now)
+    checks = dataset.add_kernels(users, expect, args.seed, now) if args.kernels else {}
     if args.no_slow_stops:
         # Without 202 the slow users are plain idle users: their user records go as well.
         expect.deletes |= {u.name for u in users if u.name.endswith(dataset.SLOW_SUFFIX)}
@@ -171,6 +179,7 @@ def main() -> int:
     hub.latency.list_users = args.list_latency
     hub.latency.stop_server = args.stop_latency
     hub.latency.delete_user = args.delete_latency
+    hub.latency.server_api = args.server_latency
     hub.add(*users)
     del users
     if not args.no_slow_stops:
@@ -190,6 +199,7 @@ def main() -> int:
             "listings": expect.listings(),
             "pages": expect.pages(),
             "categories": expect.categories,
+            "checks": checks,
         },
     }
     print(json.dumps(hello), flush=True)

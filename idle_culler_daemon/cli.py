@@ -18,7 +18,7 @@ from idle_culler_daemon.log import configure_logging, get_logger
 from idle_culler_daemon.metrics import Endpoint, Metrics
 from idle_culler_daemon.notify import Notifier
 from idle_culler_daemon.options import PROG, generate_config, parse_command_line
-from idle_culler_daemon.report import plan_table
+from idle_culler_daemon.report import plan_json, plan_table
 from idle_culler_daemon.service import Culler
 from idle_culler_daemon.sources import read_text
 
@@ -138,7 +138,8 @@ def _serve(culler: Culler, notifier: Notifier, signals: Signals, metrics: Option
         if endpoint is not None:
             endpoint.close()
     if config.once and config.dry_run and culler.last_stats is not None:
-        print(plan_table(culler.last_stats.plan))
+        stats = culler.last_stats
+        print(plan_json(stats) if config.output == "json" else plan_table(stats.plan))
         sys.stdout.flush()
     return code
 

@@ -48,11 +48,18 @@ class RuleSettings:
     users: Tuple[str, ...] = ()
     groups: Tuple[str, ...] = ()
     server_names: Tuple[str, ...] = ()
+    profiles: Tuple[str, ...] = ()
+    user_options: Tuple[Tuple[str, str], ...] = ()  # (key, pattern) pairs
     cull: Optional[bool] = None
     timeout: Optional[int] = None
     max_age: Optional[int] = None
     user_timeout: Optional[int] = None
     user_max_age: Optional[int] = None
+    check_kernels: Optional[bool] = None
+
+    @property
+    def needs_user_options(self) -> bool:
+        return bool(self.profiles or self.user_options)
 
 
 @dataclass(frozen=True)
@@ -67,10 +74,22 @@ class CullSettings:
     cull_default_servers: bool = True
     cull_named_servers: bool = True
     rules: Tuple[RuleSettings, ...] = ()
+    check_kernels: bool = False
+    max_stops_per_pass: int = 0            # 0: no limit
+    max_stop_fraction: Optional[float] = None  # None: no guard
 
     @property
     def needs_groups(self) -> bool:
         return any(rule.groups for rule in self.rules)
+
+    @property
+    def needs_user_options(self) -> bool:
+        return any(rule.needs_user_options for rule in self.rules)
+
+    @property
+    def may_check_kernels(self) -> bool:
+        """Whether any server may be asked about its kernels (globally or by a rule)."""
+        return self.check_kernels or any(rule.check_kernels for rule in self.rules)
 
 
 @dataclass(frozen=True)
@@ -88,6 +107,7 @@ class HubSettings:
     pool_size: int = 10
     client_cert: Optional[Tuple[str, str]] = None  # (certfile, keyfile)
     ca_bundle: Optional[str] = None
+    server_url_base: Optional[str] = None  # the proxy's origin, for --check-kernels
 
 
 @dataclass(frozen=True)
@@ -100,6 +120,7 @@ class Config:
     concurrency: int
     once: bool = False
     dry_run: bool = False
+    output: str = "table"
     log_level: str = "INFO"
     log_format: str = "text"
     config_file: Optional[str] = None
@@ -148,7 +169,10 @@ def parse_rule(name: str, items: Mapping[str, Any], where: str) -> RuleSettings:
             fields[key] = RULE_KEYS[key](raw)
         except ValueError as exc:
             raise ConfigError("%s: key %r: %r %s" % (where, key, raw, exc)) from None
-        if key in RULE_MATCHERS:
+        if key == "user_options":
+            _check_patterns(tuple(pattern for _, pattern in fields[key]),
+                            "%s: key %r" % (where, key))
+        elif key in RULE_MATCHERS:
             _check_patterns(fields[key], "%s: key %r" % (where, key))
     if not any(key in fields for key in RULE_MATCHERS):
         raise ConfigError("%s: a rule needs at least one of %s" % (where, ", ".join(RULE_MATCHERS)))
@@ -172,7 +196,9 @@ def parse_rule_option(text: str, where: str) -> RuleSettings:
     """Parse ``NAME:key=value,key=value`` from ``--rule``.
 
     A comma-separated segment without ``=`` continues the previous value, so
-    ``staff:groups=staff,admins,cull=false`` gives ``groups = staff, admins``.
+    ``staff:groups=staff,admins,cull=false`` gives ``groups = staff, admins``. After
+    ``user_options=``, a ``KEY=PATTERN`` segment whose KEY is not a rule key continues it too:
+    ``big:user_options=image=*torch*,size=large,timeout=1h``.
     """
     name, colon, body = text.partition(":")
     if not colon or not name.strip():
@@ -181,7 +207,9 @@ def parse_rule_option(text: str, where: str) -> RuleSettings:
     last_key = None
     for segment in body.split(","):
         key, equals, value = segment.partition("=")
-        if equals:
+        if last_key is not None and equals and _continues_user_options(last_key, key):
+            items[last_key] += "," + segment.strip()
+        elif equals:
             last_key = key.strip()
             if last_key in items:
                 raise ConfigError("%s: key %r given twice in %r" % (where, last_key, text))
@@ -191,6 +219,12 @@ def parse_rule_option(text: str, where: str) -> RuleSettings:
         elif segment.strip():
             raise ConfigError("%s: %r has no '=' in %r" % (where, segment, text))
     return parse_rule(name.strip(), items, "%s %r" % (where, name.strip()))
+
+
+def _continues_user_options(last_key: str, key: str) -> bool:
+    """Is ``key=...`` another KEY=PATTERN pair of a ``user_options=`` value in ``--rule``?"""
+    return (last_key.replace("-", "_") == "user_options"
+            and key.strip().replace("-", "_") not in RULE_KEYS)
 
 
 def _all_rules(values: Mapping[str, Any], sections: List[RuleSection]) -> Tuple[RuleSettings, ...]:
@@ -237,17 +271,49 @@ def _merge(layers: Layers) -> Tuple[Dict[str, Any], Dict[str, str]]:
     return values, sources
 
 
-def _check_url(url: str) -> str:
+def _check_url(url: str, flag: str = "--url") -> str:
     url = url.strip().rstrip("/")
     parts = urlsplit(url)
     if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise ConfigError("--url: %r is not an http(s) URL with a host" % url)
+        raise ConfigError("%s: %r is not an http(s) URL with a host" % (flag, url))
     if parts.query or parts.fragment:
-        raise ConfigError("--url: %r must not have a query or a fragment" % url)
+        raise ConfigError("%s: %r must not have a query or a fragment" % (flag, url))
     return url
 
 
-def _settle(values: Dict[str, Any]) -> List[str]:
+def public_origin(env: Mapping[str, str]) -> Optional[str]:
+    """The proxy's origin as the hub tells a managed service, or None.
+
+    JupyterHub sets ``JUPYTERHUB_PUBLIC_HUB_URL`` (the public URL of the hub, hence of the
+    proxy) and ``JUPYTERHUB_HOST`` (its origin, or the subdomain host) for the services it
+    starts, when ``c.JupyterHub.public_url`` (or ``subdomain_host``) is set; both are empty or
+    absent otherwise.
+    """
+    for name in ("JUPYTERHUB_PUBLIC_HUB_URL", "JUPYTERHUB_HOST"):
+        parts = urlsplit(env.get(name, "").strip())
+        if parts.scheme in ("http", "https") and parts.netloc:
+            return "%s://%s" % (parts.scheme, parts.netloc)
+    return None
+
+
+def _server_url_base(values: Dict[str, Any], rules: Tuple[RuleSettings, ...],
+                     warnings: List[str]) -> None:
+    """Check the proxy's URL; --check-kernels (anywhere) cannot work without it."""
+    base = values["server_url_base"]
+    if base:
+        base = _check_url(base, "--server-url-base")
+        parts = urlsplit(base)
+        if parts.path not in ("", "/"):
+            warnings.append("--server-url-base: the path %r is ignored; each server's path "
+                            "comes from the hub" % parts.path)
+        values["server_url_base"] = "%s://%s" % (parts.scheme, parts.netloc)
+    elif values["check_kernels"] or any(rule.check_kernels for rule in rules):
+        raise ConfigError("--check-kernels needs the proxy's URL: give --server-url-base=URL "
+                          "(JUPYTERHUB_IDLE_CULLER_SERVER_URL_BASE), or run the culler as a "
+                          "hub-managed service of a hub with c.JupyterHub.public_url set")
+
+
+def _settle(values: Dict[str, Any], rules: Tuple[RuleSettings, ...]) -> List[str]:
     """Refuse impossible values, fill in derived defaults; return warnings for the log."""
     warnings: List[str] = []
     if values["timeout"] == 0:
@@ -263,6 +329,10 @@ def _settle(values: Dict[str, Any]) -> List[str]:
                         % values["api_page_size"])
     if values["metrics_port"] > 65535:
         raise ConfigError("--metrics-port: %r is not a TCP port" % values["metrics_port"])
+    _server_url_base(values, rules, warnings)
+    if values["output"] != "table" and not (values["once"] and values["dry_run"]):
+        warnings.append("--output=%s only changes what --once --dry-run prints; it has no "
+                        "effect here" % values["output"])
     return warnings
 
 
@@ -302,6 +372,10 @@ def _layers(cli_values: Mapping[str, Any], env: Mapping[str, str], read_file: Re
                            ("request_timeout", "JUPYTERHUB_REQUEST_TIMEOUT")):
         if env.get(variable):
             layers.append(("$" + variable, {name: env[variable]}))
+    origin = public_origin(env)
+    if origin:
+        layers.append(("$JUPYTERHUB_PUBLIC_HUB_URL or $JUPYTERHUB_HOST",
+                       {"server_url_base": origin}))
     layers.append(("default", {"url": DEFAULT_URL, "request_timeout": "60"}))
     return layers, sections, config_path, by_default
 
@@ -318,7 +392,7 @@ def load_config(cli_values: Mapping[str, Any], env: Mapping[str, str],
     values, sources = _merge(layers)
     rules = _all_rules(values, sections)
     raw_cull_every = values["cull_every"]
-    warnings = unknown_variables(env) + _settle(values)
+    warnings = unknown_variables(env) + _settle(values, rules)
     if values["cull_every"] != raw_cull_every:
         sources["cull_every"] += " (0: half of --timeout)"
     if config_path and by_default:
@@ -341,21 +415,26 @@ def _build(values: Mapping[str, Any], rules: Tuple[RuleSettings, ...], env: Mapp
     hub = HubSettings(
         api_url=_check_url(values["url"]), token=token[0],
         read_timeout=values["request_timeout"], page_size=values["api_page_size"],
-        pool_size=values["concurrency"], client_cert=client_cert, ca_bundle=ca_bundle)
+        pool_size=values["concurrency"], client_cert=client_cert, ca_bundle=ca_bundle,
+        server_url_base=values["server_url_base"])
     culling = CullSettings(
         timeout=values["timeout"], max_age=values["max_age"], cull_users=values["cull_users"],
         cull_admin_users=values["cull_admin_users"],
         remove_named_servers=values["remove_named_servers"],
         cull_default_servers=values["cull_default_servers"],
-        cull_named_servers=values["cull_named_servers"], rules=rules)
+        cull_named_servers=values["cull_named_servers"], rules=rules,
+        check_kernels=values["check_kernels"],
+        max_stops_per_pass=values["max_stops_per_pass"],
+        max_stop_fraction=values["max_stop_fraction"])
     shown = tuple((option.name, show(values[option.name])) for option in OPTIONS
                   if not option.cli_only and values[option.name] is not None)
     return Config(
         hub=hub, culling=culling, cull_every=values["cull_every"],
         concurrency=values["concurrency"], once=values["once"], dry_run=values["dry_run"],
-        log_level=values["log_level"], log_format=values["log_format"],
-        metrics_port=values["metrics_port"], metrics_address=values["metrics_address"],
-        metrics_file=values["metrics_file"], values=shown, token_source=token[1])
+        output=values["output"], log_level=values["log_level"],
+        log_format=values["log_format"], metrics_port=values["metrics_port"],
+        metrics_address=values["metrics_address"], metrics_file=values["metrics_file"],
+        values=shown, token_source=token[1])
 
 
 def show_config(config: Config) -> str:

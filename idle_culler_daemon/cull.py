@@ -33,12 +33,17 @@ from typing import (
 )
 
 from idle_culler_daemon.config import CullSettings
-from idle_culler_daemon.errors import HubAuthError, HubError, ModelError
+from idle_culler_daemon.errors import HubAuthError, HubError, HubUnavailable, ModelError
 from idle_culler_daemon.hub import DeleteResult, Page, StopResult
 from idle_culler_daemon.jobs import Stop, UserJob, judge, verdict_fields
 from idle_culler_daemon.log import get_logger
-from idle_culler_daemon.model import parse_user
-from idle_culler_daemon.policy import Verdict
+from idle_culler_daemon.model import parse_server_status, parse_user
+from idle_culler_daemon.policy import (
+    Verdict,
+    guard_plan,
+    judge_server_status,
+    kernels_needed,
+)
 from idle_culler_daemon.scopes import scope_hint
 from idle_culler_daemon.stats import PassStats, PlanEntry
 
@@ -53,6 +58,10 @@ class HubApi(Protocol):
     def stop_server(self, user: str, server: str, remove: bool) -> StopResult: ...
 
     def delete_user(self, user: str) -> DeleteResult: ...
+
+    def server_status(self, server_url: str) -> Any: ...
+
+    def server_kernels(self, server_url: str) -> Any: ...
 
 
 # --- how a pass runs -------------------------------------------------------------------------
@@ -144,10 +153,11 @@ class CullPass:
         self.stats = PassStats(dry_run=runtime.dry_run)
         self._progress = _Progress(runtime)
         self._denials = _Denials()
+        self._check_failures = _Denials()  # reasons a kernel check failed, logged once each
 
     def run(self) -> PassStats:
         started = self.runtime.monotonic()
-        jobs = self._list()
+        jobs = self._guard(self._list())
         self._act(jobs)
         if self._denials.summary() and not self.stats.auth_error:
             self.stats.auth_error = self._denials.summary()
@@ -205,7 +215,10 @@ class CullPass:
             # seen before: keep only what every sighting agrees on
             earlier = jobs.get(user.name) or UserJob(user.name)
             jobs[user.name] = earlier.merged(job or UserJob(user.name))
-        elif job is None:
+            return
+        self.stats.servers_running += sum(1 for server in user.servers  # once per user
+                                          if server.ready and not server.pending)
+        if job is None:
             nothing_to_do.add(user.name)
         else:
             jobs[user.name] = job
@@ -256,6 +269,57 @@ class CullPass:
         self._drain({future}, 0)
         return future.result()
 
+    # -- the mass-cull guard: one decision over the whole plan, before anything is sent -------
+
+    def _guard(self, jobs: Dict[str, UserJob]) -> Dict[str, UserJob]:
+        """Hold back what ``--max-stops-per-pass`` or ``--max-stop-fraction`` say must wait."""
+        planned = [(job.user, stop) for job in jobs.values() for stop in job.stops]
+        verdict = guard_plan([stop.verdict.idle_for for _, stop in planned],
+                             self.stats.servers_running, self.settings)
+        if not verdict.held:
+            return jobs
+        held: Dict[str, Set[str]] = {}
+        for index in verdict.held:
+            user, stop = planned[index]
+            held.setdefault(user, set()).add(stop.server)
+        self.stats.held_back = len(verdict.held)
+        if verdict.tripped:
+            self._trip(verdict.planned, verdict.running)
+        else:
+            log.warning("stops-held-back", held=len(verdict.held), planned=verdict.planned,
+                        limit=self.settings.max_stops_per_pass,
+                        detail="the longest idle are stopped first; the others wait for the "
+                               "next pass")
+        if self.runtime.dry_run:
+            self._plan_held(jobs, held, verdict.tripped)
+        if verdict.tripped:
+            return {}
+        return {name: job.holding_back(held.get(name, set())) for name, job in jobs.items()}
+
+    def _trip(self, planned: int, running: int) -> None:
+        limit = self.settings.max_stop_fraction or 0.0
+        self.stats.guard_tripped = ("mass-cull guard: would stop %d of %d running servers, "
+                                    "more than %g of them; nothing stopped"
+                                    % (planned, running, limit))
+        log.error("mass-cull-guard", share="%d/%d" % (planned, running),
+                  fraction=round(planned / running if running else 1.0, 2), limit=limit,
+                  detail="nothing was stopped or deleted in this pass. If activity reporting "
+                         "broke (the proxy, the network, a hub upgrade), mend it first; if "
+                         "that many servers really are idle, run once with a higher "
+                         "--max-stop-fraction, or let --max-stops-per-pass=N drain them")
+
+    def _plan_held(self, jobs: Dict[str, UserJob], held: Dict[str, Set[str]],
+                   tripped: bool) -> None:
+        """A dry run still shows the whole plan: what the guard holds back is marked."""
+        for job in jobs.values():
+            for stop in job.stops:
+                if stop.server in held.get(job.user, ()):
+                    self.stats.add_to_plan(PlanEntry("stop", job.user, stop.server,
+                                                     stop.verdict, stop.profile, True))
+            if tripped and job.delete is not None:
+                self.stats.add_to_plan(PlanEntry("delete", job.user, "", job.delete,
+                                                 held_back=True))
+
     # -- acting -------------------------------------------------------------------------------
 
     def _act(self, jobs: Dict[str, UserJob]) -> None:
@@ -286,19 +350,72 @@ class CullPass:
 
     def _run_job(self, job: UserJob) -> None:
         """Stop the job's servers in order, then delete the user if every stop finished."""
-        all_down = True
+        all_down, kept = True, False
         for stop in job.stops:
+            if not self._second_look(job.user, stop).acts:
+                kept = True
+                continue
             down = self._stop(job.user, stop)
             all_down = all_down and down
-        if job.delete is not None:
+        if job.delete is not None and kept:
+            log.info("keep-user", user=job.user, reason="servers-alive", detail="a server of "
+                     "theirs was kept on its own word (--check-kernels)")
+        elif job.delete is not None:
             self._delete(job.user, job.delete, all_down)
+
+    def _second_look(self, user: str, stop: Stop) -> Verdict:
+        """Ask the server itself before stopping it, when its verdict says so (--check-kernels).
+
+        Returns the verdict to act on: the stop's own, or a KEEP when a kernel is busy or the
+        server's own activity is recent. ``api/kernels`` is asked only when ``api/status``
+        leaves the question open. A server that cannot be asked is judged by the hub's data.
+        """
+        verdict = stop.verdict
+        if verdict.check_within_s is None:
+            return verdict
+        who = {"user": user, "server": stop.server or "-"}
+        if not stop.url:
+            self._check_failed(who, "no-url", "the hub's model has no url for this server")
+            return verdict
+        self.stats.add(checked=1)
+        try:
+            body = self.hub.server_status(stop.url)
+            status = parse_server_status(body)
+            judged = judge_server_status(verdict, status, self.now)
+            if kernels_needed(judged, status):
+                status = parse_server_status(body, self.hub.server_kernels(stop.url))
+                judged = judge_server_status(verdict, status, self.now)
+        except (HubError, ModelError) as exc:
+            self._check_failed(who, _check_failure(exc), str(exc))
+            return verdict
+        except Exception:  # a bug must not end the pass: judge by the hub's data
+            log.exception("kernel-check-failed", **who, reason="bug")
+            self.stats.add(check_failed=1)
+            return verdict
+        if not judged.acts:
+            self.stats.add(kept_by_server=1)
+            log.info("keep", **who, **verdict_fields(judged))
+        return judged
+
+    def _check_failed(self, who: Dict[str, str], reason: str, error: str) -> None:
+        """Count a server that could not be asked; log each reason once per pass."""
+        self.stats.add(check_failed=1)
+        extra = {"hint": "the token needs the scope " + scope_hint("check")} \
+            if reason == "refused" else {}
+        if self._check_failures.deny(reason, error):
+            log.warning("kernel-check-failed", **who, reason=reason, error=error, **extra,
+                        detail="judged by the hub's data alone; more of this kind in this "
+                               "pass are logged at DEBUG")
+        else:
+            log.debug("kernel-check-failed", **who, reason=reason, error=error)
 
     def _stop(self, user: str, stop: Stop) -> bool:
         """Stop one server; True when it is down (stopped, already gone, or a dry run)."""
         who = {"user": user, "server": stop.server or "-"}
         if self.runtime.dry_run:
             log.info("would-stop", **who, **verdict_fields(stop.verdict))
-            self.stats.add_to_plan(PlanEntry("stop", user, stop.server, stop.verdict))
+            self.stats.add_to_plan(PlanEntry("stop", user, stop.server, stop.verdict,
+                                             stop.profile))
             return True
         remove = self.settings.remove_named_servers and bool(stop.server)
         result = self._attempt("stop", who, stop.verdict.reason,
@@ -356,6 +473,20 @@ class CullPass:
                 log.exception(action + "-failed", **who, reason=reason)
         self.stats.count_failure(action, who["user"])
         return None
+
+
+def _check_failure(exc: Exception) -> str:
+    """Why a server could not be asked, as a short reason for the log."""
+    status = getattr(exc, "status", None)
+    if isinstance(exc, HubAuthError):
+        return "refused"
+    if isinstance(exc, ModelError) or status == 404:
+        return "not-jupyter-server"  # no api/status, or not the answer jupyter-server gives
+    if status is None:
+        return "no-answer" if isinstance(exc, HubUnavailable) else "not-jupyter-server"
+    if 300 <= status < 400:
+        return "redirected"  # the hub's "not running" page, or a login
+    return "http-%d" % status
 
 
 def run_pass(hub: HubApi, settings: CullSettings, now: datetime, runtime: Runtime,

@@ -15,7 +15,7 @@ import socket
 import threading
 from dataclasses import dataclass
 from typing import Any, Dict, List, Optional
-from urllib.parse import quote
+from urllib.parse import quote, urljoin, urlsplit
 
 import requests
 from requests.adapters import HTTPAdapter
@@ -190,6 +190,15 @@ def build_session(settings: HubSettings, policy: RetryPolicy = RetryPolicy(),
     session = requests.Session()
     session.mount("http://", adapter)
     session.mount("https://", adapter)
+    if settings.server_url_base:
+        # Single-user servers are asked through the proxy once, never retried: one that does
+        # not answer within the request timeout is judged by the hub's data alone. requests
+        # picks the adapter with the longest matching prefix, so the hub's API keeps its
+        # retries even when it is reached through the same proxy.
+        session.mount(settings.server_url_base + "/",
+                      HTTPAdapter(max_retries=0, pool_connections=1,
+                                  pool_maxsize=settings.pool_size + 1))
+        session.mount(settings.api_url, adapter)
     session.auth = _TokenAuth(settings.token)
     session.headers["User-Agent"] = USER_AGENT
     if settings.client_cert:
@@ -203,6 +212,26 @@ def build_session(settings: HubSettings, policy: RetryPolicy = RetryPolicy(),
     session.verify = from_env["verify"]
     session.trust_env = False
     return session
+
+
+def server_request_settings(server_url_base: str, session: requests.Session) -> Dict[str, Any]:
+    """``verify`` and ``proxies`` for requests to the proxy, read from the environment once.
+
+    The session's own were read for the hub's API URL (and trust the hub's internal CA with
+    ``--ssl-enabled``); the proxy's public URL gets what requests would pick for it: the
+    default certificate bundle (or ``REQUESTS_CA_BUNDLE``) and its own proxies, or none where
+    ``NO_PROXY`` says so (a proxy the session has is then switched off with ``None``).
+    """
+    reader = requests.Session()
+    try:
+        found = reader.merge_environment_settings(server_url_base + "/", {}, None, True, None)
+    finally:
+        reader.close()
+    proxies: Dict[str, Optional[str]] = {key: None for key in session.proxies}
+    proxies.update(found["proxies"])
+    wanted = {"verify": found["verify"], "proxies": proxies}
+    # only what differs from the session's own: each keyword costs CPU on every request
+    return {key: value for key, value in wanted.items() if value != getattr(session, key)}
 
 
 def user_path(user: str) -> str:
@@ -246,20 +275,25 @@ class HubClient:
         self._timeout = (policy.connect_timeout, settings.read_timeout)
         self._base = settings.api_url
         self._session = build_session(settings, policy, cancel)
+        self._server_settings = (server_request_settings(settings.server_url_base,
+                                                         self._session)
+                                 if settings.server_url_base else {})
 
     def close(self) -> None:
         self._session.close()
 
-    def _call(self, method: str, path: str, **kwargs: Any) -> requests.Response:
-        """Send one request; the only place that uses the session."""
+    def _call(self, method: str, path: str, base: Optional[str] = None,
+              **kwargs: Any) -> requests.Response:
+        """Send one request to ``base`` (default: the API URL) + ``path``; the only place
+        that uses the session."""
         try:
             return self._session.request(
-                method, self._base + path, timeout=self._timeout, **kwargs)
+                method, (base or self._base) + path, timeout=self._timeout, **kwargs)
         except requests.RequestException as exc:
             raise HubUnavailable("%s %s: %s" % (method, path, _describe(exc))) from None
 
     def _get_json(self, path: str, params: Optional[Dict[str, Any]] = None,
-                  headers: Optional[Dict[str, str]] = None) -> Any:
+                  headers: Optional[Dict[str, str]] = None, **request: Any) -> Any:
         """GET and decode JSON, the whole body within one read timeout.
 
         requests' read timeout bounds each gap between bytes, not the whole body: a hub that
@@ -268,7 +302,8 @@ class HubClient:
         chunks (urllib3 1.26 has no read-at-most-once call) that a slow sender can stretch
         without limit, so a deadline checked between reads could not end the read in progress.
         """
-        response = self._call("GET", path, params=params, headers=headers, stream=True)
+        response = self._call("GET", path, params=params, headers=headers, stream=True,
+                              **request)
         expired = threading.Event()
         timer = threading.Timer(self._settings.read_timeout, _abort_read, (response, expired))
         timer.daemon = True
@@ -342,6 +377,35 @@ class HubClient:
                                    % (next_offset, offset))
         return Page(items=items, offset=offset, limit=limit, total=total,
                     next_offset=next_offset)
+
+    def server_status(self, server_url: str) -> Any:
+        """``GET <proxy><server url>api/status`` of a single-user server: its JSON answer."""
+        return self._server_get(server_url, "status")
+
+    def server_kernels(self, server_url: str) -> Any:
+        """``GET <proxy><server url>api/kernels`` of a single-user server: its JSON answer."""
+        return self._server_get(server_url, "kernels")
+
+    def _server_get(self, server_url: str, endpoint: str) -> Any:
+        """Ask a single-user server (jupyter-server) itself, through the proxy.
+
+        ``server_url`` is the server's ``url`` from the hub's model (a path such as
+        ``/user/ann/``, already escaped by the hub; a whole URL on hubs with subdomains). The
+        token goes in the ``Authorization`` header only, as for the hub (the server checks it
+        with the hub: ``access:servers``). Sent once, with ``no_track_activity=1`` so that the
+        question itself is not activity, and redirects are not followed: a server that is
+        not running, or a login page, answers with one, which is an error here, like 404 (not
+        a jupyter-server) and any other status but 200.
+        """
+        base = self._settings.server_url_base
+        if not base:
+            raise HubProtocolError("no proxy URL (--server-url-base) to ask servers through")
+        url = urljoin(base + "/", server_url if server_url.endswith("/") else server_url + "/")
+        parts = urlsplit(url)
+        return self._get_json(parts.path + "api/" + endpoint, {"no_track_activity": "1"},
+                              {"Accept": "application/json"},
+                              base="%s://%s" % (parts.scheme, parts.netloc),
+                              allow_redirects=False, **self._server_settings)
 
     def stop_server(self, user: str, server: str, remove: bool) -> StopResult:
         """Stop (and with ``remove``, delete) a server: ``DELETE /users/{u}/server[s/{s}]``."""

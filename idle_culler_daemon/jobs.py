@@ -4,9 +4,8 @@ Built from the pure verdicts of ``policy`` as each user's page arrives; only job
 while listing, never the user models. Kept servers are logged here at DEBUG.
 """
 
-from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any, Dict, MutableSet, Optional, Tuple
+from typing import AbstractSet, Any, Dict, MutableSet, NamedTuple, Optional, Tuple
 
 from idle_culler_daemon.config import CullSettings
 from idle_culler_daemon.log import get_logger
@@ -16,15 +15,22 @@ from idle_culler_daemon.policy import Action, Verdict, judge_server, judge_user
 log = get_logger(__name__)
 
 
-@dataclass(frozen=True)
-class Stop:
+class Stop(NamedTuple):
+    """A server to stop. ``url`` (kept only when the server is to be asked, see
+    ``Verdict.check_within_s``) and ``profile`` come from the hub's model."""
+
     server: str
     verdict: Verdict
+    url: Optional[str] = None
+    profile: Optional[str] = None
 
 
-@dataclass(frozen=True)
-class UserJob:
-    """What to do for one user: stop these servers, then maybe delete the user."""
+class UserJob(NamedTuple):
+    """What to do for one user: stop these servers, then maybe delete the user.
+
+    Named tuples (``Stop`` too) rather than dataclasses: a pass keeps every job until the
+    listing ends, so each byte counts once per idle user.
+    """
 
     user: str
     stops: Tuple[Stop, ...] = ()
@@ -44,6 +50,14 @@ class UserJob:
         stops = tuple(stop for stop in self.stops if stop.server in theirs)
         delete = self.delete if (self.delete and other.delete) else None
         return UserJob(self.user, stops, delete)
+
+    def holding_back(self, servers: AbstractSet[str]) -> "UserJob":
+        """The job without the stops of ``servers``; the user is then not deleted either
+        (a server of theirs is still running)."""
+        stops = tuple(stop for stop in self.stops if stop.server not in servers)
+        if len(stops) == len(self.stops):
+            return self
+        return UserJob(self.user, stops, None)
 
 
 def verdict_fields(verdict: Verdict) -> Dict[str, Any]:
@@ -69,9 +83,15 @@ def judge(user: User, now: datetime, settings: CullSettings,
     stops = []
     kept = False
     for server in user.servers:
+        if server.user_options is None and settings.needs_user_options:
+            _warn_once(warned, "user-options",
+                       "a rule matches on profiles or user_options, but the hub's server "
+                       "models carry no user_options: such rules match no server until the "
+                       "token has the scope read:servers")
         verdict = judge_server(user, server, now, settings)
         if verdict.action is Action.STOP:
-            stops.append(Stop(server.name, verdict))
+            url = server.url if verdict.check_within_s is not None else None
+            stops.append(Stop(server.name, verdict, url, server.profile))
             continue
         kept = True
         if verdict.reason != "no-timestamps":
@@ -90,3 +110,12 @@ def judge(user: User, now: datetime, settings: CullSettings,
     if not stops and delete is None:
         return None
     return UserJob(user.name, tuple(stops), delete)
+
+
+def _warn_once(warned: Optional[MutableSet[str]], key: str, detail: str) -> None:
+    """A WARNING ``user-options-missing``: once per ``warned`` set, each time without one."""
+    if warned is not None:
+        if key in warned:
+            return
+        warned.add(key)
+    log.warning("user-options-missing", scope="read:servers", detail=detail)

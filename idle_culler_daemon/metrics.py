@@ -95,15 +95,25 @@ class Metrics:
         self.errors = counter(PREFIX + "request_errors", "Failed requests to the hub, by "
                               "status class (4xx, 5xx, connection).", ["status_class"],
                               registry=registry)
+        self.guard_trips = counter(PREFIX + "mass_cull_guard_trips", "Passes in which the "
+                                   "mass-cull guard (--max-stop-fraction) stopped nothing.",
+                                   registry=registry)
+        self.held_back = counter(PREFIX + "servers_held_back", "Planned stops held back by "
+                                 "the mass-cull guard (--max-stops-per-pass, "
+                                 "--max-stop-fraction).", registry=registry)
         self.last_success = gauge(PREFIX + "last_success_timestamp_seconds", "Unix time of "
                                   "the end of the last pass without errors.", registry=registry)
         self.interval = gauge(PREFIX + "interval_seconds", "The configured time from the "
                               "start of one pass to the start of the next (--cull-every).",
                               registry=registry)
-        info = gauge(PREFIX + "build_info", "Version of the culler.", ["version"],
-                     registry=registry)
+        self._create_series()
+
+    def _create_series(self) -> None:
+        """The build information, and every labelled series at zero: there from the start."""
+        info = self._client.Gauge(PREFIX + "build_info", "Version of the culler.", ["version"],
+                                  registry=self.registry)
         info.labels(version=__version__).set(1)
-        for result in PASS_RESULTS:  # every series exists from the start
+        for result in PASS_RESULTS:
             self.passes.labels(result=result)
         for status_class in STATUS_CLASSES:
             self.errors.labels(status_class=status_class)
@@ -138,6 +148,9 @@ class Metrics:
         self.stop_failed.inc(stats.failed)
         self.deleted.inc(stats.deleted)
         self.delete_failed.inc(stats.delete_failed)
+        if stats.guard_tripped:
+            self.guard_trips.inc()
+        self.held_back.inc(stats.held_back)
         for status_class, count in stats.errors.items():
             self.errors.labels(status_class=status_class).inc(count)
         if result == "ok":

@@ -14,20 +14,50 @@ import dateutil.parser
 
 from idle_culler_daemon.errors import ModelError
 
+Options = Tuple[Tuple[str, str], ...]
+
 
 @dataclass(frozen=True)
 class Server:
-    """One server of a user; ``name`` is ``""`` for the default server."""
+    """One server of a user; ``name`` is ``""`` for the default server.
+
+    ``url`` is the server's path on the proxy (``/user/ann/lab/``; a whole URL on hubs with
+    subdomains), None when the model has none. ``user_options`` holds the top-level scalar
+    values of the server's ``user_options`` as text (strings as they are, ``true``/``false``,
+    numbers); None when the model does not carry them at all (the token lacks
+    ``read:servers``, or the hub is older), which is not the same as none set (``()``).
+    """
 
     name: str
     ready: bool
     pending: Optional[str] = None
     started: Optional[datetime] = None
     last_activity: Optional[datetime] = None
+    url: Optional[str] = None
+    user_options: Optional[Options] = None
 
     @property
     def is_default(self) -> bool:
         return self.name == ""
+
+    @property
+    def profile(self) -> Optional[str]:
+        """``user_options["profile"]``: the profile slug of KubeSpawner's ``profile_list``."""
+        return dict(self.user_options or ()).get("profile")
+
+
+@dataclass(frozen=True)
+class ServerStatus:
+    """What a single-user server (jupyter-server) says about itself.
+
+    From ``api/status``: its own ``last_activity`` (API requests, kernel and terminal activity)
+    and how many kernels it runs (None when it does not say); from ``api/kernels``, when asked,
+    the ``execution_state`` of each kernel (``starting``, ``idle``, ``busy``, ...).
+    """
+
+    last_activity: Optional[datetime]
+    kernels: Optional[int] = None
+    kernel_states: Optional[Tuple[str, ...]] = None
 
 
 @dataclass(frozen=True)
@@ -85,6 +115,34 @@ def _flag(model: Mapping[str, Any], key: str, default: bool) -> bool:
     return value
 
 
+def _scalar_text(value: Any) -> Optional[str]:
+    """A top-level option value as text for matching; None for lists, objects and null."""
+    if isinstance(value, str):
+        return value
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (int, float)):
+        return str(value)
+    return None
+
+
+def parse_user_options(model: Mapping[str, Any]) -> Optional[Options]:
+    """The server's ``user_options`` as (key, text) pairs; None when the model has none.
+
+    ``null`` is an empty set of options (what a spawner without options stores); anything
+    other than an object is a ModelError: a rule on options must not guess.
+    """
+    if "user_options" not in model:
+        return None
+    options = model["user_options"]
+    if options is None:
+        return ()
+    if not isinstance(options, Mapping):
+        raise ModelError("user_options %r is not an object" % (options,))
+    pairs = ((str(key), _scalar_text(value)) for key, value in options.items())
+    return tuple((key, value) for key, value in pairs if value is not None)
+
+
 def parse_server(name: str, model: Any) -> Server:
     """Parse one entry of a user's ``servers`` dict."""
     if not isinstance(model, Mapping):
@@ -94,9 +152,32 @@ def parse_server(name: str, model: Any) -> Server:
         ready = _flag(model, "ready", False)
     else:
         ready = bool(_text(model, "url"))
+    url = model.get("url")
     return Server(name=name, ready=ready, pending=_text(model, "pending"),
                   started=parse_hub_time(model.get("started")),
-                  last_activity=parse_hub_time(model.get("last_activity")))
+                  last_activity=parse_hub_time(model.get("last_activity")),
+                  url=url if isinstance(url, str) and url else None,
+                  user_options=parse_user_options(model))
+
+
+def parse_server_status(status: Any, kernels: Any = None) -> ServerStatus:
+    """Parse a single-user server's ``api/status`` and, when asked, its ``api/kernels``.
+
+    Raises ModelError when the answers are not what jupyter-server sends: the caller then
+    judges the server by the hub's data alone.
+    """
+    if not isinstance(status, Mapping) or "last_activity" not in status:
+        raise ModelError("api/status is not a jupyter-server status (no last_activity)")
+    count = status.get("kernels")
+    if count is not None and (isinstance(count, bool) or not isinstance(count, int)):
+        raise ModelError("api/status: kernels %r is not a number" % (count,))
+    states = None
+    if kernels is not None:
+        if not isinstance(kernels, list) or not all(isinstance(k, Mapping) for k in kernels):
+            raise ModelError("api/kernels is not a list of kernels")
+        states = tuple(str(kernel.get("execution_state")) for kernel in kernels)
+    return ServerStatus(last_activity=parse_hub_time(status.get("last_activity")),
+                        kernels=count, kernel_states=states)
 
 
 def parse_user(model: Any) -> User:
@@ -123,7 +204,8 @@ def parse_user(model: Any) -> User:
             if _text(model, "server") or _text(model, "pending"):
                 servers = (Server(name="", ready=bool(_text(model, "server")),
                                   pending=_text(model, "pending"), started=None,
-                                  last_activity=last_activity),)
+                                  last_activity=last_activity,
+                                  url=_text(model, "server") or None),)
         elif isinstance(servers_model, Mapping):
             servers = tuple(parse_server(str(key), value) for key, value in servers_model.items())
             for key in servers_model:

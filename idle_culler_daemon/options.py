@@ -13,6 +13,7 @@ settings, and a line in docs/behaviour.md (docs/architecture.md, "Where things g
 import argparse
 import difflib
 import math
+import re
 import sys
 from dataclasses import dataclass
 from typing import Any, Callable, Dict, Iterable, List, Optional, Sequence, Tuple
@@ -82,6 +83,58 @@ def positive_number(raw: Any) -> float:
     return value
 
 
+def fraction(raw: Any) -> float:
+    """A share of something: a number above 0 and at most 1 (``0.5``)."""
+    value = positive_number(raw)
+    if value > 1:
+        raise ValueError("must be a fraction above 0 and at most 1")
+    return value
+
+
+# --- durations: every value in seconds also takes 90s, 30m, 1h30m, 7d, 2w --------------------
+
+DURATION_UNITS = (("w", 604800), ("d", 86400), ("h", 3600), ("m", 60), ("s", 1))
+DURATION_SYNTAX = ("a number of seconds, or a duration such as 90s, 30m, 1h, 1h30m, 7d, 2w "
+                   "(units w, d, h, m, s, largest first, each at most once)")
+_DURATION = re.compile("".join(r"(?:(?P<%s>\d+)%s)?" % (unit, unit)
+                               for unit, _ in DURATION_UNITS))
+
+
+def _duration_seconds(raw: Any) -> Optional[int]:
+    """Whole seconds of a duration with units (``1h30m``), or None if it has none."""
+    text = str(raw).strip().lower()
+    match = _DURATION.fullmatch(text) if text else None
+    if match is None or not any(match.groups()):
+        return None
+    return sum(int(match.group(unit)) * size for unit, size in DURATION_UNITS
+               if match.group(unit))
+
+
+def duration(raw: Any) -> int:
+    """Whole seconds >= 0: a bare integer is seconds, or a duration with units (``30m``)."""
+    if isinstance(raw, bool):
+        raise ValueError("is not a duration")
+    if isinstance(raw, int) or str(raw).strip().lstrip("-").isdigit():
+        return count(raw)
+    seconds = _duration_seconds(raw)
+    if seconds is None:
+        raise ValueError("is not " + DURATION_SYNTAX)
+    return seconds
+
+
+def positive_duration(raw: Any) -> float:
+    """Seconds > 0, fractions allowed for a bare number (``0.5``), or a duration (``2m``)."""
+    seconds = None if isinstance(raw, bool) else _duration_seconds(raw)
+    if seconds is None:
+        try:
+            return positive_number(raw)
+        except ValueError:
+            raise ValueError("is not " + DURATION_SYNTAX) from None
+    if seconds <= 0:
+        raise ValueError("must be a positive duration")
+    return float(seconds)
+
+
 def text(raw: Any) -> str:
     return str(raw)
 
@@ -91,6 +144,17 @@ def patterns(raw: Any) -> Tuple[str, ...]:
     items = raw if isinstance(raw, (list, tuple)) else [raw]
     return tuple(part.strip() for item in items for part in str(item).split(",")
                  if part.strip())
+
+
+def option_patterns(raw: Any) -> Tuple[Tuple[str, str], ...]:
+    """``KEY=PATTERN`` pairs, comma-separated (``image=*pytorch*, size=large``)."""
+    pairs = []
+    for item in patterns(raw):
+        key, equals, pattern = item.partition("=")
+        if not equals or not key.strip():
+            raise ValueError("has %r, which is not KEY=PATTERN" % item)
+        pairs.append((key.strip(), pattern.strip()))
+    return tuple(pairs)
 
 
 def entries(raw: Any) -> Tuple[str, ...]:
@@ -169,21 +233,35 @@ class Option:
 OPTIONS: Tuple[Option, ...] = (
     Option("url", text, None, "JupyterHub API URL. Default: $JUPYTERHUB_API_URL, else "
            + DEFAULT_URL + ".", "URL", group="hub"),
-    Option("timeout", count, 600, "Seconds of inactivity after which a server is stopped "
-           "(and, with --cull-users, a user deleted).", "SECONDS", group="cull"),
-    Option("cull_every", count, 0, "Seconds from the start of one pass to the start of the "
-           "next. 0 means half of --timeout.", "SECONDS", group="run"),
-    Option("max_age", count, 0, "Stop servers older than this many seconds even if they are "
-           "active. 0 disables the rule.", "SECONDS", group="cull"),
+    Option("timeout", duration, 600, "Inactivity after which a server is stopped (and, with "
+           "--cull-users, a user deleted), in seconds or as a duration (1h30m).", "DURATION",
+           group="cull"),
+    Option("cull_every", duration, 0, "Time from the start of one pass to the start of the "
+           "next. 0 means half of --timeout.", "DURATION", group="run"),
+    Option("max_age", duration, 0, "Stop servers older than this even if they are active. 0 "
+           "disables the rule.", "DURATION", group="cull"),
     Option("cull_users", boolean, False, "Also delete idle users once none of their servers "
            "is running.", group="cull"),
     Option("cull_admin_users", boolean, True, "Allow admin users to be deleted, and their "
            "servers to be stopped by --max-age.", group="cull"),
     Option("remove_named_servers", boolean, False, "Remove named servers after stopping them, "
            "instead of only stopping them.", group="cull"),
-    Option("cull_default_servers", boolean, True, "Manage default servers at all.",
-           group="cull"),
+    Option("cull_default_servers", boolean, True, "Manage default servers at all.", group="cull"),
     Option("cull_named_servers", boolean, True, "Manage named servers at all.", group="cull"),
+    Option("check_kernels", boolean, False, "Before stopping a server the hub reports idle, "
+           "ask the server itself (api/status, api/kernels through the proxy) and keep it "
+           "while a kernel is busy or its own activity is within the timeout. Needs the "
+           "access:servers scope and the proxy's URL (--server-url-base).", group="cull"),
+    Option("server_url_base", text, None, "The proxy's public URL (scheme://host[:port]) "
+           "through which --check-kernels asks the servers. Default: the origin of "
+           "$JUPYTERHUB_PUBLIC_HUB_URL, else $JUPYTERHUB_HOST.", "URL", group="hub"),
+    Option("max_stops_per_pass", count, 0, "Stop at most this many servers in one pass, the "
+           "longest idle first; the rest wait for the next pass. 0 means no limit.", "N",
+           group="cull"),
+    Option("max_stop_fraction", fraction, None, "If a pass would stop more than this share "
+           "(0 < F <= 1) of the running servers it saw, it stops and deletes nothing and logs "
+           "an ERROR: a guard against broken activity reporting. Unset: no guard.", "F",
+           group="cull"),
     Option("concurrency", count, 10, "Most HTTP requests in flight to the hub at once, across "
            "users. 0 means %d." % UNLIMITED_CONCURRENCY, "N", group="hub"),
     Option("api_page_size", count, 0, "Users per page when listing them (limit=). 0 lets the "
@@ -194,17 +272,20 @@ OPTIONS: Tuple[Option, ...] = (
            "certificates (hub-internal/, hub-ca/). $JUPYTERHUB_SSL_KEYFILE, "
            "$JUPYTERHUB_SSL_CERTFILE and $JUPYTERHUB_SSL_CLIENT_CA win when set.", "DIR",
            group="hub"),
-    Option("request_timeout", positive_number, None, "Seconds to wait for the hub on each "
-           "request (read timeout). Default: $JUPYTERHUB_REQUEST_TIMEOUT, else 60.", "SECONDS",
-           group="hub"),
+    Option("request_timeout", positive_duration, None, "How long to wait for the hub on each "
+           "request (read timeout). Default: $JUPYTERHUB_REQUEST_TIMEOUT, else 60 (seconds).",
+           "DURATION", group="hub"),
     Option("api_token_file", text, None, "Read the API token from this file. Otherwise "
            "$CREDENTIALS_DIRECTORY/api-token (systemd LoadCredential=), then "
            "$JUPYTERHUB_API_TOKEN.", "PATH", group="hub"),
     Option("once", boolean, False, "Run one pass and exit (for cron and the timer unit).",
            group="run"),
     Option("dry_run", boolean, False, "Decide and log as usual but send no DELETE (the token "
-           "then needs read scopes only). With --once, print a summary table on stdout.",
-           group="run"),
+           "then needs read scopes only). With --once, print the plan on stdout (see "
+           "--output).", group="run"),
+    Option("output", one_of("table", "json"), "table", "What --once --dry-run prints: a table, "
+           "or json (one object per planned action, then a summary object).", "FORMAT",
+           group="output"),
     Option("exclude_users", patterns, (), "Never stop the servers of, or delete, users matching "
            "these fnmatch patterns (comma-separated; repeatable).", "PATTERNS", repeatable=True,
            group="rules"),
@@ -229,7 +310,8 @@ OPTIONS: Tuple[Option, ...] = (
            "(one object per line).", "FORMAT", group="output"),
     Option("config", text, None, "Config file: *.py is read as the reference's traitlets file "
            "(literal assignments only, never executed); anything else as INI. Default: "
-           + DEFAULT_CONFIG_FILE + " when it exists; an empty value reads no file.", "PATH",
+           "./idle_culler_config.py, else " + DEFAULT_CONFIG_FILE + ", the first that exists; "
+           "an empty value reads no file.", "PATH",
            in_file=False, group="run"),
     Option("show_config", boolean, False, "Print the effective configuration, with the source "
            "of each value (the token redacted), and exit.", cli_only=True, group="output"),
@@ -245,12 +327,13 @@ ALIASES = {"logging": "log_level"}
 
 # The keys of a ``[rule:NAME]`` section: matchers (all must match) and the settings they
 # override, each with its converter.
-RULE_MATCHERS = ("users", "groups", "server_names")
-RULE_SETTINGS = ("cull", "timeout", "max_age", "user_timeout", "user_max_age")
+RULE_MATCHERS = ("users", "groups", "server_names", "profiles", "user_options")
+RULE_SETTINGS = ("cull", "timeout", "max_age", "user_timeout", "user_max_age", "check_kernels")
 RULE_KEYS: Dict[str, Converter] = {
-    "users": patterns, "groups": patterns, "server_names": patterns,
-    "cull": boolean, "timeout": count, "max_age": count, "user_timeout": count,
-    "user_max_age": count,
+    "users": patterns, "groups": patterns, "server_names": patterns, "profiles": patterns,
+    "user_options": option_patterns,
+    "cull": boolean, "timeout": duration, "max_age": duration, "user_timeout": duration,
+    "user_max_age": duration, "check_kernels": boolean,
 }
 
 
@@ -363,10 +446,11 @@ def build_parser(prog: str = PROG) -> argparse.ArgumentParser:
                     "%s<NAME> (e.g. %sTIMEOUT=3600) or in the config file; the command line "
                     "wins, then the environment, then the file, then the default."
                     % (ENV_PREFIX, ENV_PREFIX),
-        epilog="Exit codes: 0 done, 1 unexpected error, 2 usage, 75 hub unreachable or pass "
-               "failures (--once), 78 configuration error. The manual page %s (man %s) "
-               "describes the config file, the environment, systemd, reload, logs and "
-               "metrics." % (MAN_PAGE, PROG))
+        epilog="Durations (DURATION): %s; a bare number is seconds. Exit codes: 0 done, 1 "
+               "unexpected error, 2 usage, 75 hub unreachable, pass failures or the mass-cull "
+               "guard (--once), 78 configuration error. The manual page %s (man %s) describes "
+               "the config file, the environment, systemd, reload, logs and metrics."
+               % (DURATION_SYNTAX, MAN_PAGE, PROG))
     groups = {key: parser.add_argument_group(title) for key, title in GROUPS.items()}
     for option in OPTIONS:
         _add_option(groups[option.group], option)
@@ -384,8 +468,10 @@ def parse_command_line(argv: Sequence[str]) -> Dict[str, Any]:
 _RULE_EXAMPLES = """\
 ; Rules refine the settings above for some users or servers. The first rule whose
 ; matchers all match decides; matchers are comma-separated fnmatch patterns on
-; users, groups (needs the read:users:groups scope) and server_names ("" is the
-; default server). Settings: cull, timeout, max_age, user_timeout, user_max_age.
+; users, groups (needs the read:users:groups scope), server_names ("" is the
+; default server), profiles (the server's user_options["profile"]) and
+; user_options (KEY=PATTERN pairs on the server's user_options). Settings: cull,
+; timeout, max_age, user_timeout, user_max_age, check_kernels.
 ; Examples, to copy below without the leading ';':
 ;
 ; Never stop or delete staff:
@@ -396,13 +482,20 @@ _RULE_EXAMPLES = """\
 ; GPU servers get a shorter idle limit and a maximum age:
 ; [rule:gpu]
 ; server_names = gpu-*
-; timeout = 900
-; max_age = 28800
+; timeout = 15m
+; max_age = 8h
+;
+; Servers started with a GPU profile (KubeSpawner's profile_list), kept while a
+; kernel is busy:
+; [rule:gpu-profile]
+; profiles = gpu-*
+; timeout = 15m
+; check_kernels = true
 ;
 ; Guests are deleted after a day without activity:
 ; [rule:guests]
 ; users = guest-*
-; user_timeout = 86400
+; user_timeout = 1d
 """
 
 
@@ -417,6 +510,8 @@ def generate_config() -> str:
              "; --config=PATH. Command-line options and JUPYTERHUB_IDLE_CULLER_* environment",
              "; variables win over this file. Lines starting with '#' are the settings at",
              "; their defaults: uncomment what you change. After a change: systemctl reload.",
+             "; Durations: %s;" % DURATION_SYNTAX[:DURATION_SYNTAX.index(" (")],
+             "; a bare number is seconds.",
              "", "[culler]"]
     for option in OPTIONS:
         if option.cli_only or not option.in_file:

@@ -1,11 +1,12 @@
-"""What a pass tells people: the summary log line, the STATUS= line and the dry-run table.
+"""What a pass tells people: the summary log line, the STATUS= line and the dry-run plan.
 
 Formatting only: the figures come from ``cull.PassStats``; the caller decides where each goes
-(the log, systemd, stdout).
+(the log, systemd, stdout). The plan is a table for people, or JSON lines for programs.
 """
 
-from datetime import datetime
-from typing import List, Optional, Sequence, Tuple
+import json
+from datetime import datetime, timedelta
+from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 from idle_culler_daemon.log import get_logger
 from idle_culler_daemon.stats import PassStats, PlanEntry, seconds
@@ -19,6 +20,8 @@ def status_line(stats: PassStats, next_at: Optional[datetime]) -> str:
         head = "hub unreachable: %s" % stats.listing_error
     elif stats.auth_error:
         head = "refused by the hub: %s" % stats.auth_error
+    elif stats.guard_tripped:
+        head = stats.guard_tripped
     elif stats.dry_run:
         head = ("users %d, dry run: would stop %d, would delete %d in %.1fs"
                 % (stats.users_seen, stats.would("stop"), stats.would("delete"),
@@ -70,18 +73,68 @@ def format_duration(text: str) -> str:
     return "%dm%02ds" % (minutes, secs)
 
 
+def _in_order(plan: Sequence[PlanEntry]) -> List[PlanEntry]:
+    return sorted(plan, key=lambda e: (e.user, e.action != "stop", e.server))
+
+
 def plan_table(plan: Sequence[PlanEntry]) -> str:
-    """The ``--once --dry-run`` table: one row per server to stop and user to delete."""
+    """The ``--once --dry-run`` table: one row per server to stop and user to delete.
+
+    What the mass-cull guard holds back is listed too, as ``held-back``.
+    """
     header = ("ACTION", "USER", "SERVER", "REASON", "IDLE FOR", "AGE", "RULE")
     lines: List[Tuple[str, ...]] = [header]
-    for entry in sorted(plan, key=lambda e: (e.user, e.action != "stop", e.server)):
-        lines.append(("would-" + entry.action, entry.user, entry.server or "-",
-                      entry.verdict.reason, format_duration(seconds(entry.verdict.idle_for)),
+    for entry in _in_order(plan):
+        lines.append(("held-back" if entry.held_back else "would-" + entry.action, entry.user,
+                      entry.server or "-", entry.verdict.reason,
+                      format_duration(seconds(entry.verdict.idle_for)),
                       format_duration(seconds(entry.verdict.age)), entry.verdict.rule))
     widths = [max(len(line[column]) for line in lines) for column in range(len(header))]
     text = ["  ".join(cell.ljust(width) for cell, width in zip(line, widths)).rstrip()
             for line in lines]
-    stops = sum(1 for entry in plan if entry.action == "stop")
-    text.append("%d server(s) would be stopped, %d user(s) deleted; nothing was changed."
-                % (stops, len(plan) - stops))
+    acting = [entry for entry in plan if not entry.held_back]
+    stops = sum(1 for entry in acting if entry.action == "stop")
+    held = len(plan) - len(acting)
+    text.append("%d server(s) would be stopped, %d user(s) deleted%s; nothing was changed."
+                % (stops, len(acting) - stops,
+                   ", %d held back by the mass-cull guard" % held if held else ""))
     return "\n".join(text)
+
+
+def _whole_seconds(delta: Optional[timedelta]) -> Optional[int]:
+    return None if delta is None else int(delta.total_seconds())
+
+
+def plan_json(stats: PassStats) -> str:
+    """The ``--once --dry-run --output=json`` plan: JSON lines, one per action, then a summary.
+
+    Each action: ``type`` "action", ``action`` (stop, delete), ``user``, ``server`` ("" for
+    the default server, null for a user deletion), ``reason``, ``idle_s``, ``age_s`` (whole
+    seconds or null), ``rule``, ``profile`` (the server's ``user_options["profile"]`` or
+    null) and ``held_back`` (the mass-cull guard holds it back). The summary: ``type``
+    "summary", the counts, and what kept the plan from being complete or carried out.
+    """
+    lines = []
+    for entry in _in_order(stats.plan):
+        lines.append({
+            "type": "action", "action": entry.action, "user": entry.user,
+            "server": entry.server if entry.action == "stop" else None,
+            "reason": entry.verdict.reason, "idle_s": _whole_seconds(entry.verdict.idle_for),
+            "age_s": _whole_seconds(entry.verdict.age), "rule": entry.verdict.rule,
+            "profile": entry.profile, "held_back": entry.held_back})
+    lines.append(_plan_summary(stats))
+    return "\n".join(json.dumps(line, sort_keys=False, ensure_ascii=False) for line in lines)
+
+
+def _plan_summary(stats: PassStats) -> Dict[str, Any]:
+    acting = [entry for entry in stats.plan if not entry.held_back]
+    stops = sum(1 for entry in acting if entry.action == "stop")
+    return {
+        "type": "summary", "dry_run": True, "stop": stops, "delete": len(acting) - stops,
+        "held_back": len(stats.plan) - len(acting), "users_seen": stats.users_seen,
+        "servers_running": stats.servers_running, "kept_by_server": stats.kept_by_server,
+        "mass_cull_guard": stats.guard_tripped,
+        "error": stats.listing_error or stats.auth_error,
+        "complete": stats.listing_error is None and stats.auth_error is None
+        and not stats.interrupted,
+    }

@@ -13,7 +13,8 @@ from typing import Any, List, Mapping, Sequence, Tuple
 from idle_culler_daemon.config import CullSettings
 
 # The scope each kind of request a pass sends needs, as said in a hint.
-_ACTION_SCOPES = {"stop": "delete:servers", "delete": "delete:users (or admin:users)"}
+_ACTION_SCOPES = {"stop": "delete:servers", "delete": "delete:users (or admin:users)",
+                  "check": "access:servers"}
 
 # What each scope of JupyterHub 2+ also grants, for hubs that report unexpanded scopes.
 _IMPLIED_BY = {
@@ -23,13 +24,14 @@ _IMPLIED_BY = {
     "read:servers": ("admin:servers",),
     "delete:servers": ("admin:servers",),
     "delete:users": ("admin:users",),
+    "access:servers": ("shares",),
 }
 
 Needed = Tuple[Tuple[str, ...], ...]  # each entry lists alternatives: any one of them will do
 
 
 def scope_hint(action: str) -> str:
-    """The scope a kind of request (``stop``, ``delete``) needs, for error messages."""
+    """The scope a kind of request (``stop``, ``delete``, ``check``) needs, for messages."""
     return _ACTION_SCOPES[action]
 
 
@@ -44,6 +46,8 @@ def read_scopes(settings: CullSettings) -> Needed:
     needed = [("list:users",), ("read:users:activity",), ("read:servers",)]
     if settings.needs_groups:
         needed.append(("read:users:groups",))
+    if settings.may_check_kernels:  # asking servers themselves, through the proxy
+        needed.append(("access:servers",))
     return tuple(needed)
 
 
@@ -78,6 +82,12 @@ def missing_scopes(needed: Needed, granted: Sequence[Any]) -> List[str]:
     return [" or ".join(options) for options in needed if not any(has(s) for s in options)]
 
 
+# Before JupyterHub 2.0 there were no scopes: a token could do everything a culler needs when
+# its owner (a service or a user) was an admin, and hardly anything otherwise.
+ADMIN_BEFORE_SCOPES = ("admin (JupyterHub before 2.0 has no scopes: give the service "
+                       "\"admin\": True)")
+
+
 @dataclass(frozen=True)
 class Verdict:
     """What the preflight learnt from the token's own model."""
@@ -89,15 +99,18 @@ class Verdict:
     unused: Tuple[str, ...] = ()   # needed to act, absent, and a dry run does not act: a warning
 
 
-def verdict(owner: Mapping[str, Any], settings: CullSettings, dry_run: bool = False
-            ) -> Verdict:
+def verdict(owner: Mapping[str, Any], settings: CullSettings, has_scopes: bool = True,
+            dry_run: bool = False) -> Verdict:
     """Judge the token's model (``GET /user``) against what ``settings`` need.
 
+    ``has_scopes`` is False for a hub before 2.0, where the owner's ``admin`` flag decides.
     A dry run sends no DELETE, so it needs only the read scopes; the write scopes it lacks
     are ``unused`` (a warning: the real run will need them), not ``missing``.
     """
     granted = owner.get("scopes")
     if not isinstance(granted, list):
+        if not has_scopes and owner.get("admin") is False:
+            return Verdict(reported=False, missing=(ADMIN_BEFORE_SCOPES,))
         return Verdict(reported=False)
     writes = tuple(missing_scopes(write_scopes(settings), granted))
     return Verdict(reported=True,

@@ -34,8 +34,9 @@ from idle_culler_daemon.stats import PassStats
 
 log = get_logger(__name__)
 
-#: ``state=`` filters of ``GET /users`` exist from JupyterHub 1.3.
+#: ``state=`` filters of ``GET /users`` exist from JupyterHub 1.3, roles and scopes from 2.0.
 STATE_FILTER_SINCE = (1, 3)
+SCOPES_SINCE = (2, 0)
 #: Options a running daemon cannot change: a reload keeps their old values and says so.
 RESTART_ONLY = ("metrics_port", "metrics_address", "once")
 API_PATH = "/hub/api"
@@ -255,14 +256,16 @@ class Culler:
             owner = hub.whoami()
         except HubAuthError as exc:  # the token itself is refused: restarting cannot help
             raise ConfigError("the hub refused the API token: %s" % exc) from None
-        found = scopes.verdict(owner, config.culling, dry_run=config.dry_run)
-        if not found.reported:
-            log.info("preflight", hub_version=version,
-                     scopes="not-reported (missing scopes show up as 403 answers)")
-        elif found.missing:
+        found = scopes.verdict(owner, config.culling,
+                               has_scopes=version_tuple(version) >= SCOPES_SINCE,
+                               dry_run=config.dry_run)
+        if found.missing:
             raise ConfigError("the API token lacks the scope%s %s (the hub granted: %s)"
                               % ("s" if len(found.missing) > 1 else "",
                                  ", ".join(found.missing), ", ".join(found.granted) or "none"))
+        if not found.reported:
+            log.info("preflight", hub_version=version,
+                     scopes="not-reported (missing scopes show up as 403 answers)")
         else:
             for scope in found.advised:
                 log.warning("preflight-scope", missing=scope, detail="without it the hub hides "

@@ -16,12 +16,18 @@ from idle_culler_daemon.policy import Verdict
 
 @dataclass(frozen=True)
 class PlanEntry:
-    """One action of a ``--dry-run`` plan (kept only in dry runs)."""
+    """One action of a ``--dry-run`` plan (kept only in dry runs).
+
+    ``held_back``: planned, but held back by the mass-cull guard (``--max-stops-per-pass``
+    or ``--max-stop-fraction``).
+    """
 
     action: str  # stop, delete
     user: str
     server: str
     verdict: Verdict
+    profile: Optional[str] = None
+    held_back: bool = False
 
 
 @dataclass
@@ -30,6 +36,12 @@ class PassStats:
 
     users_seen: int = 0
     users_skipped: int = 0
+    servers_running: int = 0  # ready servers listed (each user counted once)
+    held_back: int = 0        # planned stops the mass-cull guard held back
+    guard_tripped: Optional[str] = None  # --max-stop-fraction: why nothing was done
+    checked: int = 0          # servers asked about their kernels (--check-kernels)
+    check_failed: int = 0     # ... that could not be asked: judged by the hub's data
+    kept_by_server: int = 0   # ... kept on the server's own word (busy kernel, recent activity)
     stopped: int = 0
     pending: int = 0
     failed: int = 0
@@ -49,7 +61,8 @@ class PassStats:
     @property
     def ok(self) -> bool:
         return (self.listing_error is None and self.auth_error is None and not self.failed
-                and not self.delete_failed and not self.interrupted)
+                and not self.delete_failed and not self.interrupted
+                and self.guard_tripped is None)
 
     def add(self, **counts: int) -> None:
         with self._lock:

@@ -38,8 +38,9 @@ EXIT_CODES = (
           "\\fB\\-\\-generate\\-config\\fR."),
     ("1", "An unexpected error: a bug. The log has the traceback."),
     ("2", "Usage error: an unknown option or a missing option value."),
-    ("75", "With \\fB\\-\\-once\\fR: the hub could not be reached, or some stops or deletions "
-           "failed (EX_TEMPFAIL; try again later)."),
+    ("75", "With \\fB\\-\\-once\\fR: the hub could not be reached, some stops or deletions "
+           "failed, or the mass\\-cull guard (\\fB\\-\\-max\\-stop\\-fraction\\fR) stopped "
+           "the pass (EX_TEMPFAIL; try again later)."),
     ("78", "Configuration error: a bad option value, an unreadable file, no API token, a "
            "token that lacks a needed scope, or a \\fB\\-\\-url\\fR that answers but is not "
            "the JupyterHub API (EX_CONFIG). Nothing was changed on the hub. A reload never "
@@ -56,6 +57,12 @@ OTHER_ENV = (
                              "environment of a process is visible to the same user."),
     ("JUPYTERHUB_REQUEST_TIMEOUT", "Read timeout in seconds when \\fB\\-\\-request\\-timeout\\fR "
                                    "is not given (default 60)."),
+    ("JUPYTERHUB_PUBLIC_HUB_URL", "The hub's public URL, set by JupyterHub for the services it "
+                                  "starts when it has \\fBpublic_url\\fR: its origin is the "
+                                  "default of \\fB\\-\\-server\\-url\\-base\\fR."),
+    ("JUPYTERHUB_HOST", "The hub's public origin (or subdomain host), set the same way: the "
+                        "default of \\fB\\-\\-server\\-url\\-base\\fR when "
+                        "\\fBJUPYTERHUB_PUBLIC_HUB_URL\\fR is not set."),
     ("CREDENTIALS_DIRECTORY", "Set by systemd for \\fBLoadCredential=\\fR; the token is read "
                               "from \\fI$CREDENTIALS_DIRECTORY/api\\-token\\fR when "
                               "\\fB\\-\\-api\\-token\\-file\\fR is not given."),
@@ -124,7 +131,14 @@ EXAMPLES = (
      "}]"),
     ("Keep staff servers running, and give GPU servers a shorter idle limit:",
      PROG + " \\-\\-rule 'staff:groups=staff,admins,cull=false' \\e\n"
-     "    \\-\\-rule 'gpu:server_names=gpu\\-*,timeout=900'"),
+     "    \\-\\-rule 'gpu:server_names=gpu\\-*,timeout=15m'"),
+    ("Give servers of GPU profiles 15 minutes, unless a kernel is busy; never stop more than a "
+     "tenth of the running servers in one pass:",
+     PROG + " \\-\\-timeout=1h \\-\\-rule 'gpu:profiles=gpu\\-*,timeout=15m,"
+     "check_kernels=true' \\e\n"
+     "    \\-\\-server\\-url\\-base=https://hub.example.org \\-\\-max\\-stop\\-fraction=0.1"),
+    ("The plan as JSON lines, for a script:",
+     PROG + " \\-\\-once \\-\\-dry\\-run \\-\\-output=json \\-\\-timeout=1h"),
     ("Write a commented configuration file to start from:",
      PROG + " \\-\\-generate\\-config > " + CONF_DIR + "/culler.conf"),
 )
@@ -163,6 +177,10 @@ def options_section(parser: argparse.ArgumentParser) -> list:
              "in jupyterhub\\-idle\\-culler 1.x) or with the 2.0 class prefix "
              "(\\fB\\-\\-IdleCuller.cull_users\\fR). A boolean option given alone means true; "
              "its value may be true, false, yes, no, on, off, 1 or 0, in any case. "
+             "A \\fIDURATION\\fR is a number of seconds, or numbers with units, largest "
+             "first: \\fB90s\\fR, \\fB30m\\fR, \\fB1h\\fR, \\fB1h30m\\fR, \\fB7d\\fR, "
+             "\\fB2w\\fR (w, d, h, m, s); the same holds in the environment, the "
+             "configuration file and its rules. "
              "Precedence: command line, then environment, then configuration file, then "
              "default."]
     for group in parser._action_groups:  # the same groups and order as --help
@@ -234,7 +252,7 @@ def render() -> str:
         "(systemd \\fBLoadCredential=\\fR) and in \\fB$JUPYTERHUB_API_TOKEN\\fR. The token "
         "needs the scopes list:users, read:users:activity, read:servers and delete:servers; "
         "admin:users or delete:users with \\fB\\-\\-cull\\-users\\fR; read:users:groups for "
-        "rules on groups.",
+        "rules on groups; access:servers with \\fB\\-\\-check\\-kernels\\fR.",
     ]
     lines += options_section(parser)
     lines += environment_section()

@@ -7,7 +7,7 @@ from concurrent.futures import Executor, Future
 from datetime import datetime, timedelta, timezone
 from typing import Any, Dict, List, Optional, Tuple
 
-from idle_culler_daemon.errors import HubError
+from idle_culler_daemon.errors import HubError, HubHTTPError
 from idle_culler_daemon.hub import DeleteResult, Page, StopResult
 
 NOW = datetime(2026, 11, 26, 12, 0, 0, tzinfo=timezone.utc)
@@ -21,11 +21,12 @@ def stamp(seconds_ago: Optional[float], now: datetime = NOW) -> Optional[str]:
 
 
 def server_model(idle_s: Optional[float] = 0, age_s: Optional[float] = None, ready: bool = True,
-                 pending: Optional[str] = None, name: str = "") -> Dict[str, Any]:
+                 pending: Optional[str] = None, name: str = "",
+                 url: str = "/user/x/%s") -> Dict[str, Any]:
     return {"name": name, "ready": ready, "pending": pending,
             "last_activity": stamp(idle_s),
             "started": stamp(age_s if age_s is not None else idle_s),
-            "url": "/user/x/%s" % name}
+            "url": url % name if "%s" in url else url}
 
 
 def user_model(name: str, servers: Optional[Dict[str, Dict[str, Any]]] = None,
@@ -41,12 +42,16 @@ class MemoryHub:
 
     def __init__(self, users: List[Dict[str, Any]], page_size: int = 50,
                  stop_results: Optional[Dict[Tuple[str, str], Any]] = None,
-                 delete_results: Optional[Dict[str, Any]] = None) -> None:
+                 delete_results: Optional[Dict[str, Any]] = None,
+                 servers: Optional[Dict[str, Dict[str, Any]]] = None) -> None:
         self.users = list(users)
         self.page_size = page_size
         self.calls: List[Tuple] = []
         self._stop_results = stop_results or {}
         self._delete_results = delete_results or {}
+        # What single-user servers answer, by the server's url: {"status": body or an
+        # exception, "kernels": ...}; a url not here answers 424 (not running).
+        self._servers = servers or {}
         self._lock = threading.Lock()
 
     def _record(self, *call: Any) -> None:
@@ -82,6 +87,21 @@ class MemoryHub:
         if isinstance(result, Exception):
             raise result
         return result
+
+    def server_status(self, server_url: str) -> Any:
+        self._record("status", server_url)
+        return self._server_answer(server_url, "status")
+
+    def server_kernels(self, server_url: str) -> Any:
+        self._record("kernels", server_url)
+        return self._server_answer(server_url, "kernels")
+
+    def _server_answer(self, server_url: str, what: str) -> Any:
+        answer = self._servers.get(server_url, {}).get(
+            what, HubHTTPError("GET %sapi/%s answered 424" % (server_url, what), 424))
+        if isinstance(answer, Exception):
+            raise answer
+        return answer
 
     def of_kind(self, kind: str) -> List[Tuple]:
         return [call for call in self.calls if call[0] == kind]

@@ -20,9 +20,11 @@ from tests.support.fakehub import (
 DEFAULT = CullSettings(timeout=600)
 
 
-def culler_pass(fake_hub, settings=DEFAULT, concurrency=4, page_size=0, **kwargs):
+def culler_pass(fake_hub, settings=DEFAULT, concurrency=4, page_size=0, server_url_base=None,
+                **kwargs):
     hub = HubClient(HubSettings(api_url=fake_hub.api_url, token=fake_hub.token,
-                                read_timeout=2, page_size=page_size, pool_size=concurrency),
+                                read_timeout=2, page_size=page_size, pool_size=concurrency,
+                                server_url_base=server_url_base),
                     RetryPolicy(connect_timeout=1, backoff_factor=0.01))
     with ThreadPoolExecutor(max_workers=concurrency) as executor:
         try:

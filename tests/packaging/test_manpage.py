@@ -89,3 +89,9 @@ def test_renders_without_warnings(page, tmp_path):
     assert result.returncode == 0, result.stderr
     assert result.stderr == ""
     assert "jupyterhub-idle-culler" in result.stdout
+
+
+def test_duration_syntax_is_explained_with_the_options(page):
+    options_part = plain(page).split("\n.SH OPTIONS\n", 1)[1].split("\n.SH ", 1)[0]
+    assert "DURATION" in options_part and "1h30m" in options_part and "2w" in options_part
+    assert "--timeout=DURATION" in options_part

@@ -43,15 +43,31 @@ DEFAULT_SERVICES = [
 DEFAULT_OPTIONS = {"slow_stop_timeout": 1, "slow_spawn_timeout": 1}
 
 
-def require_realhub() -> None:
-    """Skip (or, with CI=true, fail) the calling test when the real hub is not installed."""
-    ok, why = installed()
+def require_realhub(hub=None) -> None:
+    """Skip (or, with CI=true, fail) the calling test when the real hub (that version of
+    tests/realhub/hub-versions.txt; default 6.1) is not installed."""
+    ok, why = installed(hub)
     if ok:
         return
     message = f"real JupyterHub not available: {why}"
     if os.environ.get("CI", "").strip().lower() == "true":
         pytest.fail(message + " (CI=true: not skipping)", pytrace=False)
     pytest.skip(message)
+
+
+@contextlib.contextmanager
+def running_hub(hub: RealHub, managed_passes: int = 0):
+    """Start `hub`, wait until its managed cullers logged `managed_passes` finished passes
+    (their first one runs as the hub starts: let it end before tests add users), yield it;
+    then stop it and check that nothing it started is left running."""
+    try:
+        hub.start()
+        if managed_passes:
+            hub.wait_for_log("pass-done", count=managed_passes, timeout=30)
+        yield hub
+    finally:
+        hub.stop()
+    assert hub.leftover_pids() == []
 
 
 @contextlib.contextmanager

@@ -1,4 +1,7 @@
-"""The culler against a real JupyterHub 6.1.1 with configurable-http-proxy, on loopback."""
+"""The culler against a real JupyterHub 6.1.1 with configurable-http-proxy, on loopback.
+
+Idle and active servers, --cull-users and a token without delete:servers are tested on every
+hub version, 6.1 included, in test_hub_versions.py."""
 
 import sys
 import time
@@ -18,24 +21,6 @@ def culled(hub, *args, service="culler"):
     return result
 
 
-def test_realhub_idle_servers_stopped_and_active_kept(realhub):
-    idle, active, named_idle, named_active = unique_names("srv", 4)
-    realhub.create_users([idle, active, named_idle, named_active])
-    for user in (idle, active):
-        realhub.start_server(user)
-    realhub.start_server(named_idle, "lab")
-    realhub.start_server(named_active, "lab")
-    realhub.backdate(idle, "", last_activity=2 * HOUR, started=2 * HOUR)
-    realhub.backdate(named_idle, "lab", last_activity=2 * HOUR, started=2 * HOUR)
-    result = culled(realhub)
-    assert result.returncode == 0, result.stderr
-    assert not realhub.server_running(idle) and realhub.server_running(active)
-    assert not realhub.server_running(named_idle, "lab")
-    assert realhub.server_running(named_active, "lab")
-    assert "event=stop user=%s server=- reason=idle" % idle in result.stderr
-    assert "event=stop user=%s server=lab reason=idle" % named_idle in result.stderr
-
-
 def test_realhub_named_server_removed_only_with_remove_named_servers(realhub):
     kept, removed = unique_names("named", 2)
     realhub.create_users([kept, removed])
@@ -47,24 +32,6 @@ def test_realhub_named_server_removed_only_with_remove_named_servers(realhub):
     realhub.backdate(removed, "lab", last_activity=2 * HOUR, started=2 * HOUR)
     assert culled(realhub, "--remove-named-servers").returncode == 0
     assert not realhub.server_exists(removed, "lab")
-
-
-def test_realhub_cull_users_deletes_idle_users_and_spares_admins(realhub):
-    with_server, never_started, fresh, admin = unique_names("cu", 4)
-    realhub.create_users([with_server, never_started, fresh])
-    realhub.create_users([admin], admin=True)
-    realhub.start_server(with_server)
-    realhub.start_server(admin)
-    for user in (with_server, admin):
-        realhub.backdate(user, "", last_activity=2 * HOUR, started=2 * HOUR,
-                         user_last_activity=2 * HOUR, created=3 * HOUR)
-    realhub.backdate(never_started, None, created=2 * HOUR)
-    result = culled(realhub, "--cull-users", "--cull-admin-users=false")
-    assert result.returncode == 0, result.stderr
-    assert not realhub.user_exists(with_server)
-    assert not realhub.user_exists(never_started)
-    assert realhub.user_exists(fresh)
-    assert realhub.user_exists(admin) and not realhub.server_running(admin)
 
 
 @pytest.mark.parametrize("prefix", ["a+b", "c@d.org", "zoë", "c#d"])

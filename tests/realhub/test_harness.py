@@ -199,7 +199,8 @@ def test_harness_start_failure_raises_with_log_and_leaves_nothing(tmp_path, monk
 def test_harness_missing_install_skips_or_fails_under_ci(monkeypatch):
     from . import fixtures
 
-    monkeypatch.setattr(fixtures, "installed", lambda: (False, "missing .venv-hub/bin/jupyterhub"))
+    monkeypatch.setattr(fixtures, "installed",
+                        lambda hub=None: (False, "missing .venv-hub/bin/jupyterhub"))
     monkeypatch.delenv("CI", raising=False)
     with pytest.raises(pytest.skip.Exception, match="missing .venv-hub"):
         fixtures.require_realhub()

@@ -13,7 +13,13 @@ for correctness:
   only then drop users without a ready server, so ``ready`` pages can be short.  ``next.url``
   points at a wrong origin on purpose (clients must rebuild it from ``next.offset``);
 * ``GET /hub/api/users/{name}``, ``DELETE /hub/api/users/{name}``,
-  ``DELETE /hub/api/users/{name}/server`` and ``/servers/{server}`` (with ``{"remove": true}``).
+  ``DELETE /hub/api/users/{name}/server`` and ``/servers/{server}`` (with ``{"remove": true}``);
+* playing the proxy and the single-user servers behind it: ``GET /user/{name}/[{server}/]``
+  ``api/status`` and ``api/kernels`` as jupyter-server answers them (its own
+  ``last_activity``, the kernels' ``execution_state``; the token needs ``access:servers``; an
+  ``api/kernels`` request without ``no_track_activity=1`` counts as activity, as there), a
+  redirect to the hub for a server that is not running (what the proxy and the hub answer),
+  404 for one that is no jupyter-server (``kernels=None``).
 
 Everything else is test machinery: per-(user, server) stop outcomes, per-route latency, a small
 fault injector (:class:`FaultInjector`: error statuses, resets, delays, bodies that trickle
@@ -100,6 +106,8 @@ ROUTE_LIST_USERS = "list_users"
 ROUTE_GET_USER = "get_user"
 ROUTE_DELETE_USER = "delete_user"
 ROUTE_STOP_SERVER = "stop_server"
+ROUTE_SERVER_STATUS = "server_status"    # GET /user/{name}/[{server}/]api/status (the proxy)
+ROUTE_SERVER_KERNELS = "server_kernels"  # GET /user/{name}/[{server}/]api/kernels
 ROUTE_OTHER = "other"
 
 _ROUTES = {
@@ -109,6 +117,8 @@ _ROUTES = {
     ("GET", "user"): ROUTE_GET_USER,
     ("DELETE", "user"): ROUTE_DELETE_USER,
     ("DELETE", "server"): ROUTE_STOP_SERVER,
+    ("GET", "server_status"): ROUTE_SERVER_STATUS,
+    ("GET", "server_kernels"): ROUTE_SERVER_KERNELS,
 }
 
 # Scope implications (JupyterHub 6.x, only the branches the culler touches). Filtered scopes
@@ -224,6 +234,11 @@ class FakeServer:
     url: Any = AUTO  # AUTO: the hub's "/user/<name>/<server>/"; None mimics old hubs.
     user_options: Dict[str, Any] = field(default_factory=dict)
     state: Optional[Dict[str, Any]] = None  # reported only to admin:server_state tokens
+    # The server process itself, behind the proxy: the execution_state of each of its
+    # kernels (None: not a jupyter-server, no api/status) and its own last_activity (AUTO:
+    # the hub's last_activity, else started).
+    kernels: Optional[Tuple[str, ...]] = ()
+    own_last_activity: Any = AUTO
 
     @property
     def active(self) -> bool:
@@ -298,10 +313,12 @@ def make_server(
     url: Any = AUTO,
     user_options: Optional[Dict[str, Any]] = None,
     state: Optional[Dict[str, Any]] = None,
+    kernels: Optional[Tuple[str, ...]] = (),
 ) -> FakeServer:
     """A server last active ``idle_s`` ago (None: never) and started ``age_s`` ago.
 
-    ``age_s`` defaults to ``idle_s`` (or 0 when ``idle_s`` is None).
+    ``age_s`` defaults to ``idle_s`` (or 0 when ``idle_s`` is None). ``kernels``: the
+    execution states of its kernels (None: it is no jupyter-server).
     """
     now = utcnow() if now is None else now
     if age_s is None:
@@ -314,6 +331,7 @@ def make_server(
         url=url,
         user_options=dict(user_options or {}),
         state=state,
+        kernels=kernels,
     )
 
 
@@ -432,6 +450,16 @@ def population(
     return users
 
 
+def crowd(running: int, idle: int, *, idle_s: float = 7200, step_s: float = 60,
+          now: Optional[datetime] = None) -> List[FakeUser]:
+    """``running`` users ``u000``, ``u001``, ... with a server each: the first ``idle`` idle
+    for ``idle_s + step_s * i`` (so the later ones longest), the others active 5 s ago. For
+    the mass-cull guard: which servers are the longest idle is known."""
+    now = utcnow() if now is None else now
+    return [idle_user("u%03d" % index, idle_s + step_s * index if index < idle else 5, now)
+            for index in range(running)]
+
+
 # ---------------------------------------------------------------------------------------------
 # Test knobs: latency, stop outcomes, faults
 
@@ -445,12 +473,16 @@ class Latency:
     delete_user: float = 0.0
     other: float = 0.0
 
+    server_api: float = 0.0  # a single-user server's api/status and api/kernels
+
     def for_route(self, route: str) -> float:
         """The delay for one route name (``ROUTE_*``)."""
         return {
             ROUTE_LIST_USERS: self.list_users,
             ROUTE_STOP_SERVER: self.stop_server,
             ROUTE_DELETE_USER: self.delete_user,
+            ROUTE_SERVER_STATUS: self.server_api,
+            ROUTE_SERVER_KERNELS: self.server_api,
         }.get(route, self.other)
 
 
@@ -756,6 +788,8 @@ def _allowed(scopes: Optional[Set[str]], *needed: str) -> bool:
 def _classify(path: str) -> Tuple[str, Optional[str], Optional[str]]:
     """Map a raw path to (resource, user, server); segments are percent-decoded like tornado's
     path arguments (``%2F`` inside a name stays part of the name)."""
+    if path.startswith("/user/"):
+        return _classify_server_api(path)
     if not path.startswith(API_PREFIX):
         return "unknown", None, None
     rest = path[len(API_PREFIX):]
@@ -774,6 +808,16 @@ def _classify(path: str) -> Tuple[str, Optional[str], Optional[str]]:
             return "server", name, ""
         if len(parts) == 4 and parts[2] == "servers":
             return "server", name, unquote(parts[3])
+    return "unknown", None, None
+
+
+def _classify_server_api(path: str) -> Tuple[str, Optional[str], Optional[str]]:
+    """``/user/{name}/[{server}/]api/status|kernels``: a single-user server, via the proxy."""
+    parts = path.split("/")[2:]  # name, [server], "api", endpoint
+    if len(parts) in (3, 4) and parts[0] and parts[-2] == "api" \
+            and parts[-1] in ("status", "kernels"):
+        server = unquote(parts[1]) if len(parts) == 4 else ""
+        return "server_" + parts[-1], unquote(parts[0]), server
     return "unknown", None, None
 
 
@@ -1530,7 +1574,39 @@ class FakeHub:
             return self._get_user(record.user, record.query, scopes)
         if resource == "user":
             return self._delete_user(record.user, scopes)
+        if resource in ("server_status", "server_kernels"):
+            return self._server_api(record, resource, scopes)
         return self._stop_server(record.user, record.server or "", record.body, scopes)
+
+    def _server_api(self, record: RequestRecord, resource: str,
+                    scopes: Optional[Set[str]]) -> _Reply:
+        """A single-user server's ``api/status`` or ``api/kernels``, through the proxy."""
+        assert record.user is not None
+        if not _allowed(scopes, "access:servers"):
+            return _error(403, "Forbidden")
+        with self._data_lock:
+            user = self._users.get(record.user)
+            server = None if user is None else user.servers.get(record.server or "")
+            if server is None or not server.ready:
+                # the proxy sends /user/... of a server that is not running to the hub, which
+                # redirects to its own /hub/user/... page
+                return _Reply(302, b"", None, {"Location": "/hub" + record.path + "?"
+                                               + urlencode(record.query)})
+            if server.kernels is None:
+                return _error(404, "Not Found")  # no jupyter-server behind this URL
+            if resource == "server_kernels" and record.query.get("no_track_activity") is None:
+                server.own_last_activity = self.clock()  # an API request is activity there
+            own = server.own_last_activity
+            if own is AUTO:
+                own = server.last_activity or server.started
+            if resource == "server_status":
+                return _json_reply({"started": isoformat(server.started),
+                                    "last_activity": isoformat(own),
+                                    "kernels": len(server.kernels), "connections": 0})
+            return _json_reply([{"id": "k%d" % index, "name": "python3",
+                                 "last_activity": isoformat(own), "execution_state": state,
+                                 "connections": 0}
+                                for index, state in enumerate(server.kernels)])
 
     def _self_model(self, token: Optional[_Token], scopes: Optional[Set[str]]) -> _Reply:
         if token is None:

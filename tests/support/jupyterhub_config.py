@@ -14,10 +14,19 @@
 #                            hub starts, so that the harness can find leftovers
 # and optionally REALHUB_CLEANUP_SERVERS (1/0), REALHUB_LAST_ACTIVITY_INTERVAL (seconds, 0 =
 # never pull activity from the proxy), REALHUB_SLOW_STOP_TIMEOUT, REALHUB_SLOW_SPAWN_TIMEOUT,
-# REALHUB_CONCURRENT_SPAWN_LIMIT, REALHUB_LOG_LEVEL.
+# REALHUB_CONCURRENT_SPAWN_LIMIT, REALHUB_LOG_LEVEL, REALHUB_INTERNAL_SSL (1: the hub's
+# internal SSL, certificates in STATE_DIR/internal-ssl), REALHUB_SERVICE_POLL_INTERVAL
+# (seconds between the hub's checks that a managed service still runs; it restarts one that
+# exited; the hub's own default is 30) and REALHUB_SPAWNER ("inhub", the default, or
+# "process": real jupyterhub-singleuser servers, see the end of the servers part).
 #
-# It is a test fixture: no single-user server process is ever started (see InHubSpawner), and
-# a test-only API under /hub/api/_realhub/ rewrites timestamps in the hub's database.
+# It is a test fixture: no single-user server process is started (see InHubSpawner) unless
+# REALHUB_SPAWNER=process asks for real ones, and a test-only API under /hub/api/_realhub/
+# rewrites timestamps in the hub's database.
+#
+# One file for every JupyterHub of tests/realhub/hub-versions.txt (1.5 to 6.1). What differs:
+# before 2.0 there are no roles or scopes (every service is `admin: True`, the test API is
+# admin-only), and before 5.0 there is no Authenticator.allow_all (everyone is allowed).
 
 import asyncio
 import json
@@ -27,9 +36,18 @@ from urllib.parse import unquote
 
 import jupyterhub
 from jupyterhub.apihandlers.base import APIHandler
-from jupyterhub.scopes import needs_scope
 from jupyterhub.spawner import Spawner
 from tornado import web
+
+HUB_VERSION = tuple(int(part) for part in jupyterhub.version_info[:2])
+HAS_ROLES = HUB_VERSION >= (2, 0)  # roles, scopes and load_roles came with JupyterHub 2.0
+
+if HAS_ROLES:
+    from jupyterhub.scopes import needs_scope
+
+    _ADMIN_ONLY = needs_scope("admin:users")
+else:
+    from jupyterhub.utils import admin_only as _ADMIN_ONLY
 
 c = get_config()  # noqa: F821  (provided by traitlets when the file is loaded)
 
@@ -54,8 +72,11 @@ with open(_env("REALHUB_SERVICES_JSON")) as f:
 
 # --- network, files --------------------------------------------------------------------------
 c.JupyterHub.bind_url = f"http://127.0.0.1:{PORT}"
-c.JupyterHub.hub_bind_url = f"http://127.0.0.1:{HUB_PORT}"
-c.ConfigurableHTTPProxy.api_url = f"http://127.0.0.1:{PROXY_API_PORT}"
+INTERNAL_SSL = _env("REALHUB_INTERNAL_SSL", "0") == "1"
+# With internal SSL the hub serves its API over TLS, and so does the proxy's API.
+INTERNAL_SCHEME = "https" if INTERNAL_SSL else "http"
+c.JupyterHub.hub_bind_url = f"{INTERNAL_SCHEME}://127.0.0.1:{HUB_PORT}"
+c.ConfigurableHTTPProxy.api_url = f"{INTERNAL_SCHEME}://127.0.0.1:{PROXY_API_PORT}"
 c.ConfigurableHTTPProxy.pid_file = os.path.join(STATE_DIR, "jupyterhub-proxy.pid")
 c.ConfigurableHTTPProxy.debug = False
 c.JupyterHub.db_url = "sqlite:///" + os.path.join(STATE_DIR, "jupyterhub.sqlite")
@@ -77,9 +98,32 @@ c.JupyterHub.tornado_settings = {
     "slow_spawn_timeout": float(_env("REALHUB_SLOW_SPAWN_TIMEOUT", "10")),
 }
 c.JupyterHub.authenticator_class = "dummy"
-c.Authenticator.allow_all = True
+if HUB_VERSION >= (5, 0):  # before 5.0 an empty allow list lets everyone in
+    c.Authenticator.allow_all = True
 c.Authenticator.admin_users = set()  # the harness makes admins through the API
 c.JupyterHub.admin_access = False
+
+# --- internal SSL ----------------------------------------------------------------------------
+# The hub makes its certificate authorities and certificates in internal-ssl/ at start-up; its
+# API then answers only TLS clients presenting a certificate it trusts, and every managed
+# service gets JUPYTERHUB_SSL_KEYFILE, _CERTFILE and _CLIENT_CA. Servers stay plain http
+# (InHubSpawner returns an http URL): only the hub's API matters to a culler.
+if INTERNAL_SSL:
+    c.JupyterHub.internal_ssl = True
+    c.JupyterHub.internal_certs_location = os.path.join(STATE_DIR, "internal-ssl")
+
+# --- how fast the hub notices that a managed service exited (and starts it again) ------------
+_SERVICE_POLL = int(_env("REALHUB_SERVICE_POLL_INTERVAL", "0"))
+if _SERVICE_POLL > 0:
+    # The hub builds each service's process spawner without any configuration, so
+    # Spawner.poll_interval does not reach it: give the hub a subclass with another default.
+    from jupyterhub.services import service as _service_module
+    from traitlets import Integer as _Integer
+
+    class _QuickPollServiceSpawner(_service_module._ServiceSpawner):
+        poll_interval = _Integer(_SERVICE_POLL)
+
+    _service_module._ServiceSpawner = _QuickPollServiceSpawner
 
 # --- services and their roles ----------------------------------------------------------------
 services = []
@@ -94,6 +138,12 @@ for svc in SPEC.get("services", []):
         entry["environment"] = environment
         if svc.get("cwd"):
             entry["cwd"] = svc["cwd"]
+    if not HAS_ROLES:
+        # no scopes to give: a service that needs any gets everything (the 1.x way)
+        if svc.get("admin") or svc.get("scopes"):
+            entry["admin"] = True
+        services.append(entry)
+        continue
     services.append(entry)
     if svc.get("admin"):
         admin_services.append(svc["name"])
@@ -110,7 +160,8 @@ if admin_services:
     # the built-in admin role: every scope, including granting admin to users
     roles.append({"name": "admin", "services": admin_services})
 c.JupyterHub.services = services
-c.JupyterHub.load_roles = roles
+if HAS_ROLES:
+    c.JupyterHub.load_roles = roles
 
 
 # --- servers without processes ---------------------------------------------------------------
@@ -211,7 +262,8 @@ class InHubSpawner(Spawner):
         prefix = self._prefix()
         self._realhub_prefix = prefix
         _set_running(prefix, True)
-        return ("127.0.0.1", port)
+        # a URL, not (ip, port): with internal_ssl the hub would make that https
+        return f"http://127.0.0.1:{port}"
 
     async def poll(self):
         prefix = getattr(self, "_realhub_prefix", None)
@@ -234,6 +286,25 @@ c.Spawner.start_timeout = 60
 c.Spawner.http_timeout = 30
 
 
+# --- real single-user servers (REALHUB_SPAWNER=process) --------------------------------------
+# For the few tests that need what only a real jupyter-server has (kernels, its own
+# last_activity): jupyterhub-singleuser from the hub's own environment (jupyter_server and
+# ipykernel are installed there by scripts/install-realhub.sh), one process per server, as the
+# hub's user. It must not post activity to the hub (JUPYTERHUB_ACTIVITY_INTERVAL=0), or the
+# back-dated hub view would not stick; as root it needs allow_root. The marker lets the
+# harness find the servers and their kernels if the hub leaves any behind.
+if _env("REALHUB_SPAWNER", "inhub") == "process":
+    import sys
+
+    from jupyterhub.spawner import SimpleLocalProcessSpawner
+
+    c.JupyterHub.spawner_class = SimpleLocalProcessSpawner
+    c.SimpleLocalProcessSpawner.home_dir_template = os.path.join(STATE_DIR, "home", "{username}")
+    c.Spawner.cmd = [os.path.join(os.path.dirname(sys.executable), "jupyterhub-singleuser")]
+    c.Spawner.args = ["--ServerApp.allow_root=True"] if os.geteuid() == 0 else []
+    c.Spawner.environment = {"JUPYTERHUB_ACTIVITY_INTERVAL": "0", "REALHUB_MARKER": MARKER}
+
+
 # --- test-only API ---------------------------------------------------------------------------
 # POST /hub/api/_realhub/backdate  {"user": name, "server": name (absent: user only; "" for the
 #     default server), "last_activity", "started", "user_last_activity", "created": ISO 8601
@@ -244,7 +315,7 @@ c.Spawner.http_timeout = 30
 #     "stop_fail": the hub swallows exceptions from Spawner.stop, answers 204 and marks the
 #     server stopped anyway, so a failing stop cannot be told from a good one.)
 # GET  /hub/api/_realhub/running   the responder's running URL prefixes
-# Every call needs a token with admin:users (the harness's admin service).
+# Every call needs a token with admin:users (the harness's admin service; an admin before 2.0).
 
 _MISSING = object()
 
@@ -263,7 +334,7 @@ def _iso(dt):
 
 
 class BackdateHandler(APIHandler):
-    @needs_scope("admin:users")
+    @_ADMIN_ONLY
     def post(self):
         body = self.get_json_body() or {}
         user = self.find_user(body.get("user") or "")
@@ -300,7 +371,7 @@ class BackdateHandler(APIHandler):
 
 
 class BehaviourHandler(APIHandler):
-    @needs_scope("admin:users")
+    @_ADMIN_ONLY
     def post(self):
         body = self.get_json_body() or {}
         key = (body.get("user") or "", body.get("server") or "")
@@ -314,7 +385,7 @@ class BehaviourHandler(APIHandler):
 
 
 class RunningHandler(APIHandler):
-    @needs_scope("admin:users")
+    @_ADMIN_ONLY
     def get(self):
         self.set_header("Content-Type", "application/json")
         self.finish(json.dumps(sorted(_RUNNING_PREFIXES)))

@@ -1,9 +1,11 @@
-"""Drive a real JupyterHub 6.1.1 (plus configurable-http-proxy) on 127.0.0.1 for tests.
+"""Drive a real JupyterHub (plus configurable-http-proxy) on 127.0.0.1 for tests.
 
-Needs only the standard library and `requests`; JupyterHub itself runs from `.venv-hub/`
-and the proxy from `.node/` (both made by `scripts/install-realhub.sh`).
+Needs only the standard library and `requests`; JupyterHub itself runs from its own virtual
+environment (`.venv-hub/` for 6.1, `.venv-hub-1.5/` ... for the others of
+tests/realhub/hub-versions.txt) and the proxy from `.node/` (all made by
+`scripts/install-realhub.sh`).
 
-    with RealHub(tmp_path, services=[{"name": "culler", "scopes": [...]}]) as hub:
+    with RealHub(tmp_path, services=[{"name": "culler", "scopes": [...]}], hub="6.1") as hub:
         hub.create_users(["alice", "bob"])
         hub.start_server("alice")
         hub.backdate("alice", last_activity=7200)      # idle for 2 h
@@ -32,10 +34,11 @@ from urllib.parse import quote
 
 import requests
 
+from tests.support import hubversions
+
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent.parent  # tests/support/ -> the repository root
 CONFIG_FILE = HERE / "jupyterhub_config.py"
-HUB_BIN = REPO / ".venv-hub" / "bin" / "jupyterhub"
 PROXY_BIN_DIR = REPO / ".node" / "node_modules" / ".bin"
 PROXY_BIN = PROXY_BIN_DIR / "configurable-http-proxy"
 
@@ -71,16 +74,39 @@ def culler_command() -> list[str]:
     return [sys.executable, "-m", "idle_culler_daemon"]
 
 
+def module_command(python: str | None = None) -> list[str]:
+    """The culler by the module name hub configurations use: python -m jupyterhub_idle_culler."""
+    return [python or sys.executable, "-m", "jupyterhub_idle_culler"]
+
+
 class RealHubError(RuntimeError):
     pass
 
 
-def installed() -> tuple[bool, str]:
-    """(True, "") when the hub and the proxy are installed, else (False, what is missing)."""
-    missing = [str(p.relative_to(REPO)) for p in (HUB_BIN, PROXY_BIN) if not p.exists()]
-    if missing:
-        return False, "missing " + ", ".join(missing) + " (run: bash scripts/install-realhub.sh)"
+def installed(hub=None) -> tuple[bool, str]:
+    """(True, "") when that hub version (default 6.1) and the proxy are installed, else
+    (False, what is missing)."""
+    ok, why = hubversions.get(hub).installed()
+    if not ok:
+        return False, why
+    if not PROXY_BIN.exists():
+        return False, "missing .node (run: bash scripts/install-realhub.sh)"
     return True, ""
+
+
+SINGLEUSER_BIN = REPO / ".venv-hub" / "bin" / "jupyterhub-singleuser"
+KERNEL_CLIENT = HERE / "kernel_client.py"
+
+
+def singleuser_installed() -> tuple[bool, str]:
+    """(True, "") when real single-user servers can run (RealHub(spawner="process")): the hub's
+    environment has jupyterhub-singleuser, jupyter_server and ipykernel."""
+    python = SINGLEUSER_BIN.parent / "python"
+    if SINGLEUSER_BIN.exists() and python.exists() and subprocess.run(
+            [str(python), "-c", "import jupyter_server, ipykernel"],
+            capture_output=True, timeout=60).returncode == 0:
+        return True, ""
+    return False, "no jupyter_server/ipykernel in .venv-hub (run: bash scripts/install-realhub.sh)"
 
 
 def free_ports(n: int) -> list[int]:
@@ -143,16 +169,17 @@ def _pid_alive(pid: int) -> bool:
         return False
 
 
-def _pids_with_marker(marker: str) -> list[int]:
-    """PIDs whose environment holds REALHUB_MARKER=<marker> (children of our hub)."""
-    needle = f"REALHUB_MARKER={marker}".encode()
+def _pids_with_marker(marker: str, *also: str) -> list[int]:
+    """PIDs whose environment holds REALHUB_MARKER=<marker> (children of our hub), and each
+    of the NAME=VALUE strings in `also`."""
+    needles = {f"REALHUB_MARKER={marker}".encode()} | {entry.encode() for entry in also}
     found = []
     for entry in os.listdir("/proc"):
         if not entry.isdigit() or int(entry) == os.getpid():
             continue
         try:
             with open(f"/proc/{entry}/environ", "rb") as f:
-                if needle in f.read().split(b"\0"):
+                if needles <= set(f.read().split(b"\0")):
                     found.append(int(entry))
         except OSError:
             continue
@@ -162,9 +189,17 @@ def _pids_with_marker(marker: str) -> list[int]:
 class RealHub:
     """One JupyterHub + proxy on 127.0.0.1, state in `state_dir`.
 
-    services: [{"name": str, "scopes": [str], "command": [str] (optional: hub-managed),
+    services: [{"name": str, "scopes": [str], "command": [str] or hub -> [str] (optional:
+                hub-managed),
                 "environment": {str: str} (optional), "cwd": str (optional)}]
     An admin service (ADMIN_SERVICE, built-in admin role) is always added for setup calls.
+    On hubs before 2.0 (no roles) every service that has scopes is `admin: True` instead.
+
+    hub: a key of tests/realhub/hub-versions.txt ("1.5" ... "6.1", default "6.1").
+    internal_ssl: the hub's internal SSL; the harness then talks TLS to the API with the
+    hub's own certificate (`internal_certs`), like every component of such a hub.
+    service_poll_interval: seconds between the hub's checks that a managed service still runs
+    (it restarts one that exited); None keeps the hub's default (30 s).
     """
 
     def __init__(
@@ -179,7 +214,13 @@ class RealHub:
         concurrent_spawn_limit: int = 100,
         log_level: str = "INFO",
         start_timeout: float = START_TIMEOUT,
+        hub=None,
+        internal_ssl: bool = False,
+        service_poll_interval: int | None = None,
+        spawner: str = "inhub",
     ):
+        self.hub_version = hubversions.get(hub)
+        self.internal_ssl = bool(internal_ssl)
         self.state_dir = Path(state_dir).resolve()
         self.state_dir.mkdir(parents=True, exist_ok=True)
         self.services = []
@@ -197,6 +238,10 @@ class RealHub:
             "REALHUB_SLOW_SPAWN_TIMEOUT": str(slow_spawn_timeout),
             "REALHUB_CONCURRENT_SPAWN_LIMIT": str(int(concurrent_spawn_limit)),
             "REALHUB_LOG_LEVEL": log_level,
+            "REALHUB_INTERNAL_SSL": "1" if internal_ssl else "0",
+            "REALHUB_SERVICE_POLL_INTERVAL": str(int(service_poll_interval or 0)),
+            # "process": real jupyterhub-singleuser servers (needs singleuser_installed())
+            "REALHUB_SPAWNER": spawner,
         }
         self.start_timeout = start_timeout
         self.marker = "realhub-" + secrets.token_hex(8)
@@ -215,7 +260,31 @@ class RealHub:
     def hub_url(self) -> str:
         """The hub's own server (what services see as JUPYTERHUB_API_URL, minus /hub/api)."""
         self._need_ports()
-        return f"http://127.0.0.1:{self.ports['hub']}"
+        scheme = "https" if self.internal_ssl else "http"
+        return f"{scheme}://127.0.0.1:{self.ports['hub']}"
+
+    @property
+    def has_scopes(self) -> bool:
+        """False on hubs before 2.0: no roles, no scopes, services are admin or nothing."""
+        return self.hub_version.has_scopes
+
+    @property
+    def internal_certs(self) -> Path:
+        """The hub's internal-SSL folder (hub-internal/, hub-ca/, ...; with internal_ssl)."""
+        return self.state_dir / "internal-ssl"
+
+    def _use_internal_certs(self) -> bool:
+        """Present the hub's own certificate and trust its CA (internal SSL); False while
+        the hub has not made them yet."""
+        certs = self.internal_certs
+        cert, key = certs / "hub-internal" / "hub-internal.crt", certs / "hub-internal" / (
+            "hub-internal.key")
+        ca = certs / "hub-ca" / "hub-ca.crt"
+        if not all(path.exists() for path in (cert, key, ca)):
+            return False
+        self.session.cert = (str(cert), str(key))
+        self.session.verify = str(ca)
+        return True
 
     @property
     def api_url(self) -> str:
@@ -244,15 +313,21 @@ class RealHub:
         return env
 
     def run_culler(
-        self, service_name: str, *args: str, timeout: float = 120, env: dict | None = None
+        self,
+        service_name: str,
+        *args: str,
+        timeout: float = 120,
+        env: dict | None = None,
+        command: list[str] | None = None,
     ) -> subprocess.CompletedProcess:
         """Run the culler once against this hub as `service_name` (token in the environment
-        only); returns the CompletedProcess with text stdout/stderr. Pass "--once" yourself."""
+        only); returns the CompletedProcess with text stdout/stderr. Pass "--once" yourself.
+        command: how to start it (default: culler_command(); see module_command())."""
         full_env = self.service_env(service_name)
         if env:
             full_env.update(env)
         return subprocess.run(
-            culler_command() + ["--url=" + self.api_url, *args],
+            (command or culler_command()) + ["--url=" + self.api_url, *args],
             env=full_env,
             stdin=subprocess.DEVNULL,
             capture_output=True,
@@ -278,7 +353,7 @@ class RealHub:
 
     def start(self):
         """Start the hub and wait until its API answers; raises RealHubError with the log."""
-        ok, why = installed()
+        ok, why = installed(self.hub_version)
         if not ok:
             raise RealHubError(why)
         if self.running:
@@ -307,6 +382,14 @@ class RealHub:
                     continue
                 raise
 
+    def _command_of(self, service) -> list[str] | None:
+        """A managed service's command: a list, or a function of this (started) hub that
+        returns one (for command lines that name the hub's port)."""
+        command = service.get("command")
+        if callable(command):
+            command = command(self)
+        return [str(part) for part in command] if command else None
+
     def _write_spec(self) -> Path:
         spec = {
             "services": [
@@ -317,7 +400,7 @@ class RealHub:
                     "name": s["name"],
                     "token": self._tokens[s["name"]],
                     "scopes": list(s.get("scopes") or []),
-                    "command": list(s["command"]) if s.get("command") else None,
+                    "command": self._command_of(s),
                     "environment": dict(s.get("environment") or {}),
                     "cwd": s.get("cwd"),
                 }
@@ -352,7 +435,7 @@ class RealHub:
         self._log_file = open(self.log_path, "ab")
         self._log_offset = self._log_file.tell()
         self.proc = subprocess.Popen(
-            [str(HUB_BIN), "-f", str(CONFIG_FILE)],
+            [str(self.hub_version.hub_bin), "-f", str(CONFIG_FILE)],
             cwd=self.state_dir,
             env=env,
             stdin=subprocess.DEVNULL,
@@ -370,7 +453,7 @@ class RealHub:
                     f"jupyterhub exited with {self.proc.returncode} while starting:\n"
                     + self.log_tail()
                 )
-            if not api_ok:
+            if not api_ok and (not self.internal_ssl or self._use_internal_certs()):
                 try:
                     r = self.session.get(self.api_url + "/", timeout=2)
                     api_ok = r.status_code == 200
@@ -438,6 +521,11 @@ class RealHub:
             self._log_file.close()
             self._log_file = None
 
+    def service_pids(self, service_name: str) -> list[int]:
+        """Live processes of a hub-managed service (the hub names it in their environment)."""
+        pids = _pids_with_marker(self.marker, f"JUPYTERHUB_SERVICE_NAME={service_name}")
+        return sorted(p for p in pids if _pid_alive(p))
+
     def leftover_pids(self) -> list[int]:
         """Processes started by this hub that are still alive (should be [] after stop())."""
         pids = {p for p in _pids_with_marker(self.marker) if _pid_alive(p)}
@@ -463,6 +551,29 @@ class RealHub:
     def log_tail(self, lines: int = 40) -> str:
         return "\n".join(self.log_text().splitlines()[-lines:])
 
+    def log_size(self) -> int:
+        """The log's length in bytes now: a mark for wait_for_log(since=...)."""
+        try:
+            return self.log_path.stat().st_size
+        except FileNotFoundError:
+            return 0
+
+    def wait_for_log(self, text: str, *, since: int = 0, count: int = 1,
+                     timeout: float = 30) -> str:
+        """Wait until `text` appears `count` times in the log after byte `since` (the hub's
+        output and that of its managed services); returns that part of the log."""
+        deadline = time.monotonic() + timeout
+        while True:
+            with open(self.log_path, "rb") as f:
+                f.seek(since)
+                part = f.read().decode(errors="replace")
+            if part.count(text) >= count:
+                return part
+            if time.monotonic() > deadline:
+                raise RealHubError(f"{text!r} not in the hub's log after {timeout:.0f} s:\n"
+                                   + self.log_tail(30))
+            time.sleep(0.1)
+
     # ---- raw API ----------------------------------------------------------------------------
     def admin_api(self, method: str, path: str, *, check: bool = False, **kw) -> requests.Response:
         """Call the REST API with the admin token. `path` is relative to api_url ("/users");
@@ -478,6 +589,9 @@ class RealHub:
         kw.setdefault("timeout", 30)
         headers = dict(kw.pop("headers", {}) or {})
         headers["Authorization"] = "token " + self.token(service_name)
+        if self.internal_ssl:
+            kw.setdefault("cert", self.session.cert)
+            kw.setdefault("verify", self.session.verify)
         return requests.request(method, self.api_url + path, headers=headers, **kw)
 
     # ---- users, groups ----------------------------------------------------------------------
@@ -540,6 +654,8 @@ class RealHub:
                 check=True,
             )
             body = r.json()
+            if isinstance(body, list):  # hubs before 2.0: everything in one plain list
+                return body
             users.extend(body["items"])
             nxt = body["_pagination"].get("next")
             if not nxt:

@@ -442,3 +442,149 @@ def test_help_shows_the_groups_in_order_and_points_to_the_man_page():
     hub_part = text.split("\nhub connection:\n")[1].split("\n\n")[0]
     assert "--url" in hub_part and "--timeout" not in hub_part
     assert "man jupyterhub-idle-culler" in " ".join(text.split())
+
+
+# --- durations ----------------------------------------------------------------------------
+
+@pytest.mark.parametrize("text,seconds", [
+    ("90", 90), ("90s", 90), ("30m", 1800), ("1h", 3600), ("1h30m", 5400), ("7d", 604800),
+    ("2w", 1209600), ("1d12h", 129600), (" 2H ", 7200), ("1w2d3h4m5s", 788645),
+])
+def test_durations_on_the_command_line(text, seconds):
+    assert load(["--timeout=" + text]).culling.timeout == seconds
+
+
+def test_durations_in_every_source_and_every_seconds_option():
+    env = dict(ENV, JUPYTERHUB_IDLE_CULLER_MAX_AGE="8h",
+               JUPYTERHUB_IDLE_CULLER_REQUEST_TIMEOUT="2m")
+    files = {"c.ini": "[culler]\ncull_every = 5m\n[rule:gpu]\nprofiles = gpu-*\n"
+                      "timeout = 15m\nmax_age = 1d\nuser_timeout = 2w\nuser_max_age = 30d\n",
+             "c.py": "c.IdleCuller.timeout = '1h30m'\nc.IdleCuller.max_age = 7200\n"}
+    config = load(["--config=c.ini", "--timeout=1h"], env, files)
+    assert (config.culling.timeout, config.cull_every, config.culling.max_age) == (3600, 300,
+                                                                                   28800)
+    assert config.hub.read_timeout == 120.0
+    rule = config.culling.rules[0]
+    assert (rule.timeout, rule.max_age, rule.user_timeout, rule.user_max_age) == (
+        900, 86400, 1209600, 2592000)
+    from_py = load(["--config=c.py"], files=files)
+    assert (from_py.culling.timeout, from_py.culling.max_age) == (5400, 7200)
+    assert parse_rule_option("g:users=g-*,timeout=90s", "--rule").timeout == 90
+
+
+def test_request_timeout_keeps_fractions_and_takes_durations():
+    assert load(["--request-timeout=0.5"]).hub.read_timeout == 0.5
+    assert load(["--request-timeout=1m30s"]).hub.read_timeout == 90.0
+    assert load([], dict(ENV, JUPYTERHUB_REQUEST_TIMEOUT="45s")).hub.read_timeout == 45.0
+
+
+@pytest.mark.parametrize("argv,env,named", [
+    (["--timeout=5x"], {}, "--timeout"), (["--timeout=1.5h"], {}, "--timeout"),
+    (["--timeout=30m1h"], {}, "--timeout"), (["--timeout=1h1h"], {}, "--timeout"),
+    (["--cull-every=h"], {}, "--cull-every"), (["--max-age=-1d"], {}, "--max-age"),
+    (["--request-timeout=soon"], {}, "--request-timeout"),
+    ([], {"JUPYTERHUB_IDLE_CULLER_MAX_AGE": "3 days"}, "--max-age (from environment)"),
+])
+def test_bad_durations_are_config_errors_naming_the_option(argv, env, named):
+    with pytest.raises(ConfigError) as info:
+        load(argv, dict(ENV, **env))
+    assert named in str(info.value) and "90s, 30m, 1h" in str(info.value)
+
+
+def test_zero_request_timeout_is_refused_in_any_spelling():
+    for text in ("0", "0s", "0m"):
+        with pytest.raises(ConfigError, match="--request-timeout"):
+            load(["--request-timeout=" + text])
+
+
+def test_bad_duration_in_a_rule_names_the_rule_and_key():
+    with pytest.raises(ConfigError) as info:
+        load(["--config=c.ini"], files={"c.ini": "[rule:gpu]\nusers = a\ntimeout = 15 min\n"})
+    assert "[rule:gpu]" in str(info.value) and "'timeout'" in str(info.value)
+
+
+def test_help_and_generated_config_show_the_duration_syntax(capsys):
+    with pytest.raises(SystemExit):
+        parse_command_line(["--help"])
+    assert "1h30m" in " ".join(capsys.readouterr().out.split())
+    text = generate_config()
+    assert "1h30m" in text.split("[culler]")[0] and "timeout = 15m" in text
+
+
+# --- profiles and user_options --------------------------------------------------------------
+
+def test_profile_and_user_options_rule_keys():
+    files = {"c.ini": "[rule:gpu]\nprofiles = gpu-*, a100\n"
+                      "user_options = image=*torch*, size=large, size=xl\ntimeout = 15m\n"}
+    rule = load(["--config=c.ini"], files=files).culling.rules[0]
+    assert rule.profiles == ("gpu-*", "a100")
+    assert rule.user_options == (("image", "*torch*"), ("size", "large"), ("size", "xl"))
+
+
+def test_rule_option_user_options_continue_over_pairs_until_a_rule_key():
+    rule = parse_rule_option("big:user_options=image=*torch*,size=large,timeout=1h", "--rule")
+    assert rule.user_options == (("image", "*torch*"), ("size", "large"))
+    assert rule.timeout == 3600
+
+
+@pytest.mark.parametrize("text,needle", [
+    ("x:user_options=nokey", "KEY=PATTERN"), ("x:user_options==v", "KEY=PATTERN"),
+    ("x:profiles=gpu-[", "bad pattern"), ("x:user_options=a=[b", "bad pattern"),
+])
+def test_profile_rule_errors_name_the_key(text, needle):
+    with pytest.raises(ConfigError, match=needle):
+        parse_rule_option(text, "--rule")
+
+
+# --- check_kernels and the proxy's URL ------------------------------------------------------
+
+def test_check_kernels_without_the_proxy_url_is_refused_naming_the_option():
+    for argv in (["--check-kernels"], ["--rule=gpu:profiles=gpu-*,check_kernels=true"]):
+        with pytest.raises(ConfigError) as info:
+            load(argv)
+        assert "--server-url-base" in str(info.value) and "--check-kernels" in str(info.value)
+
+
+def test_proxy_url_from_a_managed_service_environment_and_the_option_wins():
+    public = dict(ENV, JUPYTERHUB_PUBLIC_HUB_URL="https://hub.example.org/jh/hub/",
+                  JUPYTERHUB_HOST="")
+    assert load(["--check-kernels"], public).hub.server_url_base == "https://hub.example.org"
+    host = dict(ENV, JUPYTERHUB_HOST="https://hub.example.org:8443")
+    assert load(["--check-kernels"], host).hub.server_url_base == "https://hub.example.org:8443"
+    config = load(["--check-kernels", "--server-url-base=http://10.0.0.5:8000/"], public)
+    assert config.hub.server_url_base == "http://10.0.0.5:8000" and config.culling.check_kernels
+
+
+def test_proxy_url_is_checked_and_its_path_ignored_with_a_warning():
+    with pytest.raises(ConfigError, match="--server-url-base"):
+        load(["--server-url-base=ftp://proxy"])
+    config = load(["--server-url-base=https://hub.example.org/jupyter"])
+    assert config.hub.server_url_base == "https://hub.example.org"
+    assert any("'/jupyter' is ignored" in warning for warning in config.warnings)
+
+
+# --- the mass-cull guard and the output ------------------------------------------------------
+
+def test_guard_options():
+    config = load(["--max-stops-per-pass=10", "--max-stop-fraction=0.5"])
+    assert (config.culling.max_stops_per_pass, config.culling.max_stop_fraction) == (10, 0.5)
+    assert load([]).culling.max_stop_fraction is None and load([]).culling.max_stops_per_pass == 0
+    assert load(["--max-stop-fraction=1"]).culling.max_stop_fraction == 1.0
+
+
+@pytest.mark.parametrize("argv,named", [
+    (["--max-stop-fraction=0"], "--max-stop-fraction"),
+    (["--max-stop-fraction=1.5"], "--max-stop-fraction"),
+    (["--max-stop-fraction=half"], "--max-stop-fraction"),
+    (["--max-stops-per-pass=-3"], "--max-stops-per-pass"),
+    (["--output=yaml"], "--output"),
+])
+def test_bad_guard_and_output_values_are_config_errors(argv, named):
+    with pytest.raises(ConfigError, match=named):
+        load(argv)
+
+
+def test_json_output_outside_a_dry_run_once_is_a_warning():
+    assert load(["--once", "--dry-run", "--output=json"]).output == "json"
+    assert not load(["--once", "--dry-run", "--output=json"]).warnings
+    assert any("--output=json" in w for w in load(["--output=json"]).warnings)

@@ -4,11 +4,18 @@ import logging
 import threading
 from concurrent.futures import ThreadPoolExecutor
 
+import pytest
+
 from idle_culler_daemon.config import CullSettings
 from idle_culler_daemon.cull import Runtime, run_pass
-from idle_culler_daemon.errors import HubAuthError, HubUnavailable
+from idle_culler_daemon.errors import (
+    HubAuthError,
+    HubHTTPError,
+    HubProtocolError,
+    HubUnavailable,
+)
 from idle_culler_daemon.hub import DeleteResult, StopResult
-from tests.fakes import NOW, InlineExecutor, MemoryHub, server_model, user_model
+from tests.fakes import NOW, InlineExecutor, MemoryHub, server_model, stamp, user_model
 
 SETTINGS = CullSettings(timeout=600)
 USERS = CullSettings(timeout=600, cull_users=True)
@@ -224,3 +231,143 @@ def test_run_pass_sees_a_user_listed_twice_as_a_duplicate_at_any_size():
     hub = MemoryHub(idle + active, page_size=200)
     stats = run(hub)
     assert stats.users_seen == 40000 and hub.of_kind("stop") == []
+
+
+# --- --check-kernels: a second look before a stop (docs/behaviour.md#kernel-checks) ---
+
+CHECKS = CullSettings(timeout=600, cull_users=True, check_kernels=True)
+
+
+def status(own_idle_s, kernels):
+    return {"started": stamp(7200), "last_activity": stamp(own_idle_s), "kernels": kernels,
+            "connections": 0}
+
+
+def kernel_list(*states):
+    return [{"id": "k%d" % i, "execution_state": state} for i, state in enumerate(states)]
+
+
+def checked_hub():
+    users = [user_model(name, {"": server_model(3600, url="/user/%s/" % name)}, idle_s=3600)
+             for name in ("busy", "quiet", "none", "fresh")]
+    users.append(user_model("active", {"": server_model(60, url="/user/active/")}))
+    servers = {
+        "/user/busy/": {"status": status(3000, 2), "kernels": kernel_list("idle", "busy")},
+        "/user/quiet/": {"status": status(3000, 1), "kernels": kernel_list("idle")},
+        "/user/none/": {"status": status(3000, 0)},
+        "/user/fresh/": {"status": status(30, 1)},
+    }
+    return MemoryHub(users, servers=servers)
+
+
+def test_check_kernels_keeps_busy_and_recently_active_servers_and_their_users(caplog):
+    hub = checked_hub()
+    with caplog.at_level(logging.INFO):
+        stats = run(hub, CHECKS)
+    assert sorted(call[1] for call in hub.of_kind("stop")) == ["none", "quiet"]
+    assert sorted(call[1] for call in hub.of_kind("delete")) == ["none", "quiet"]
+    assert (stats.checked, stats.kept_by_server, stats.check_failed) == (4, 2, 0)
+    assert "keep user=busy server=- reason=kernel-busy" in caplog.text
+    assert "keep user=fresh server=- reason=server-active idle_s=30" in caplog.text
+    assert "keep-user user=busy reason=servers-alive" in caplog.text
+
+
+def test_check_kernels_asks_only_idle_servers_and_kernels_only_when_needed():
+    hub = checked_hub()
+    run(hub, CHECKS)
+    assert sorted(url for _, url in hub.of_kind("status")) == [
+        "/user/busy/", "/user/fresh/", "/user/none/", "/user/quiet/"]  # not /user/active/
+    assert sorted(url for _, url in hub.of_kind("kernels")) == ["/user/busy/", "/user/quiet/"]
+
+
+def test_without_check_kernels_no_server_is_asked():
+    hub = checked_hub()
+    stats = run(hub, USERS)
+    assert hub.of_kind("status") == [] and stats.stopped == 4
+
+
+def test_max_age_stops_without_asking():
+    hub = checked_hub()
+    run(hub, CullSettings(timeout=600, max_age=1800, check_kernels=True))
+    assert hub.of_kind("status") == [] and len(hub.of_kind("stop")) == 4
+
+
+def test_dry_run_asks_too_and_plans_only_what_would_go():
+    hub = checked_hub()
+    stats = run(hub, CHECKS, dry_run=True)
+    assert hub.of_kind("stop") == [] and len(hub.of_kind("status")) == 4
+    assert sorted((e.action, e.user) for e in stats.plan) == [
+        ("delete", "none"), ("delete", "quiet"), ("stop", "none"), ("stop", "quiet")]
+
+
+@pytest.mark.parametrize("answer,reason", [
+    (HubHTTPError("GET /user/x/api/status answered 424", 424), "http-424"),
+    (HubHTTPError("GET /user/x/api/status answered 302", 302), "redirected"),
+    (HubHTTPError("GET /user/x/api/status answered 404", 404), "not-jupyter-server"),
+    (HubAuthError("GET /user/x/api/status answered 403", 403), "refused"),
+    (HubUnavailable("GET /user/x/api/status: ReadTimeout"), "no-answer"),
+    (HubProtocolError("GET /user/x/api/status: the answer is not JSON"), "not-jupyter-server"),
+    ({"realhub": True}, "not-jupyter-server"),
+])
+def test_a_server_that_cannot_be_asked_is_judged_by_the_hub_and_logged_once(caplog, answer,
+                                                                            reason):
+    users = [user_model("u%d" % i, {"": server_model(3600, url="/user/u%d/" % i)})
+             for i in range(3)]
+    hub = MemoryHub(users, servers={"/user/u%d/" % i: {"status": answer} for i in range(3)})
+    with caplog.at_level(logging.DEBUG):
+        stats = run(hub, CHECKS)
+    assert len(hub.of_kind("stop")) == 3 and stats.check_failed == 3 and stats.ok
+    warnings = [r for r in caplog.records if r.levelno == logging.WARNING
+                and "kernel-check-failed" in r.getMessage()]
+    assert len(warnings) == 1 and "reason=%s" % reason in warnings[0].getMessage()
+    if reason == "refused":
+        assert "access:servers" in warnings[0].getMessage()
+
+
+def test_a_server_without_url_is_judged_by_the_hub():
+    model = user_model("ann", {"": server_model(3600)})
+    model["servers"][""]["url"] = None
+    hub = MemoryHub([model])
+    stats = run(hub, CHECKS)
+    assert len(hub.of_kind("stop")) == 1 and hub.of_kind("status") == []
+    assert stats.check_failed == 1
+
+
+# --- the mass-cull guard (docs/behaviour.md#mass-cull-guard) ---
+
+def crowd(running=100, idle=90):
+    """``running`` users with a server each; the first ``idle`` idle for 1000 s + 10 s * i."""
+    return [user_model("u%03d" % i, {"": server_model(1000 + 10 * i if i < idle else 5)},
+                       idle_s=1000 + 10 * i if i < idle else 5)
+            for i in range(running)]
+
+
+def test_guard_fraction_stops_and_deletes_nothing_and_says_so(caplog):
+    hub = MemoryHub(crowd() + [user_model("gone", None, idle_s=90000)])
+    with caplog.at_level(logging.ERROR):
+        stats = run(hub, CullSettings(timeout=600, cull_users=True, max_stop_fraction=0.5))
+    assert hub.of_kind("stop") == [] and hub.of_kind("delete") == []
+    assert stats.servers_running == 100 and stats.held_back == 90 and not stats.ok
+    assert "90 of 100" in stats.guard_tripped
+    (error,) = [r.getMessage() for r in caplog.records if "mass-cull-guard" in r.getMessage()]
+    assert "share=90/100" in error and "--max-stop-fraction" in error
+
+
+def test_guard_cap_stops_the_longest_idle_and_skips_their_users_deletion(caplog):
+    hub = MemoryHub(crowd())
+    with caplog.at_level(logging.WARNING):
+        stats = run(hub, CullSettings(timeout=600, cull_users=True, max_stops_per_pass=10))
+    stopped = sorted(call[1] for call in hub.of_kind("stop"))
+    assert stopped == ["u%03d" % i for i in range(80, 90)]
+    assert sorted(call[1] for call in hub.of_kind("delete")) == stopped
+    assert stats.held_back == 80 and stats.ok
+    assert "stops-held-back held=80 planned=90 limit=10" in caplog.text
+
+
+def test_guard_dry_run_still_shows_the_whole_plan_marked():
+    hub = MemoryHub(crowd())
+    stats = run(hub, CullSettings(timeout=600, max_stop_fraction=0.5), dry_run=True)
+    assert len(stats.plan) == 90 and all(entry.held_back for entry in stats.plan)
+    stats = run(MemoryHub(crowd()), CullSettings(timeout=600, max_stops_per_pass=10),
+                dry_run=True)
+    assert len(stats.plan) == 90 and sum(not entry.held_back for entry in stats.plan) == 10

@@ -82,3 +82,33 @@ def test_layering_only_hub_touches_requests_and_every_call_has_a_timeout():
             assert "requests" not in external and "urllib3" not in external, path.stem
     source = (PACKAGE / "hub.py").read_text()
     assert source.count("self._session.request(") == 1 and "timeout=self._timeout" in source
+
+
+MODULE_NAME = PACKAGE.parent / "jupyterhub_idle_culler"
+
+
+def test_layering_module_name_package_is_a_thin_entry_point():
+    """``jupyterhub_idle_culler`` (the reference's module name) only delegates to the CLI:
+    a docstring-only ``__init__`` and a ``__main__`` that exits with ``cli.main()``'s code."""
+    assert sorted(p.name for p in MODULE_NAME.iterdir() if p.suffix == ".py") == [
+        "__init__.py", "__main__.py"]
+    init = ast.parse((MODULE_NAME / "__init__.py").read_text())
+    assert len(init.body) == 1 and isinstance(init.body[0], ast.Expr)
+    assert isinstance(init.body[0].value, ast.Constant) and isinstance(init.body[0].value.value,
+                                                                      str)
+    main = ast.parse((MODULE_NAME / "__main__.py").read_text())
+    statements = main.body[1:] if isinstance(main.body[0], ast.Expr) else main.body
+    shapes = [ast.dump(node) for node in statements]
+    assert shapes == [ast.dump(node) for node in ast.parse(
+        "import sys\n"
+        "from idle_culler_daemon.cli import main\n"
+        "if __name__ == '__main__':\n"
+        "    sys.exit(main())\n").body]
+
+
+def test_layering_import_jupyterhub_idle_culler_exposes_nothing():
+    import importlib
+
+    module = importlib.import_module("jupyterhub_idle_culler")
+    assert [name for name in vars(module) if not name.startswith("__")] == []
+    assert module.__doc__

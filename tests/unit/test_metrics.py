@@ -77,3 +77,16 @@ def test_metrics_have_no_created_series_and_every_labelled_series_from_the_start
     assert values[(prefix + "interval_seconds", ())] == 300.0
     metrics.configure(60.0, [])
     assert samples(metrics.text())[(prefix + "interval_seconds", ())] == 60.0
+def test_metrics_count_guard_trips_and_servers_held_back():
+    metrics = Metrics()
+    values = samples(metrics.text())
+    prefix = "jupyterhub_idle_culler_"
+    assert values[(prefix + "mass_cull_guard_trips_total", ())] == 0  # there from the start
+    assert values[(prefix + "servers_held_back_total", ())] == 0
+    metrics.record(PassStats(servers_running=100, held_back=90,
+                             guard_tripped="mass-cull guard: would stop 90 of 100"))
+    metrics.record(PassStats(servers_running=100, held_back=80, stopped=10))
+    metrics.record(PassStats(servers_running=100))
+    values = samples(metrics.text())
+    assert values[(prefix + "mass_cull_guard_trips_total", ())] == 1
+    assert values[(prefix + "servers_held_back_total", ())] == 170

@@ -5,11 +5,15 @@ from datetime import timedelta
 import pytest
 
 from idle_culler_daemon.config import CullSettings, RuleSettings
-from idle_culler_daemon.model import Server, User
+from idle_culler_daemon.model import Server, ServerStatus, User
 from idle_culler_daemon.policy import (
     Action,
+    Verdict,
+    guard_plan,
     judge_server,
+    judge_server_status,
     judge_user,
+    kernels_needed,
     select_rule,
 )
 from tests.fakes import NOW
@@ -17,10 +21,11 @@ from tests.fakes import NOW
 SETTINGS = CullSettings(timeout=600, cull_users=True)
 
 
-def server(name="", idle=None, age=None, ready=True, pending=None):
+def server(name="", idle=None, age=None, ready=True, pending=None, options=None):
     return Server(name=name, ready=ready, pending=pending,
                   started=NOW - timedelta(seconds=age) if age is not None else None,
-                  last_activity=NOW - timedelta(seconds=idle) if idle is not None else None)
+                  last_activity=NOW - timedelta(seconds=idle) if idle is not None else None,
+                  url="/user/ann/%s" % name, user_options=options)
 
 
 def user(name="ann", admin=False, groups=(), idle=None, created=None, servers=()):
@@ -201,3 +206,155 @@ def test_judge_user_unknown_admin_flag_counts_as_admin_when_admins_are_spared():
     unknown = User(name="ann", admin=None, last_activity=NOW - timedelta(days=9))
     assert judge_user(unknown, NOW, settings, False).reason == "admin"
     assert judge_user(unknown, NOW, CullSettings(cull_users=True), False).action is Action.DELETE
+
+
+# --- rules on profiles and user_options (docs/behaviour.md#profile-rules) ---
+
+GPU_PROFILE = RuleSettings("gpu", profiles=("gpu-*",), timeout=900)
+PROFILED = CullSettings(timeout=3600, cull_users=True, rules=(GPU_PROFILE,))
+
+
+def test_profile_rule_gives_gpu_servers_their_timeout_and_not_the_others():
+    gpu = judge_server(user(), server(idle=1800, options=(("profile", "gpu-a100"),)), NOW,
+                       PROFILED)
+    assert (gpu.action, gpu.rule) == (Action.STOP, "gpu")
+    cpu = judge_server(user(), server(idle=1800, options=(("profile", "cpu-small"),)), NOW,
+                       PROFILED)
+    none = judge_server(user(), server(idle=1800, options=()), NOW, PROFILED)
+    assert (cpu.action, cpu.rule) == (none.action, none.rule) == (Action.KEEP, "default")
+
+
+def test_profile_rule_never_matches_a_server_whose_options_are_unknown():
+    unknown = judge_server(user(), server(idle=1800, options=None), NOW, PROFILED)
+    assert (unknown.action, unknown.rule) == (Action.KEEP, "default")
+
+
+def test_profile_rule_never_decides_for_the_user_record():
+    assert select_rule((GPU_PROFILE,), user(), None, (("profile", "gpu-a100"),)) is None
+    assert judge_user(user(idle=5000, created=9000), NOW, PROFILED, False).rule == "default"
+
+
+def test_user_options_rule_needs_every_key_and_takes_alternatives_on_one_key():
+    rule = RuleSettings("big", user_options=(("image", "*torch*"), ("size", "large"),
+                                             ("size", "xl")), cull=False)
+    options = (("image", "quay.io/x/pytorch:2"), ("size", "xl"))
+    assert select_rule((rule,), user(), "", options) is rule
+    assert select_rule((rule,), user(), "", (("image", "pytorch"), ("size", "small"))) is None
+    assert select_rule((rule,), user(), "", (("size", "xl"),)) is None
+
+
+def test_user_options_rule_matches_scalars_by_their_text():
+    rule = RuleSettings("gpu", user_options=(("gpu", "true"), ("cores", "8")), timeout=60)
+    assert select_rule((rule,), user(), "", (("gpu", "true"), ("cores", "8"))) is rule
+
+
+def test_profile_rule_combines_with_the_other_matchers():
+    rule = RuleSettings("ann-gpu", users=("ann",), server_names=("",), profiles=("gpu-*",))
+    options = (("profile", "gpu-1"),)
+    assert select_rule((rule,), user("ann"), "", options) is rule
+    assert select_rule((rule,), user("bob"), "", options) is None
+    assert select_rule((rule,), user("ann"), "lab", options) is None
+
+
+# --- a second look at idle servers (docs/behaviour.md#kernel-checks) ---
+
+CHECKED = CullSettings(timeout=600, check_kernels=True)
+
+
+def test_check_kernels_marks_idle_stops_to_be_asked_with_their_timeout():
+    verdict = judge_server(user(), server(idle=700, age=800), NOW, CHECKED)
+    assert (verdict.action, verdict.check_within_s) == (Action.STOP, 600)
+    assert judge_server(user(), server(idle=700, age=800), NOW, SETTINGS).check_within_s is None
+
+
+def test_check_kernels_per_rule_overrides_the_global_setting():
+    rule = RuleSettings("gpu", profiles=("gpu-*",), timeout=60, check_kernels=True)
+    settings = CullSettings(timeout=600, rules=(rule,))
+    gpu = judge_server(user(), server(idle=100, options=(("profile", "gpu-x"),)), NOW, settings)
+    assert gpu.check_within_s == 60
+    off = RuleSettings("cpu", profiles=("cpu-*",), check_kernels=False)
+    cpu = judge_server(user(), server(idle=900, options=(("profile", "cpu-x"),)), NOW,
+                       CullSettings(timeout=600, check_kernels=True, rules=(off,)))
+    assert cpu.action is Action.STOP and cpu.check_within_s is None
+
+
+def test_max_age_wins_over_the_kernel_check():
+    settings = CullSettings(timeout=600, max_age=3600, check_kernels=True)
+    old = judge_server(user(), server(idle=700, age=7200), NOW, settings)
+    assert old.action is Action.STOP and old.check_within_s is None
+    assert judge_server(user(), server(idle=700, age=1800), NOW, settings).check_within_s == 600
+    spared = CullSettings(timeout=600, max_age=3600, check_kernels=True, cull_admin_users=False)
+    admin = judge_server(user(admin=True), server(idle=700, age=7200), NOW, spared)
+    assert admin.check_within_s == 600  # max-age does not apply to a spared admin
+
+
+def stop_to_check(idle=700):
+    return Verdict(Action.STOP, "idle", "default", timedelta(seconds=idle),
+                   timedelta(seconds=idle), check_within_s=600)
+
+
+def test_second_look_keeps_a_server_with_a_busy_kernel():
+    status = ServerStatus(NOW - timedelta(hours=2), 2, ("idle", "busy"))
+    verdict = judge_server_status(stop_to_check(), status, NOW)
+    assert (verdict.action, verdict.reason) == (Action.KEEP, "kernel-busy")
+    assert verdict.idle_for == timedelta(hours=2)
+
+
+def test_second_look_keeps_a_server_whose_own_activity_is_recent():
+    status = ServerStatus(NOW - timedelta(seconds=599), 0)
+    verdict = judge_server_status(stop_to_check(), status, NOW)
+    assert (verdict.action, verdict.reason) == (Action.KEEP, "server-active")
+
+
+def test_second_look_stops_a_quiet_server_as_planned():
+    for status in (ServerStatus(NOW - timedelta(seconds=600), 0),
+                   ServerStatus(NOW - timedelta(hours=1), 1, ("idle",)),
+                   ServerStatus(None, 1, ("starting",))):
+        assert judge_server_status(stop_to_check(), status, NOW) == stop_to_check()
+
+
+def test_second_look_changes_nothing_that_did_not_ask_for_it():
+    plain = Verdict(Action.STOP, "max-age", "default")
+    busy = ServerStatus(NOW, 1, ("busy",))
+    assert judge_server_status(plain, busy, NOW) is plain
+
+
+def test_kernels_are_asked_for_only_when_the_status_leaves_it_open():
+    quiet = ServerStatus(NOW - timedelta(hours=1), 2)
+    assert kernels_needed(stop_to_check(), quiet)
+    assert not kernels_needed(stop_to_check(), ServerStatus(NOW - timedelta(hours=1), 0))
+    assert kernels_needed(stop_to_check(), ServerStatus(NOW - timedelta(hours=1), None))
+    assert not kernels_needed(Verdict(Action.KEEP, "server-active"), quiet)
+    assert not kernels_needed(stop_to_check(), ServerStatus(None, 2, ("idle", "idle")))
+
+
+# --- the mass-cull guard (docs/behaviour.md#mass-cull-guard) ---
+
+def idle_times(*seconds):
+    return [timedelta(seconds=value) for value in seconds]
+
+
+def test_guard_trips_when_more_than_the_fraction_would_go():
+    verdict = guard_plan(idle_times(*range(90)), 100, CullSettings(max_stop_fraction=0.5))
+    assert verdict.tripped and verdict.held == frozenset(range(90))
+    assert (verdict.planned, verdict.running) == (90, 100)
+
+
+def test_guard_allows_exactly_the_fraction():
+    verdict = guard_plan(idle_times(*range(50)), 100, CullSettings(max_stop_fraction=0.5))
+    assert not verdict.tripped and not verdict.held
+
+
+def test_guard_holds_back_all_but_the_longest_idle():
+    times = idle_times(50, 900, 10, 700, 900)
+    verdict = guard_plan(times, 10, CullSettings(max_stops_per_pass=2))
+    assert verdict.held == frozenset({0, 2, 3}) and not verdict.tripped  # 900 and 900 go
+    assert guard_plan(times, 10, CullSettings(max_stops_per_pass=5)).held == frozenset()
+    assert guard_plan(times, 10, CullSettings()).held == frozenset()
+
+
+def test_guard_fraction_is_judged_before_the_per_pass_cap():
+    settings = CullSettings(max_stops_per_pass=10, max_stop_fraction=0.5)
+    assert guard_plan(idle_times(*range(90)), 100, settings).tripped
+    verdict = guard_plan(idle_times(*range(30)), 100, settings)
+    assert not verdict.tripped and len(verdict.held) == 20

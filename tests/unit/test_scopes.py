@@ -54,3 +54,27 @@ def test_verdict_of_a_dry_run_needs_only_read_scopes_and_names_the_write_ones():
 def test_scope_hint_names_the_scope_of_each_kind_of_request():
     assert scope_hint("stop") == "delete:servers"
     assert scope_hint("delete").startswith("delete:users")
+
+
+def test_verdict_before_scopes_refuses_an_owner_that_is_not_an_admin():
+    # JupyterHub 1.x: GET /user for a service is {"kind", "name", "admin"}, without scopes.
+    service = {"kind": "service", "name": "culler", "admin": False}
+    found = verdict(service, CullSettings(), has_scopes=False)
+    assert not found.reported and found.missing and "admin" in found.missing[0]
+    assert verdict(dict(service, admin=True), CullSettings(), has_scopes=False).missing == ()
+    # a hub with scopes that left them out says nothing about the admin flag
+    assert verdict(service, CullSettings(), has_scopes=True).missing == ()
+
+
+def test_kernel_checks_need_access_servers_globally_or_in_a_rule():
+    assert ("access:servers",) not in required_scopes(CullSettings())
+    assert ("access:servers",) in required_scopes(CullSettings(check_kernels=True))
+    rule = RuleSettings("gpu", profiles=("gpu-*",), check_kernels=True)
+    assert ("access:servers",) in required_scopes(CullSettings(rules=(rule,)))
+    base = ["list:users", "read:users:activity", "read:servers", "delete:servers"]
+    found = verdict({"scopes": base}, CullSettings(check_kernels=True))
+    assert found.missing == ("access:servers",)
+    for granted in ("access:servers", "access:servers!user=ann", "shares"):
+        assert verdict({"scopes": base + [granted]},
+                       CullSettings(check_kernels=True)).missing == ()
+    assert scope_hint("check") == "access:servers"
