@@ -88,9 +88,10 @@ class PassStats:
                 self.first_failure = user
 
     def would(self, action: str) -> int:
-        """How many ``stop`` or ``delete`` actions a dry run planned."""
+        """How many ``stop`` or ``delete`` actions a dry run would carry out (held-back ones
+        are not counted: the guard would keep them)."""
         with self._lock:
-            return sum(1 for entry in self.plan if entry.action == action)
+            return sum(1 for entry in self.plan if entry.action == action and not entry.held_back)
 
     def add_to_plan(self, entry: PlanEntry) -> None:
         with self._lock:

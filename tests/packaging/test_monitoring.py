@@ -25,11 +25,9 @@ from tests.support.fakehub import FakeHub, active_user, idle_user
 REPO = Path(__file__).resolve().parents[2]
 MONITORING = REPO / "packaging" / "monitoring"
 METRIC = re.compile(r"\bjupyterhub_idle_culler_[a-z0-9_]+\b")
-# The mass-cull guard's metrics come with the guard itself (another branch of work). The
-# alert and the dashboard already use them; until the guard is merged a live scrape does not
-# have them, and these two names, exactly, may be absent. Delete this set once it is merged.
-NOT_YET_EXPORTED = {"jupyterhub_idle_culler_mass_cull_guard_trips_total",
-                    "jupyterhub_idle_culler_servers_held_back_total"}
+# The mass-cull guard's two metrics, which the guard alert and a dashboard panel use.
+GUARD_METRICS = {"jupyterhub_idle_culler_mass_cull_guard_trips_total",
+                 "jupyterhub_idle_culler_servers_held_back_total"}
 
 
 def promtool():
@@ -127,13 +125,13 @@ def scraped_names(tmp_path_factory):
 
 def test_dashboard_queries_name_only_metrics_the_culler_exports(scraped_names):
     used = {name for query in dashboard_queries() for name in METRIC.findall(query)}
-    assert used - scraped_names <= NOT_YET_EXPORTED, sorted(used - scraped_names)
-    assert NOT_YET_EXPORTED <= used  # the guard's panel is there
+    assert used - scraped_names == set()
+    assert GUARD_METRICS <= used  # the guard's panel is there
 
 
 def test_alert_rules_name_only_metrics_the_culler_exports(scraped_names):
     used = {name for line in alert_expressions() for name in METRIC.findall(line)}
-    assert used - scraped_names <= NOT_YET_EXPORTED, sorted(used - scraped_names)
+    assert used - scraped_names == set()
     assert "jupyterhub_idle_culler_mass_cull_guard_trips_total" in used
 
 
