@@ -210,7 +210,7 @@ def test_cli_reads_the_reference_config_file_in_its_working_directory(run_culler
     env = culler_env(fake_hub.token, JUPYTERHUB_API_URL=fake_hub.api_url)
     result = run_culler("--once", env=env, cwd=tmp_path)
     assert result.returncode == 0, result.stderr
-    assert fake_hub.deleted_users() == ["ann"] and " INFO " not in result.stderr
+    assert fake_hub.deleted_users() == ["ann"] and "level=INFO" not in result.stderr
 
 
 def test_cli_missing_scope_exits_78_naming_it(run_culler, fake_hub):
