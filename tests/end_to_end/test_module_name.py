@@ -19,9 +19,9 @@ def run_module(*args, module=MODULE, token=None, timeout=30):
 
 
 def decisions(stderr):
-    """The decision lines of a run, without timestamps."""
+    """The decision lines of a run, without timestamps (``time=... level=... event=...``)."""
     return sorted(line.split(" ", 2)[2] for line in stderr.splitlines()
-                  if " would-stop " in line or " would-delete " in line)
+                  if " event=would-stop " in line or " event=would-delete " in line)
 
 
 def option_values(tmp_path, fake_hub):
@@ -42,6 +42,8 @@ def option_values(tmp_path, fake_hub):
         "rule": "late:users=late-*,timeout=7200", "metrics_port": "0",
         "metrics_address": "127.0.0.1", "metrics_file": str(tmp_path / "culler.prom"),
         "log_level": "INFO", "log_format": "text", "config": str(config_file),
+        "check_kernels": "false", "server_url_base": "", "max_stops_per_pass": "0",
+        "max_stop_fraction": "1", "output": "table",
     }
 
 
@@ -88,5 +90,5 @@ def test_module_name_bare_flags_and_the_logging_alias(fake_hub):
     other = run_module(*args, module=[sys.executable, "-m", "idle_culler_daemon"],
                        token=fake_hub.token)
     assert ours.returncode == other.returncode == 0, ours.stderr
-    assert " DEBUG " in ours.stderr
+    assert "level=DEBUG " in ours.stderr
     assert decisions(ours.stderr) == decisions(other.stderr) != []
