@@ -42,7 +42,7 @@ def option_values(tmp_path, fake_hub):
         "rule": "late:users=late-*,timeout=7200", "metrics_port": "0",
         "metrics_address": "127.0.0.1", "metrics_file": str(tmp_path / "culler.prom"),
         "log_level": "INFO", "log_format": "text", "config": str(config_file),
-        "check_kernels": "false", "server_url_base": "", "max_stops_per_pass": "0",
+        "check_kernels": "false", "server_url_base": fake_hub.url, "max_stops_per_pass": "0",
         "max_stop_fraction": "1", "output": "table",
     }
 
