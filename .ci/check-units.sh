@@ -6,7 +6,8 @@
 #   2. `systemd-analyze security --offline=yes` on the three services: score <= 1.5
 #      (--threshold is in tenths), and no warning on stderr.
 #   3. The keys of culler.env.example are exactly the variables the daemon reads:
-#      idle_culler_daemon.options.env_names() + JUPYTERHUB_API_URL + JUPYTERHUB_REQUEST_TIMEOUT.
+#      idle_culler_daemon.options.env_names() + JUPYTERHUB_API_URL, JUPYTERHUB_REQUEST_TIMEOUT,
+#      JUPYTERHUB_PUBLIC_HUB_URL, JUPYTERHUB_HOST (as tests/packaging/test_units.py).
 # tests/packaging/test_units.py checks the same under pytest.
 #
 # Needs: systemd (systemd-analyze; Debian 12 has it), and an interpreter that can import the
@@ -70,7 +71,8 @@ import sys
 from idle_culler_daemon.options import env_names
 
 # Variables read besides the JUPYTERHUB_IDLE_CULLER_* ones, documented in the file too.
-HUB_VARIABLES = {"JUPYTERHUB_API_URL", "JUPYTERHUB_REQUEST_TIMEOUT"}
+HUB_VARIABLES = {"JUPYTERHUB_API_URL", "JUPYTERHUB_REQUEST_TIMEOUT", "JUPYTERHUB_PUBLIC_HUB_URL",
+                 "JUPYTERHUB_HOST"}
 KEY = re.compile(r"^#?([A-Z][A-Z0-9_]*)=")  # "#KEY=default" or "KEY=value"; prose is "# ..."
 
 with open(sys.argv[1], encoding="utf-8") as example:
