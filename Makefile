@@ -10,7 +10,7 @@ BIN := $(VENV)/bin
 PYTEST_ARGS ?=
 
 .PHONY: help venv hub hubs old-venv demo test test-hubs test-unit test-old lint bench sdist \
-        wheel rpm deb systemd-test packages-test clean
+        wheel rpm deb systemd-test monitoring-test packages-test clean
 
 help:
 	@echo "make demo      run the culler against a real local JupyterHub and show what it did"
@@ -89,11 +89,16 @@ systemd-test:
 
 # What .ci/run adds after `make test`: build, lint and install the packages, boot systemd,
 # run the deb's autopkgtest.
+# The alert rules (promtool check rules, promtool test rules) with Debian's promtool.
+monitoring-test:
+	bash .ci/check-monitoring.sh
+
 packages-test: venv
 	bash .ci/build-python.sh all
 	bash .ci/build-rpm.sh
 	bash .ci/build-deb.sh
 	bash .ci/check-units.sh
+	bash .ci/check-monitoring.sh
 	bash .ci/nspawn-e2e.sh
 	bash .ci/check-deb-install.sh
 	bash .ci/check-deb-autopkgtest.sh

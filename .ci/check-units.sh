@@ -6,7 +6,8 @@
 #   2. `systemd-analyze security --offline=yes` on the three services: score <= 1.5
 #      (--threshold is in tenths), and no warning on stderr.
 #   3. The keys of culler.env.example are exactly the variables the daemon reads:
-#      idle_culler_daemon.config.env_names() + JUPYTERHUB_API_URL + JUPYTERHUB_REQUEST_TIMEOUT.
+#      idle_culler_daemon.options.env_names() + JUPYTERHUB_API_URL, JUPYTERHUB_REQUEST_TIMEOUT,
+#      JUPYTERHUB_PUBLIC_HUB_URL, JUPYTERHUB_HOST (as tests/packaging/test_units.py).
 # tests/packaging/test_units.py checks the same under pytest.
 #
 # Needs: systemd (systemd-analyze; Debian 12 has it), and an interpreter that can import the
@@ -30,9 +31,12 @@ mkdir -p "$root/etc/systemd/system" "$root/usr/lib/systemd" "$root/usr/bin"
 # verify resolves dependencies (sysinit.target, network-online.target, ...) in the root.
 cp -a /usr/lib/systemd/system "$root/usr/lib/systemd/"
 cp "${UNITS[@]/#/$UNITS_DIR/}" "$root/etc/systemd/system/"
-# ExecStart must exist and be executable in the root.
-printf '#!/bin/sh\nexit 0\n' > "$root/usr/bin/jupyterhub-idle-culler"
-chmod 0755 "$root/usr/bin/jupyterhub-idle-culler"
+# ExecStart and ExecReload's /bin/kill must exist and be executable in the root (merged /usr).
+ln -s usr/bin "$root/bin"
+for command in jupyterhub-idle-culler kill; do
+    printf '#!/bin/sh\nexit 0\n' > "$root/usr/bin/$command"
+    chmod 0755 "$root/usr/bin/$command"
+done
 
 # 1. verify: the template is checked as written and as an instance (%i expanded).
 for unit in "${UNITS[@]}" jupyterhub-idle-culler@check.service; do
@@ -59,15 +63,16 @@ for unit in "${SERVICES[@]}"; do
     fi
 done
 
-# 3. env-file keys. The hook is idle_culler_daemon.config.env_names().
+# 3. env-file keys. The hook is idle_culler_daemon.options.env_names().
 if out=$(PYTHONPATH=. "$PYTHON" - "$UNITS_DIR/culler.env.example" 2>&1 <<'EOF'
 import re
 import sys
 
-from idle_culler_daemon.config import env_names
+from idle_culler_daemon.options import env_names
 
 # Variables read besides the JUPYTERHUB_IDLE_CULLER_* ones, documented in the file too.
-HUB_VARIABLES = {"JUPYTERHUB_API_URL", "JUPYTERHUB_REQUEST_TIMEOUT"}
+HUB_VARIABLES = {"JUPYTERHUB_API_URL", "JUPYTERHUB_REQUEST_TIMEOUT", "JUPYTERHUB_PUBLIC_HUB_URL",
+                 "JUPYTERHUB_HOST"}
 KEY = re.compile(r"^#?([A-Z][A-Z0-9_]*)=")  # "#KEY=default" or "KEY=value"; prose is "# ..."
 
 with open(sys.argv[1], encoding="utf-8") as example:

@@ -7,7 +7,9 @@
 # Checks: Type=notify start to active (running); StatusText from the daemon after a pass;
 # a dynamic user; the token only through LoadCredential; idle server culled, active kept;
 # a healthy daemon under WatchdogSec=3s keeps running, a SIGSTOPped one is killed by the
-# watchdog and restarted; `systemctl stop` is clean (Result=success, exit 0); two template
+# watchdog and restarted; `systemctl stop` is clean (Result=success, exit 0); `systemctl
+# reload` applies a changed culler.conf without a restart and keeps the running settings when
+# the file is broken (ActiveState=reloading between RELOADING=1 and READY=1); two template
 # instances side by side with their own settings and tokens; the timer runs a one-shot
 # pass; no token (empty credential) exits 78, a token without the needed scopes exits 78,
 # a missing credential file fails with 243, none of them restart; an instance without its
@@ -284,6 +286,63 @@ ended=$(last_result "$UNIT")
 check "Result=success, the main process exited 0 (ExecStopPost saw: $ended)" [ "$ended" = "success exited 0" ]
 check "the daemon logged its own clean stop" daemon_said "$UNIT" "stopped"
 check "inactive (dead)" is_state "$UNIT" inactive/dead
+
+# --- systemctl reload: ExecReload= (SIGHUP), RELOADING=1, READY=1 -----------------------
+# Self-contained: starts the stopped daemon with a culler.conf that exists only in this
+# block, and leaves it stopped. systemd 252 has no Type=notify-reload: ExecReload= sends
+# SIGHUP and the daemon itself answers RELOADING=1 (with MONOTONIC_USEC=), then READY=1.
+note "reload"
+hub_slow() { python3 -c "import urllib.request,sys; urllib.request.urlopen(urllib.request.Request(sys.argv[1], method='POST'), timeout=5)" "${HUB_URL%/hub/api}/_slow?seconds=$1"; }
+conf=$WORK/etc-culler/culler.conf
+hub_reset
+mark=$(hub_lines)
+printf '[culler]\ntimeout = 604800\n' > "$conf"
+chmod 0644 "$conf"  # read by the service's dynamic user
+check "start $UNIT with a culler.conf (timeout 7 days)" ct systemctl start "$UNIT"
+wait_for 20 "a first pass under the 7-day timeout" status_is_pass_summary "$UNIT"
+check "culler.conf is read by default" daemon_said "$UNIT" "config_file=/etc/jupyterhub-idle-culler/culler.conf"
+check "the 2-day idle server is kept" eval '! hub_saw "$mark" DELETE "$IDLE_SERVER" tok-main'
+check "ExecReload= sends SIGHUP ($(prop "$UNIT" ExecReload | sed 's/ ; ignore_errors.*//'))" \
+    eval '[[ "$(prop "$UNIT" ExecReload)" == *"/bin/kill -HUP "* ]]'
+pid=$(main_pid "$UNIT")
+printf '[culler]\ntimeout = 3600\n' > "$conf"
+hub_slow 3  # the reload's preflight (GET /hub/api/) takes 3 s, so systemd can be watched
+mark=$(hub_lines)
+reload_started=$(date +%s.%N)
+{ ct systemctl reload "$UNIT"; echo "$? $(date +%s.%N)" > "$WORK/reload.done"; } &
+reload_job=$!
+state_is_reloading() { [ "$(prop "$UNIT" ActiveState)" = reloading ]; }
+wait_for 3 "ActiveState=reloading while the daemon reloads (after its RELOADING=1)" state_is_reloading
+wait "$reload_job"
+read -r reload_rc reload_ended < "$WORK/reload.done"
+reload_s=$(python3 -c "import sys; print('%.1f' % (float(sys.argv[2]) - float(sys.argv[1])))" \
+    "$reload_started" "$reload_ended")
+check "systemctl reload returned 0 only after the daemon's READY=1 (took ${reload_s}s; its preflight 3 s)" \
+    python3 -c "import sys; sys.exit(not (sys.argv[1] == '0' and float(sys.argv[2]) >= 2.9))" \
+    "$reload_rc" "$reload_s"
+check "active (running) again" is_state "$UNIT" active/running
+check "the same main process ($pid): reloaded, not restarted" [ "$(main_pid "$UNIT")" = "$pid" ]
+check "the daemon logged the change" daemon_said "$UNIT" "event=reload-changed option=timeout old=604800 new=3600"
+wait_for 10 "the new timeout is in force at the next pass (DELETE of the 2-day idle server)" \
+    hub_saw "$mark" DELETE "$IDLE_SERVER" tok-main
+printf '[culler]\ntimeout = 604800\n[rule:x]\nusers = *\nbogus = 1\n' > "$conf"
+check "systemctl reload with a broken culler.conf returns 0" ct systemctl reload "$UNIT"
+wait_for 10 "the daemon refused it" daemon_said "$UNIT" "event=reload-refused"
+hub_reset
+mark=$(hub_lines)
+wait_for 10 "the old timeout (1 h) still applies: the idle server is culled again" \
+    hub_saw "$mark" DELETE "$IDLE_SERVER" tok-main
+check "still active (running), same main process" \
+    eval 'is_state "$UNIT" active/running && [ "$(main_pid "$UNIT")" = "$pid" ]'
+# shellcheck disable=SC2034  # used inside the eval string
+errors=$(ct journalctl -q --no-pager -o cat -u "$UNIT" -p err SYSLOG_IDENTIFIER=jupyterhub-idle-culler)
+check "journalctl -p err shows the refusal and nothing below ERROR" \
+    eval '[[ "$errors" == *"event=reload-refused"* ]] && [[ "$errors" != *"level=INFO"* ]]'
+echo "      journal of the reloads (systemd's lines and the daemon's):"
+ct journalctl -q --no-pager -o short-monotonic -u "$UNIT" \
+    | grep -E "Reload|reload" | sed 's/^/        /' || true
+ct systemctl stop "$UNIT"
+rm -f "$conf"
 
 # --- template instances side by side ---------------------------------------------------
 note "template instances"

@@ -9,7 +9,9 @@ Serves, under /hub/api:
                                   Accept header asks for it, as JupyterHub >= 2.0 does
   DELETE /users/{name}/server     stops the default server (204), 404 when there is none
   DELETE /users/{name}            deletes the user (204)
-and, without authentication, POST /_reset to restore the initial users.
+and, without authentication, POST /_reset to restore the initial users, and
+POST /_slow?seconds=N to make the next GET /hub/api/ answer N seconds late (so that a
+reload's preflight lasts long enough to be seen from systemd).
 
 Every token has a world of its own (so side-by-side culler instances don't see each other's
 stops); each starts with one idle user ("jürgen": a non-ASCII name, so its DELETE path must
@@ -28,6 +30,7 @@ import argparse
 import json
 import os
 import threading
+import time
 from datetime import datetime, timedelta, timezone
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, unquote, urlsplit
@@ -67,6 +70,7 @@ class Hub:
         self.record_path = record_path
         self.lock = threading.Lock()
         self.worlds = {}
+        self.slow_version_s = 0.0  # the next GET /hub/api/ waits this long
 
     def world(self, token):
         with self.lock:
@@ -118,7 +122,14 @@ class Handler(BaseHTTPRequestHandler):
         if method == "POST" and path == "/_reset":
             self.hub.reset()
             return self._answer(200, {})
+        if method == "POST" and path == "/_slow":
+            with self.hub.lock:
+                self.hub.slow_version_s = float((query.get("seconds") or ["0"])[0])
+            return self._answer(200, {})
         if method == "GET" and path in ("/hub/api", "/hub/api/"):
+            with self.hub.lock:
+                delay, self.hub.slow_version_s = self.hub.slow_version_s, 0.0
+            time.sleep(delay)
             return self._answer(200, {"version": VERSION})
         if token not in self.hub.tokens:
             return self._answer(403, {"status": 403, "message": "invalid token"})

@@ -8,14 +8,14 @@ import os
 import signal
 import sys
 import threading
-from typing import Any, Dict, Mapping, Optional, Sequence
+from typing import Any, Callable, Dict, Mapping, Optional, Sequence, Tuple
 
 from idle_culler_daemon import __version__
-from idle_culler_daemon.config import Config, load_config
-from idle_culler_daemon.daemon import Signals, run_forever
+from idle_culler_daemon.config import Config, load_config, show_config
+from idle_culler_daemon.daemon import Health, Signals, run_forever
 from idle_culler_daemon.errors import EXIT_BUG, EXIT_CONFIG, EXIT_OK, EXIT_USAGE, ConfigError
 from idle_culler_daemon.log import configure_logging, get_logger
-from idle_culler_daemon.metrics import Metrics
+from idle_culler_daemon.metrics import Endpoint, Metrics
 from idle_culler_daemon.notify import Notifier
 from idle_culler_daemon.options import PROG, generate_config, parse_command_line
 from idle_culler_daemon.report import plan_json, plan_table
@@ -38,34 +38,62 @@ def _install_signal_handlers(signals: Signals) -> None:
 
 
 def _start_metrics(config: Config) -> Optional[Metrics]:
-    """The metrics endpoint and file, when configured; ConfigError when they cannot work."""
+    """The metrics, when configured; ConfigError when they cannot work.
+
+    ``--metrics-file`` needs prometheus-client; ``--metrics-port`` without it still serves
+    ``/healthz`` (its ``/metrics`` answers 503 with the install command), with a warning.
+    """
     if not (config.metrics_port or config.metrics_file):
         return None
-    metrics = Metrics(config.metrics_file)
+    try:
+        metrics = Metrics(config.metrics_file)
+    except ConfigError as exc:
+        if config.metrics_file:
+            raise
+        log.warning("metrics-unavailable", error=str(exc),
+                    detail="/healthz is served, /metrics answers 503")
+        return None
     if config.metrics_file:
         try:
             metrics.write_file(config.metrics_file)  # fails now, not after the first pass
         except OSError as exc:
             raise ConfigError("--metrics-file: cannot write %s: %s"
                               % (config.metrics_file, exc.strerror or exc)) from None
-    if config.metrics_port:
-        metrics.serve(config.metrics_port, config.metrics_address)
-    log.info("metrics", port=config.metrics_port or "-", address=config.metrics_address,
-             file=config.metrics_file or "-")
     return metrics
+
+
+def _start_endpoint(config: Config, metrics: Optional[Metrics], health: Health
+                    ) -> Optional[Endpoint]:
+    """``/metrics`` and ``/healthz`` on ``--metrics-port``; ConfigError when it cannot bind."""
+    endpoint = None
+    if config.metrics_port:
+        endpoint = Endpoint(config.metrics_address, config.metrics_port, metrics, health.check)
+    if endpoint is not None or metrics is not None:
+        log.info("metrics", port=config.metrics_port or "-", address=config.metrics_address,
+                 file=config.metrics_file or "-", prometheus=metrics is not None)
+    return endpoint
+
+
+def _logging_hook(env: Mapping[str, str]) -> Callable[[Config, Tuple[str, ...]], None]:
+    """Applies a configuration's log level and format, redacting its token (and others)."""
+    def apply(config: Config, also_redact: Tuple[str, ...] = ()) -> None:
+        configure_logging(config.log_level, config.log_format, env,
+                          secrets=[config.hub.token, *also_redact])
+    return apply
 
 
 def _warn_about_watchdog(notifier: Notifier, worst_case_s: float) -> None:
     if notifier.watchdog_s and worst_case_s > notifier.watchdog_s / 2:
-        log.warning("watchdog-too-short", worst_case_call_s="%.1f" % worst_case_s,
-                    watchdog_half_s="%.1f" % (notifier.watchdog_s / 2),
+        log.warning("watchdog-too-short", worst_case_call_s=round(worst_case_s, 1),
+                    watchdog_half_s=round(notifier.watchdog_s / 2, 1),
                     detail="raise WatchdogSec= or lower --request-timeout, or a slow hub can "
                            "get the culler restarted")
 
 
 def _run(config: Config, values: Mapping[str, Any], env: Mapping[str, str]) -> int:
     """Wire the configured culler to the loop, run it, and print the dry-run plan."""
-    configure_logging(config.log_level, config.log_format, env, secrets=[config.hub.token])
+    apply_logging = _logging_hook(env)
+    apply_logging(config, ())
     for warning in config.warnings:
         log.warning("config-warning", detail=warning)
     notifier = Notifier.from_environ(env, os.getpid())
@@ -74,22 +102,41 @@ def _run(config: Config, values: Mapping[str, Any], env: Mapping[str, str]) -> i
         _install_signal_handlers(signals)
     log.info("start", version=__version__, url=config.hub.api_url,
              timeout=config.culling.timeout, cull_every=config.cull_every,
-             concurrency=config.concurrency, dry_run=config.dry_run, once=config.once)
+             concurrency=config.concurrency, dry_run=config.dry_run, once=config.once,
+             config_file=config.config_file or "-")
     try:
         metrics = _start_metrics(config)
     except ConfigError as exc:
         log.error("config-error", error=str(exc))
         return EXIT_CONFIG
     culler = Culler(config, lambda: load_config(values, env, read_text), metrics=metrics,
-                    cancel=signals.stop, tick_s=notifier.tick_s)
+                    cancel=signals.stop, tick_s=notifier.tick_s, logging=apply_logging)
+    try:
+        return _serve(culler, notifier, signals, metrics)
+    finally:
+        culler.close()
+
+
+def _serve(culler: Culler, notifier: Notifier, signals: Signals, metrics: Optional[Metrics]
+           ) -> int:
+    """Open the endpoint, run the loop, close the endpoint; print the dry-run plan."""
+    config = culler.config
+    health = Health(lambda: notifier.watchdog_s or (culler.worst_case_call_s()
+                                                    + 2 * notifier.tick_s))
+    try:
+        endpoint = _start_endpoint(config, metrics, health)
+    except ConfigError as exc:
+        log.error("config-error", error=str(exc))
+        return EXIT_CONFIG
     _warn_about_watchdog(notifier, culler.worst_case_call_s())
     try:
-        code = run_forever(culler, notifier, signals, once=config.once)
+        code = run_forever(culler, notifier, signals, once=config.once, health=health)
     except Exception:
         log.exception("crash", detail="an unexpected error; this is a bug")
         code = EXIT_BUG
     finally:
-        culler.close()
+        if endpoint is not None:
+            endpoint.close()
     if config.once and config.dry_run and culler.last_stats is not None:
         stats = culler.last_stats
         print(plan_json(stats) if config.output == "json" else plan_table(stats.plan))
@@ -112,7 +159,11 @@ def main(argv: Optional[Sequence[str]] = None, env: Optional[Mapping[str, str]] 
         print(generate_config())
         return EXIT_OK
     try:
-        config = load_config(values, env, read_text)
+        config = load_config(values, env, read_text,
+                             token_required=not values.get("show_config"))
+        if values.get("show_config"):
+            print(show_config(config), end="")
+            return EXIT_OK
     except ConfigError as exc:
         print("%s: configuration error: %s" % (PROG, exc), file=sys.stderr)
         return EXIT_CONFIG

@@ -10,7 +10,7 @@ to the hub. No network I/O and no ``os.environ`` here.
 
 import fnmatch
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Dict, List, Mapping, Optional, Tuple
 from urllib.parse import urlsplit, urlunsplit
 
@@ -18,11 +18,14 @@ from idle_culler_daemon.errors import ConfigError
 from idle_culler_daemon.options import (
     DEFAULT_URL,
     OPTIONS,
+    OPTIONS_BY_NAME,
     RULE_KEYS,
     RULE_MATCHERS,
     RULE_SETTINGS,
     UNLIMITED_CONCURRENCY,
     Option,
+    did_you_mean,
+    file_option,
     show,
 )
 from idle_culler_daemon.sources import (
@@ -30,9 +33,10 @@ from idle_culler_daemon.sources import (
     ReadFile,
     RuleSection,
     environment_values,
+    find_token,
     read_config_file,
-    read_token,
     ssl_files,
+    unknown_variables,
 )
 
 
@@ -125,6 +129,8 @@ class Config:
     metrics_file: Optional[str] = None
     warnings: Tuple[str, ...] = ()
     values: Tuple[Tuple[str, str], ...] = ()  # every effective option as text, token excluded
+    sources: Tuple[Tuple[str, str], ...] = ()  # where each option's value came from
+    token_source: str = ""
 
     def describe(self) -> Dict[str, str]:
         """Return the effective options as text, for logging what a reload changed."""
@@ -160,8 +166,9 @@ def parse_rule(name: str, items: Mapping[str, Any], where: str) -> RuleSettings:
     for key, raw in items.items():
         key = key.strip().replace("-", "_")
         if key not in RULE_KEYS:
-            raise ConfigError("%s: unknown key %r (matchers: %s; settings: %s)"
-                              % (where, key, ", ".join(RULE_MATCHERS), ", ".join(RULE_SETTINGS)))
+            raise ConfigError("%s: unknown key %r%s (matchers: %s; settings: %s)"
+                              % (where, key, did_you_mean(key, RULE_KEYS),
+                                 ", ".join(RULE_MATCHERS), ", ".join(RULE_SETTINGS)))
         try:
             fields[key] = RULE_KEYS[key](raw)
         except ValueError as exc:
@@ -249,9 +256,11 @@ def _all_rules(values: Mapping[str, Any], sections: List[RuleSection]) -> Tuple[
 Layers = List[Tuple[str, Mapping[str, Any]]]
 
 
-def _merge(layers: Layers) -> Dict[str, Any]:
-    """The value of each option from the first layer that has it (repeatables: all of them)."""
+def _merge(layers: Layers) -> Tuple[Dict[str, Any], Dict[str, str]]:
+    """The value of each option from the first layer that has it (repeatables: all of them),
+    and the name of the layer (or layers) it came from."""
     values: Dict[str, Any] = {}
+    sources: Dict[str, str] = {}
     for option in OPTIONS:
         if option.cli_only:
             continue
@@ -260,11 +269,14 @@ def _merge(layers: Layers) -> Dict[str, Any]:
         if option.repeatable:
             values[option.name] = tuple(item for source, raw in found
                                         for item in convert(option, raw, source))
+            sources[option.name] = ", ".join(source for source, _ in found) or "default"
         elif found:
             values[option.name] = convert(option, found[0][1], found[0][0])
+            sources[option.name] = found[0][0]
         else:
             values[option.name] = option.default
-    return values
+            sources[option.name] = "default"
+    return values, sources
 
 
 def _check_url(url: str, warnings: List[str], flag: str = "--url") -> str:
@@ -352,50 +364,81 @@ def _settle(values: Dict[str, Any], rules: Tuple[RuleSettings, ...]) -> List[str
 FileContents = Tuple[Dict[str, Any], List[RuleSection]]
 
 
-def _config_file(named: Optional[str], read_file: ReadFile
-                 ) -> Tuple[Optional[str], Optional[FileContents]]:
-    """The config file given with --config, else the first default file that exists."""
-    if named:
-        return named, read_config_file(named, read_file)
+def _config_file(cli_values: Mapping[str, Any], env_values: Mapping[str, Any],
+                 read_file: ReadFile) -> Tuple[Optional[str], Optional[FileContents], bool]:
+    """The config file, its contents, and whether it is a default one.
+
+    ``--config`` wins over its variable; an empty value given either way means no file at
+    all; with neither, the first default file that exists is read
+    (``sources.DEFAULT_CONFIG_FILES``).
+    """
+    for given in (cli_values, env_values):
+        if "config" in given:
+            named = str(given["config"]).strip() or None
+            return named, read_config_file(named, read_file) if named else None, False
     for path in DEFAULT_CONFIG_FILES:
         found = read_config_file(path, read_file, required=False)
         if found is not None:
-            return path, found
-    return None, None
+            return path, found, True
+    return None, None, True
+
+
+def _layers(cli_values: Mapping[str, Any], env: Mapping[str, str], read_file: ReadFile
+            ) -> Tuple[Layers, List[RuleSection], Optional[str], bool]:
+    """The sources in precedence order, the config file's rule sections, its path, and
+    whether that path is a default one."""
+    env_values = environment_values(env)
+    layers: Layers = [("command line", cli_values), ("environment", env_values)]
+    config_path, found, by_default = _config_file(cli_values, env_values, read_file)
+    file_values, sections = found or ({}, [])
+    if config_path is not None:
+        layers.append(("config file %s" % config_path, file_values))
+    for name, variable in (("url", "JUPYTERHUB_API_URL"),
+                           ("request_timeout", "JUPYTERHUB_REQUEST_TIMEOUT")):
+        if env.get(variable):
+            layers.append(("$" + variable, {name: env[variable]}))
+    origin = public_origin(env)
+    if origin:
+        layers.append(("$JUPYTERHUB_PUBLIC_HUB_URL or $JUPYTERHUB_HOST",
+                       {"server_url_base": origin}))
+    layers.append(("default", {"url": DEFAULT_URL, "request_timeout": "60"}))
+    return layers, sections, config_path, by_default
 
 
 def load_config(cli_values: Mapping[str, Any], env: Mapping[str, str],
-                read_file: ReadFile) -> Config:
+                read_file: ReadFile, token_required: bool = True) -> Config:
     """Merge command line, environment, config file and defaults into a validated Config.
 
     ``cli_values`` comes from ``options.parse_command_line``. Raises ConfigError (exit 78)
-    naming the option and the value at the first problem.
+    naming the option and the value at the first problem. Without ``token_required``
+    (``--show-config``) a missing token is described instead of refused.
     """
-    env_values = environment_values(env)
-    layers: Layers = [("command line", cli_values), ("environment", env_values)]
-    config_path, found = _config_file(cli_values.get("config") or env_values.get("config"),
-                                      read_file)
-    file_values, sections = found or ({}, [])
-    layers.append(("config file", file_values))
-    defaults = {"url": env.get("JUPYTERHUB_API_URL") or DEFAULT_URL,
-                "request_timeout": env.get("JUPYTERHUB_REQUEST_TIMEOUT") or "60"}
-    origin = public_origin(env)
-    if origin:
-        defaults["server_url_base"] = origin
-    layers.append(("default", defaults))
-    values = _merge(layers)
+    layers, sections, config_path, by_default = _layers(cli_values, env, read_file)
+    values, sources = _merge(layers)
     rules = _all_rules(values, sections)
-    warnings = _settle(values, rules)
-    return _build(values, rules, env, read_file, config_path, warnings)
+    raw_cull_every = values["cull_every"]
+    warnings = unknown_variables(env) + _settle(values, rules)
+    if values["cull_every"] != raw_cull_every:
+        sources["cull_every"] += " (0: half of --timeout)"
+    if config_path and by_default:
+        sources["config"] = "default (the file exists)"
+    try:
+        token = find_token(values["api_token_file"], env, read_file)
+    except ConfigError as exc:
+        if token_required:
+            raise
+        token = ("", "none: %s" % exc)
+    config = _build(values, rules, env, token)
+    return replace(config, config_file=config_path, warnings=tuple(warnings),
+                   sources=tuple(sources.items()))
 
 
 def _build(values: Mapping[str, Any], rules: Tuple[RuleSettings, ...], env: Mapping[str, str],
-           read_file: ReadFile, config_path: Optional[str], warnings: List[str]) -> Config:
+           token: Tuple[str, str]) -> Config:
     client_cert, ca_bundle = (ssl_files(values["internal_certs_location"], env)
                               if values["ssl_enabled"] else (None, None))
     hub = HubSettings(
-        api_url=values["url"],
-        token=read_token(values["api_token_file"], env, read_file),
+        api_url=values["url"], token=token[0],
         read_timeout=values["request_timeout"], page_size=values["api_page_size"],
         pool_size=values["concurrency"], client_cert=client_cert, ca_bundle=ca_bundle,
         server_url_base=values["server_url_base"])
@@ -414,7 +457,40 @@ def _build(values: Mapping[str, Any], rules: Tuple[RuleSettings, ...], env: Mapp
         hub=hub, culling=culling, cull_every=values["cull_every"],
         concurrency=values["concurrency"], once=values["once"], dry_run=values["dry_run"],
         output=values["output"], log_level=values["log_level"],
-        log_format=values["log_format"], config_file=config_path,
-        metrics_port=values["metrics_port"], metrics_address=values["metrics_address"],
-        metrics_file=values["metrics_file"],
-        warnings=tuple(warnings), values=shown)
+        log_format=values["log_format"], metrics_port=values["metrics_port"],
+        metrics_address=values["metrics_address"], metrics_file=values["metrics_file"],
+        values=shown, token_source=token[1])
+
+
+def show_config(config: Config) -> str:
+    """The effective configuration as an INI ``[culler]`` section, each value's source in a
+    comment after it; the token only by where it was found; the rules by name and source."""
+    values = config.describe()
+    lines = ["# Effective configuration of jupyterhub-idle-culler (value ; where it came from).",
+             "# Precedence: command line > JUPYTERHUB_IDLE_CULLER_* environment > config file "
+             "> default.",
+             "# api token: %s (%s)" % ("<redacted>" if config.hub.token else "-",
+                                       config.token_source),
+             "", "[culler]"]
+    for name, source in config.sources:
+        if name == "rule":
+            continue
+        if source == "environment":
+            source = "environment " + OPTIONS_BY_NAME[name].env_name
+        value = config.config_file or "" if name == "config" else values.get(name, "")
+        comment = "" if file_option(name) else "# "  # not a key of [culler]: shown only
+        lines.append("%s%s = %s ; %s" % (comment, name, value, source))
+    for rule in config.culling.rules:
+        lines.append("# rule %s: %s" % (rule.name, _rule_text(rule)))
+    for warning in config.warnings:
+        lines.append("# warning: %s" % warning)
+    return "\n".join(lines) + "\n"
+
+
+def _rule_text(rule: RuleSettings) -> str:
+    parts = []
+    for key in RULE_MATCHERS + RULE_SETTINGS:
+        value = getattr(rule, key)
+        if value not in (None, ()):
+            parts.append("%s=%s" % (key, show(value)))
+    return ", ".join(parts)

@@ -183,7 +183,7 @@ class CullPass:
         self.now = now
         self.runtime = runtime
         self.warned = warned
-        self.stats = PassStats()
+        self.stats = PassStats(dry_run=runtime.dry_run)
         self._progress = _Progress(runtime)
         self._denials = _Denials()
         self._check_failures = _Denials()  # reasons a kernel check failed, logged once each
@@ -337,7 +337,7 @@ class CullPass:
                                     "more than %g of them; nothing stopped"
                                     % (planned, running, limit))
         log.error("mass-cull-guard", share="%d/%d" % (planned, running),
-                  fraction="%.2f" % (planned / running if running else 1.0), limit=limit,
+                  fraction=round(planned / running if running else 1.0, 2), limit=limit,
                   detail="nothing was stopped or deleted in this pass. If activity reporting "
                          "broke (the proxy, the network, a hub upgrade), mend it first; if "
                          "that many servers really are idle, run once with a higher "
@@ -465,7 +465,8 @@ class CullPass:
             self.stats.add(unreachable=1)
             self._unreached.add("stop", "%s/%s" % (user, stop.server or "-"))
         else:
-            self.stats.count_stop(stop.verdict.reason, "named" if stop.server else "default")
+            self.stats.count_stop(stop.verdict.reason, "named" if stop.server else "default",
+                                  stop.verdict.rule)
         log.info("stop", **who, **verdict_fields(stop.verdict), result=result.value)
         return result in (StopResult.STOPPED, StopResult.GONE)
 

@@ -10,6 +10,7 @@ compares with systemd's watchdog interval and uses as the stall limit of a pass.
 
 import enum
 import json
+import re
 import socket
 import threading
 from dataclasses import dataclass
@@ -31,9 +32,14 @@ from idle_culler_daemon.errors import (
     HubProtocolError,
     HubUnavailable,
 )
+from idle_culler_daemon.log import get_logger
+
+log = get_logger(__name__)
 
 PAGINATION_MEDIA_TYPE = "application/jupyterhub-pagination+json"
 REDACTED = "<redacted>"  # what the token becomes in an error text (as in the log)
+# "<urllib3.connection.HTTPConnection object at 0x7f...>: " in urllib3's error texts
+_OBJECT_REPR = re.compile(r"<[^<>]* object at 0x[0-9a-f]+>:?\s*")
 USER_AGENT = "jupyterhub-idle-culler-daemon/%s" % __version__
 
 
@@ -102,10 +108,12 @@ class Page:
 
 
 class CappedRetry(Retry):
-    """``Retry`` with two additions that urllib3 (1.26 and 2.x) does not offer.
+    """``Retry`` with three additions that urllib3 (1.26 and 2.x) does not offer.
 
-    ``Retry-After`` waits are capped, and no retry starts once ``cancel`` is set: after
-    SIGTERM the daemon must end within one request timeout, not after every retry.
+    ``Retry-After`` waits are capped; no retry starts once ``cancel`` is set (after SIGTERM
+    the daemon must end within one request timeout, not after every retry); and each failed
+    attempt is one ``hub-attempt-failed`` WARNING of our own (what, where, attempt n of m,
+    when the next try comes), instead of urllib3's "Retrying" warnings.
     """
 
     cancel: Optional[threading.Event] = None
@@ -123,7 +131,40 @@ class CappedRetry(Retry):
                   _stacktrace=None):  # noqa: ANN001 - urllib3's own signature
         if self.cancel is not None and self.cancel.is_set():
             raise MaxRetryError(_pool, url, error or ResponseError("stopping: no retry"))
-        return super().increment(method, url, response, error, _pool, _stacktrace)
+        try:
+            retry = super().increment(method, url, response, error, _pool, _stacktrace)
+        except MaxRetryError:
+            self._log_attempt(method, url, response, error, _pool, None)
+            raise
+        self._log_attempt(method, url, response, error, _pool, retry)
+        return retry
+
+    # shape: urllib3's increment arguments, passed through as they are
+    def _log_attempt(self, method: Optional[str], url: Optional[str], response: Any,
+                     error: Optional[Exception], pool: Any, retry: Optional[Retry]) -> None:
+        """One line per failed attempt; ``retry`` is None when no attempt follows."""
+        if retry is None:
+            wait: Optional[float] = None
+        else:
+            after = self.get_retry_after(response) if response is not None else None
+            wait = round(after if after else retry.get_backoff_time(), 2)
+        where = "%s://%s:%s" % (getattr(pool, "scheme", "?"), getattr(pool, "host", "?"),
+                                getattr(pool, "port", "?"))
+        if error is not None:
+            what = "%s: %s" % (error.__class__.__name__,
+                               _OBJECT_REPR.sub("", str(error)).replace("\n", " ")[:300])
+        else:
+            what = "HTTP %s" % getattr(response, "status", "?")
+        log.warning("hub-attempt-failed", request="%s %s" % (method, url), hub=where,
+                    attempt=len(self.history) + 1, attempts=_total_attempts(self),
+                    error=what, retry_in_s=wait,
+                    detail="giving up" if retry is None else "trying again")
+
+
+def _total_attempts(retry: Retry) -> int:
+    """The attempts a request gets in all: those made so far plus what ``retry`` allows."""
+    left = retry.total if isinstance(retry.total, int) and retry.total is not True else 0
+    return len(retry.history) + 1 + max(left, 0)
 
 
 class _TokenAuth(AuthBase):
@@ -344,7 +385,9 @@ class HubClient:
         try:
             return json.loads(body.decode("utf-8"))
         except ValueError as exc:
-            raise HubProtocolError("GET %s: the answer is not JSON (%s)" % (path, exc)) from None
+            kind = response.headers.get("Content-Type") or "no Content-Type"
+            raise HubProtocolError("GET %s: the answer is not JSON (%s: %s)"
+                                   % (path, kind, exc)) from None
 
     def version(self) -> str:
         """``GET /``: the hub's version string."""

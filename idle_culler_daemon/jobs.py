@@ -4,8 +4,8 @@ Built from the pure verdicts of ``policy`` as each user's page arrives; only job
 while listing, never the user models. Kept servers are logged here at DEBUG.
 """
 
-from datetime import datetime
-from typing import AbstractSet, Dict, MutableSet, NamedTuple, Optional, Tuple
+from datetime import datetime, timedelta
+from typing import AbstractSet, Any, Dict, MutableSet, NamedTuple, Optional, Tuple
 
 from idle_culler_daemon.config import CullSettings
 from idle_culler_daemon.log import get_logger
@@ -17,7 +17,6 @@ from idle_culler_daemon.policy import (
     judge_server,
     judge_user,
 )
-from idle_culler_daemon.stats import seconds
 
 log = get_logger(__name__)
 
@@ -67,10 +66,17 @@ class UserJob(NamedTuple):
         return UserJob(self.user, stops, None)
 
 
-def verdict_fields(verdict: Verdict) -> Dict[str, str]:
-    """The log fields every decision line carries after ``user=`` (and ``server=``)."""
-    return {"reason": verdict.reason, "idle_s": seconds(verdict.idle_for),
-            "age_s": seconds(verdict.age), "rule": verdict.rule}
+def verdict_fields(verdict: Verdict) -> Dict[str, Any]:
+    """The log fields every decision line carries after ``user=`` (and ``server=``).
+
+    ``idle_s`` and ``age_s`` are whole seconds, None (``-`` in text) when unknown.
+    """
+    return {"reason": verdict.reason, "idle_s": _whole_seconds(verdict.idle_for),
+            "age_s": _whole_seconds(verdict.age), "rule": verdict.rule}
+
+
+def _whole_seconds(delta: Optional[timedelta]) -> Optional[int]:
+    return None if delta is None else int(delta.total_seconds())
 
 
 def judge(user: User, now: datetime, settings: CullSettings,

@@ -1,12 +1,16 @@
-"""Logging: events with named fields, written as ``key=value`` text or one JSON object per line.
+"""Logging: events with named fields, written as logfmt text or one JSON object per line.
 
 The package logs through :func:`get_logger`, whose methods take an event name and its fields
 by name: ``log.info("stop", user="ann", server="-", reason="idle")``. The fields travel with
 the record (an :class:`Event` as the message), so the formatters never have to recover them
 from a format string. Secrets are redacted from each value before it is quoted, and from the
-finished line (tracebacks included). Under systemd (``$JOURNAL_STREAM`` set) text lines drop
-the timestamp, which journald adds, and start with a ``<N>`` syslog priority so that
-``journalctl -p warning`` works.
+finished line (tracebacks included).
+
+Text lines are logfmt from the first token: ``time=... level=INFO event=stop user=ann ...``.
+JSON lines keep each field's type (numbers, booleans, null) and add ``message``, the same line
+as text for humans. Under systemd (``$JOURNAL_STREAM`` set) every line, in either format,
+starts with a ``<N>`` syslog priority, which journald strips and keeps as the entry's
+priority, so ``journalctl -p err`` works; text lines then leave the time to journald.
 """
 
 import json
@@ -56,8 +60,21 @@ def display(text: str) -> str:
 
 def render(event: str, fields: Fields) -> str:
     """``event key=value ...``, quoting values that hold spaces, quotes or ``=``."""
-    return " ".join([event] + ["%s=%s" % (key, display(_text_value(value)))
-                               for key, value in fields])
+    return "%s %s" % (event, logfmt(fields)) if fields else event
+
+
+def logfmt(fields: Fields) -> str:
+    """``key=value key=value``: each value as one safe word (:func:`display`)."""
+    return " ".join("%s=%s" % (key, display(_text_value(value))) for key, value in fields)
+
+
+def _json_value(value: Any) -> Any:
+    """A field as JSON: numbers, booleans and None keep their type, the rest is text."""
+    if value is None or isinstance(value, (bool, int)):
+        return value
+    if isinstance(value, float):
+        return value if value == value and abs(value) != float("inf") else str(value)
+    return str(value)
 
 
 class Event:
@@ -150,9 +167,11 @@ class _Redacting(logging.Formatter):
         return line
 
     def _clean_fields(self, record: logging.LogRecord) -> Tuple[str, Fields]:
-        """The event and its fields as text, redacted before any quoting."""
+        """The event and its fields, redacted before any quoting: numbers, booleans and None
+        as they are (they keep their types in JSON), everything else as redacted text."""
         event, fields = record_fields(record)
-        return event, [(key, self._redact(_text_value(value))) for key, value in fields]
+        return event, [(key, value if value is None or isinstance(value, (bool, int, float))
+                        else self._redact(str(value))) for key, value in fields]
 
     def _traceback(self, record: logging.LogRecord) -> str:
         """The traceback, redacted; its lines stay lines, nothing else unsafe stays raw."""
@@ -162,39 +181,61 @@ class _Redacting(logging.Formatter):
         return "\n".join(_escape_unsafe(line) for line in lines)
 
 
+def _priority(record: logging.LogRecord) -> str:
+    """The ``<N>`` syslog priority prefix that journald turns into the entry's priority."""
+    return "<%d>" % _PRIORITY.get(record.levelno, 6)
+
+
 class TextFormatter(_Redacting):
-    """``2026-11-26T07:40:00Z INFO stop user=ann server=- reason=idle ...``"""
+    """``time=2026-11-26T07:40:00Z level=INFO event=stop user=ann server=- reason=idle ...``
+
+    Under journald: ``<6>level=INFO event=stop ...`` (journald records the time itself).
+    """
 
     def __init__(self, secrets: Iterable[str] = (), journal: bool = False) -> None:
         super().__init__(secrets)
         self._journal = journal
 
     def format(self, record: logging.LogRecord) -> str:
-        body = render(*self._clean_fields(record))
+        event, fields = self._clean_fields(record)
+        head: Fields = [("level", record.levelname), ("event", event)]
         if self._journal:
-            line = "<%d>%s" % (_PRIORITY.get(record.levelno, 6), body)
+            line = _priority(record) + logfmt(head + fields)
         else:
             stamp = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(record.created))
-            line = "%s %s %s" % (stamp, record.levelname, body)
+            line = logfmt([("time", stamp)] + head + fields)
         if record.exc_info:
             line += "\n" + self._traceback(record)
         return self._redact_line(line)
 
 
 class JsonFormatter(_Redacting):
-    """One JSON object per line: ``time``, ``level``, ``event`` and the record's fields."""
+    """One JSON object per line: ``time``, ``level``, ``event``, ``message`` and the fields.
+
+    Field values keep their JSON types; ``message`` is the event as a line of text (for a
+    record of another library, its own message). Under journald the object is preceded by the
+    ``<N>`` priority, which journald strips.
+    """
+
+    def __init__(self, secrets: Iterable[str] = (), journal: bool = False) -> None:
+        super().__init__(secrets)
+        self._journal = journal
 
     def format(self, record: logging.LogRecord) -> str:
         event, fields = self._clean_fields(record)
         stamp = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created))
         payload: Dict[str, Any] = {"time": "%s.%03dZ" % (stamp, record.msecs),
                                    "level": record.levelname, "event": event}
+        if not isinstance(record.msg, Event):  # another library's record: its own message
+            payload["message"] = dict(fields).get("message", "")
+        else:
+            payload["message"] = render(event, fields)
         for key, value in fields:
-            payload.setdefault(key, _text_value(value))
+            payload.setdefault(key, _json_value(value))
         if record.exc_info:
             payload["traceback"] = self._traceback(record)
-        return self._redact_line(_escape_unsafe(json.dumps(payload, ensure_ascii=False,
-                                                           default=str)))
+        line = _escape_unsafe(json.dumps(payload, ensure_ascii=False, default=str))
+        return self._redact_line((_priority(record) if self._journal else "") + line)
 
 
 def configure_logging(level: str = "INFO", log_format: str = "text",
@@ -205,18 +246,18 @@ def configure_logging(level: str = "INFO", log_format: str = "text",
     Replaces handlers installed by an earlier call, so a reload can change level and format.
     """
     env = env or {}
+    journal = bool(env.get("JOURNAL_STREAM"))
     handler = logging.StreamHandler(stream or sys.stderr)
-    if log_format == "json":
-        handler.setFormatter(JsonFormatter(secrets))
-    else:
-        handler.setFormatter(TextFormatter(secrets, journal=bool(env.get("JOURNAL_STREAM"))))
+    formatter = JsonFormatter if log_format == "json" else TextFormatter
+    handler.setFormatter(formatter(secrets, journal=journal))
     root = logging.getLogger()
     for old in list(root.handlers):
         root.removeHandler(old)
     root.addHandler(handler)
     root.setLevel(logging.WARNING)
     logging.getLogger(PACKAGE_LOGGER).setLevel(getattr(logging, level))
-    # urllib3 logs each retry at DEBUG: shown only when we are asked for DEBUG ourselves
-    logging.getLogger("urllib3").setLevel(logging.DEBUG if level == "DEBUG" else logging.WARNING)
+    # urllib3 warns about each retry and full pools: the hub client logs its own line for each
+    # failed attempt (hub-retry), so urllib3 is heard only at DEBUG, or for its errors.
+    logging.getLogger("urllib3").setLevel(logging.DEBUG if level == "DEBUG" else logging.ERROR)
     logging.captureWarnings(True)
     return handler

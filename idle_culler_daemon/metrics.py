@@ -1,14 +1,22 @@
-"""Prometheus metrics: an HTTP endpoint served from a thread, or a textfile written atomically.
+"""Prometheus metrics and the HTTP endpoint: ``/metrics``, ``/healthz``, or a textfile.
 
-Optional: needs the ``[metrics]`` extra (prometheus-client). The metrics live in a registry of
-their own, and are updated once per pass from the pass's figures, so the counters are exactly
-what the pass did.
+The metrics are optional: they need the ``[metrics]`` extra (prometheus-client). They live in
+a registry of their own and are updated once per pass from the pass's figures, so the counters
+are exactly what the pass did. Every labelled series exists from the start, at zero, and no
+``*_created`` series is written (they double the output and no alert needs them).
+
+The endpoint is a small standard-library HTTP server on one thread, so that ``/healthz``
+works without the extra: 200 while the loop makes progress, 503 once it has stalled (the same
+condition that stops the watchdog pings). With the extra it also serves ``/metrics``.
 """
 
 import os
+import socket
 import tempfile
+import threading
 import time
-from typing import Any, Optional
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any, Callable, Iterable, Optional, Tuple
 
 from idle_culler_daemon import __version__
 from idle_culler_daemon.errors import ConfigError
@@ -17,6 +25,15 @@ from idle_culler_daemon.stats import PassStats
 PREFIX = "jupyterhub_idle_culler_"
 INSTALL_HINT = ("pip install 'jupyterhub-idle-culler-daemon[metrics]' (or the distribution's "
                 "python3-prometheus-client package)")
+PASS_RESULTS = ("ok", "failures", "hub_error", "refused")
+STOP_REASONS = ("idle", "max-age")
+SERVER_KINDS = ("default", "named")
+STATUS_CLASSES = ("4xx", "5xx", "connection")
+DEFAULT_RULE = "default"
+TEXT_FORMAT = "text/plain; version=0.0.4; charset=utf-8"
+
+#: ``/healthz``: (healthy, one line saying why).
+HealthCheck = Callable[[], Tuple[bool, str]]
 
 
 def pass_result(stats: PassStats) -> str:
@@ -30,8 +47,21 @@ def pass_result(stats: PassStats) -> str:
     return "ok"
 
 
+class _WithoutCreated:
+    """A view of a registry without the ``*_created`` samples prometheus-client adds."""
+
+    def __init__(self, registry: Any) -> None:
+        self._registry = registry
+
+    def collect(self) -> Iterable[Any]:
+        for family in self._registry.collect():  # fresh objects on every collect()
+            family.samples = [sample for sample in family.samples
+                              if not sample.name.endswith("_created")]
+            yield family
+
+
 class Metrics:
-    """The culler's metrics; ``record(stats)`` after every pass."""
+    """The culler's metrics; ``configure`` after every (re)load, ``record`` after every pass."""
 
     def __init__(self, metrics_file: Optional[str] = None) -> None:
         try:
@@ -41,9 +71,10 @@ class Metrics:
                               + INSTALL_HINT) from None
         self._client = prometheus_client
         self._file = metrics_file
+        self._rules = {DEFAULT_RULE}
         self.registry = prometheus_client.CollectorRegistry(auto_describe=True)
-        counter, gauge = prometheus_client.Counter, prometheus_client.Gauge
-        registry = self.registry
+        counter, gauge, registry = prometheus_client.Counter, prometheus_client.Gauge, \
+            self.registry
         self.passes = counter(PREFIX + "passes", "Cull passes, by result.", ["result"],
                               registry=registry)
         self.duration = prometheus_client.Histogram(
@@ -51,13 +82,16 @@ class Metrics:
             buckets=(0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600, 1800))
         self.users_seen = gauge(PREFIX + "users_seen", "Users listed by the last pass.",
                                 registry=registry)
-        self.stopped = counter(PREFIX + "servers_stopped", "Servers stopped, by reason and "
-                               "kind (default or named).", ["reason", "kind"], registry=registry)
+        self.stopped = counter(PREFIX + "servers_stopped", "Servers stopped, by reason, kind "
+                               "(default or named) and the rule that decided.",
+                               ["reason", "kind", "rule"], registry=registry)
         self.pending = gauge(PREFIX + "servers_stop_pending", "Servers whose stop was still "
                              "running at the end of the last pass (202).", registry=registry)
         self.stop_failed = counter(PREFIX + "servers_stop_failed", "Stops that failed.",
                                    registry=registry)
         self.deleted = counter(PREFIX + "users_deleted", "Users deleted.", registry=registry)
+        self.delete_failed = counter(PREFIX + "users_delete_failed", "User deletions that "
+                                     "failed.", registry=registry)
         self.errors = counter(PREFIX + "request_errors", "Failed requests to the hub, by "
                               "status class (3xx, 4xx, 5xx, connection).", ["status_class"],
                               registry=registry)
@@ -69,19 +103,37 @@ class Metrics:
                                  "--max-stop-fraction).", registry=registry)
         self.last_success = gauge(PREFIX + "last_success_timestamp_seconds", "Unix time of "
                                   "the end of the last pass without errors.", registry=registry)
-        info = gauge(PREFIX + "build_info", "Version of the culler.", ["version"],
-                     registry=registry)
-        info.labels(version=__version__).set(1)
-        for result in ("ok", "failures", "hub_error", "refused"):
-            self.passes.labels(result=result)  # every series exists from the start
+        self.interval = gauge(PREFIX + "interval_seconds", "The configured time from the "
+                              "start of one pass to the start of the next (--cull-every).",
+                              registry=registry)
+        self._create_series()
 
-    def serve(self, port: int, address: str) -> Any:
-        """Serve ``/metrics`` from a daemon thread; ConfigError when the port is taken."""
-        try:
-            return self._client.start_http_server(port, addr=address, registry=self.registry)
-        except OSError as exc:
-            raise ConfigError("--metrics-port: cannot listen on %s:%d: %s"
-                              % (address, port, exc.strerror or exc)) from None
+    def _create_series(self) -> None:
+        """The build information, and every labelled series at zero: there from the start."""
+        info = self._client.Gauge(PREFIX + "build_info", "Version of the culler.", ["version"],
+                                  registry=self.registry)
+        info.labels(version=__version__).set(1)
+        for result in PASS_RESULTS:
+            self.passes.labels(result=result)
+        for status_class in STATUS_CLASSES:
+            self.errors.labels(status_class=status_class)
+        self._create_stop_series()
+
+    def _create_stop_series(self) -> None:
+        for rule in sorted(self._rules):
+            for reason in STOP_REASONS:
+                for kind in SERVER_KINDS:
+                    self.stopped.labels(reason=reason, kind=kind, rule=rule)
+
+    def configure(self, interval_s: float, rules: Iterable[str]) -> None:
+        """The settings of a (re)loaded configuration: the interval, and the rules that can
+        stop servers (their ``servers_stopped_total`` series are created at zero)."""
+        self.interval.set(interval_s)
+        self._rules.update(rules)
+        self._create_stop_series()
+
+    def set_file(self, path: Optional[str]) -> None:
+        self._file = path
 
     def record(self, stats: PassStats, now: Optional[float] = None) -> None:
         """Add one pass's figures, then rewrite the textfile if there is one."""
@@ -90,11 +142,12 @@ class Metrics:
         self.duration.observe(stats.duration_s)
         if not stats.listing_error:
             self.users_seen.set(stats.users_seen)
-        for (reason, kind), count in stats.stopped_by.items():
-            self.stopped.labels(reason=reason, kind=kind).inc(count)
+        for (reason, kind, rule), count in stats.stopped_by.items():
+            self.stopped.labels(reason=reason, kind=kind, rule=rule).inc(count)
         self.pending.set(stats.pending)
         self.stop_failed.inc(stats.failed)
         self.deleted.inc(stats.deleted)
+        self.delete_failed.inc(stats.delete_failed)
         if stats.guard_tripped:
             self.guard_trips.inc()
         self.held_back.inc(stats.held_back)
@@ -106,7 +159,7 @@ class Metrics:
             self.write_file(self._file)
 
     def text(self) -> str:
-        return self._client.generate_latest(self.registry).decode("utf-8")
+        return self._client.generate_latest(_WithoutCreated(self.registry)).decode("utf-8")
 
     def write_file(self, path: str) -> None:
         """Write the metrics atomically: a temporary file in the same folder, then rename.
@@ -126,3 +179,65 @@ class Metrics:
             except OSError:
                 pass
             raise
+
+
+# --- the HTTP endpoint -----------------------------------------------------------------------
+
+class _Handler(BaseHTTPRequestHandler):
+    """``GET /metrics`` and ``GET /healthz``; anything else is 404. Logs nothing."""
+
+    server: "_Server"
+
+    def do_GET(self) -> None:  # noqa: N802 - http.server's name
+        path = self.path.split("?", 1)[0]
+        if path == "/healthz":
+            healthy, why = self.server.health()
+            self._answer(200 if healthy else 503, (why + "\n").encode(), "text/plain")
+        elif path == "/metrics" and self.server.metrics is not None:
+            self._answer(200, self.server.metrics.text().encode(), TEXT_FORMAT)
+        elif path == "/metrics":
+            self._answer(503, ("metrics need prometheus-client: %s\n" % INSTALL_HINT).encode(),
+                         "text/plain")
+        else:
+            self._answer(404, b"not found: try /metrics or /healthz\n", "text/plain")
+
+    def _answer(self, status: int, body: bytes, content_type: str) -> None:
+        self.send_response(status)
+        self.send_header("Content-Type", content_type)
+        self.send_header("Content-Length", str(len(body)))
+        self.send_header("Cache-Control", "no-store")
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
+        return None  # a scrape every few seconds is not worth a log line
+
+
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+    metrics: Optional[Metrics] = None
+    health: HealthCheck
+
+
+class Endpoint:
+    """``/metrics`` (with prometheus-client) and ``/healthz`` on one address and port."""
+
+    def __init__(self, address: str, port: int, metrics: Optional[Metrics],
+                 health: HealthCheck) -> None:
+        server_class = type("_Server6", (_Server,), {"address_family": socket.AF_INET6}) \
+            if ":" in address else _Server
+        try:
+            self._server = server_class((address, port), _Handler)
+        except OSError as exc:
+            raise ConfigError("--metrics-port: cannot listen on %s:%d: %s"
+                              % (address, port, exc.strerror or exc)) from None
+        self._server.metrics, self._server.health = metrics, health
+        self.port = self._server.server_address[1]
+        self._thread = threading.Thread(target=self._server.serve_forever, name="endpoint",
+                                        kwargs={"poll_interval": 0.5}, daemon=True)
+        self._thread.start()
+
+    def close(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+        self._thread.join(timeout=5)

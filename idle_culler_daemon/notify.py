@@ -55,7 +55,7 @@ def sanitize_status(text: str, limit: int = STATUS_MAX_CHARS) -> str:
 
 
 class Notifier:
-    """Sends READY, STATUS, WATCHDOG and STOPPING to systemd; does nothing outside systemd.
+    """Sends READY, STATUS, WATCHDOG, RELOADING and STOPPING to systemd; nothing outside it.
 
     Build it with :meth:`from_environ`; no method raises. Messages leave from the calling
     process, as ``NotifyAccess=main`` requires. Attributes: ``enabled`` (connected to systemd),
@@ -64,7 +64,8 @@ class Notifier:
     """
 
     def __init__(self, sender: Optional[sdnotify.SystemdNotifier], watchdog_s: Optional[float],
-                 monotonic: Callable[[], float] = time.monotonic) -> None:
+                 monotonic: Callable[[], float] = time.monotonic,
+                 monotonic_ns: Callable[[], int] = time.monotonic_ns) -> None:
         self._sender = sender
         self.enabled = sender is not None
         self.watchdog_s = watchdog_s if self.enabled else None
@@ -74,6 +75,7 @@ class Notifier:
         # sd_watchdog_enabled(3) asks, with at most four pings per interval however often.
         self.tick_s = self.watchdog_s / 4 if self.watchdog_s else DEFAULT_TICK_S
         self._monotonic = monotonic
+        self._monotonic_ns = monotonic_ns  # CLOCK_MONOTONIC, the clock MONOTONIC_USEC is on
         self._last_ping: Optional[float] = None
         self._failed = False
 
@@ -112,6 +114,16 @@ class Notifier:
         if self.watchdog_s and (self._last_ping is None or now - self._last_ping >= self.tick_s):
             self._last_ping = now
             self._send("WATCHDOG=1", "")
+
+    def reloading(self, status: str = "") -> None:
+        """Tell systemd that a reload has begun: ``RELOADING=1`` with ``MONOTONIC_USEC=``.
+
+        The two travel in one message, as ``Type=notify-reload`` (systemd 253 and later)
+        requires; systemd 252 takes ``RELOADING=1`` alone and shows the unit as reloading.
+        Follow it with :meth:`ready` once the new configuration is in force, or refused.
+        """
+        usec = self._monotonic_ns() // 1000
+        self._send("RELOADING=1\nMONOTONIC_USEC=%d" % usec, status)
 
     def stopping(self, status: str = "") -> None:
         """Tell systemd that shutdown has begun (``STOPPING=1``), with an optional status."""

@@ -11,10 +11,12 @@ settings, and a line in docs/behaviour.md (docs/architecture.md, "Where things g
 """
 
 import argparse
+import difflib
 import math
 import re
+import sys
 from dataclasses import dataclass
-from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, Iterable, List, Optional, Sequence, Tuple
 
 from idle_culler_daemon import __version__
 
@@ -33,6 +35,19 @@ MAX_STOPS_PER_PASS = 1000000
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 _LEVEL_ALIASES = {"WARN": "WARNING", "FATAL": "CRITICAL"}
 _LEVEL_NUMBERS = {10: "DEBUG", 20: "INFO", 30: "WARNING", 40: "ERROR", 50: "CRITICAL"}
+#: Read when no config file is named (command line or environment) and it exists.
+DEFAULT_CONFIG_FILE = "/etc/jupyterhub-idle-culler/culler.conf"
+MAN_PAGE = "jupyterhub-idle-culler(1)"
+
+#: The sections of ``--help`` (and of the man page's OPTIONS), in order: key -> title.
+GROUPS: Dict[str, str] = {
+    "hub": "hub connection",
+    "cull": "what to cull",
+    "rules": "rules",
+    "run": "run mode",
+    "output": "output",
+    "metrics": "metrics",
+}
 
 TRUE_WORDS = frozenset({"1", "true", "yes", "on"})
 FALSE_WORDS = frozenset({"0", "false", "no", "off"})
@@ -239,6 +254,7 @@ def one_of(*choices: str) -> Converter:
 class Option:
     """One option: its canonical name (underscores), converter, default and help text.
 
+    ``group`` names its section of ``--help`` (a key of ``GROUPS``; every option needs one).
     ``cli_only`` options (actions such as ``--version``) have no environment variable and no
     config-file key; ``in_file`` False keeps an option out of config files; ``repeatable``
     options collect every occurrence on the command line and every source.
@@ -249,6 +265,7 @@ class Option:
     default: Any
     help: str
     metavar: str = ""
+    group: str = ""
     cli_only: bool = False
     in_file: bool = True
     repeatable: bool = False
@@ -272,77 +289,93 @@ class Option:
 
 OPTIONS: Tuple[Option, ...] = (
     Option("url", text, None, "JupyterHub API URL. Default: $JUPYTERHUB_API_URL, else "
-           + DEFAULT_URL + ".", "URL"),
+           + DEFAULT_URL + ".", "URL", group="hub"),
     Option("timeout", seconds, 600, "Inactivity after which a server is stopped (and, with "
-           "--cull-users, a user deleted), in seconds or as a duration (1h30m).", "DURATION"),
+           "--cull-users, a user deleted), in seconds or as a duration (1h30m).", "DURATION",
+           group="cull"),
     Option("cull_every", seconds, 0, "Time from the start of one pass to the start of the "
-           "next. 0 means half of --timeout.", "DURATION"),
+           "next. 0 means half of --timeout.", "DURATION", group="run"),
     Option("max_age", seconds, 0, "Stop servers older than this even if they are active. 0 "
-           "disables the rule.", "DURATION"),
+           "disables the rule.", "DURATION", group="cull"),
     Option("cull_users", boolean, False, "Also delete idle users once none of their servers "
-           "is running."),
+           "is running.", group="cull"),
     Option("cull_admin_users", boolean, True, "Allow admin users to be deleted, and their "
-           "servers to be stopped by --max-age."),
+           "servers to be stopped by --max-age.", group="cull"),
     Option("remove_named_servers", boolean, False, "Remove named servers after stopping them, "
-           "instead of only stopping them."),
-    Option("cull_default_servers", boolean, True, "Manage default servers at all."),
-    Option("cull_named_servers", boolean, True, "Manage named servers at all."),
+           "instead of only stopping them.", group="cull"),
+    Option("cull_default_servers", boolean, True, "Manage default servers at all.", group="cull"),
+    Option("cull_named_servers", boolean, True, "Manage named servers at all.", group="cull"),
     Option("check_kernels", boolean, False, "Before stopping a server the hub reports idle, "
            "ask the server itself (api/status, api/kernels through the proxy) and keep it "
            "while a kernel is busy or its own activity is within the timeout. Needs the "
-           "access:servers scope and the proxy's URL (--server-url-base)."),
+           "access:servers scope and the proxy's URL (--server-url-base).", group="cull"),
     Option("server_url_base", text, None, "The proxy's public URL (scheme://host[:port]) "
            "through which --check-kernels asks the servers. Default: the origin of "
-           "$JUPYTERHUB_PUBLIC_HUB_URL, else $JUPYTERHUB_HOST.", "URL"),
+           "$JUPYTERHUB_PUBLIC_HUB_URL, else $JUPYTERHUB_HOST.", "URL", group="hub"),
     Option("max_stops_per_pass", stops, 0, "Stop at most this many servers in one pass, the "
-           "longest idle first; the rest wait for the next pass. 0 means no limit.", "N"),
+           "longest idle first; the rest wait for the next pass. 0 means no limit.", "N",
+           group="cull"),
     Option("max_stop_fraction", fraction, None, "If a pass would stop more than this share "
            "(0 < F <= 1) of the running servers it saw, it stops and deletes nothing and logs "
-           "an ERROR: a guard against broken activity reporting. Unset: no guard.", "F"),
+           "an ERROR: a guard against broken activity reporting. Unset: no guard.", "F",
+           group="cull"),
     Option("concurrency", workers, 10, "Most HTTP requests in flight to the hub at once, across "
-           "users. 0 means %d." % UNLIMITED_CONCURRENCY, "N"),
+           "users. 0 means %d." % UNLIMITED_CONCURRENCY, "N", group="hub"),
     Option("api_page_size", page_size, 0, "Users per page when listing them (limit=). 0 lets the "
-           "hub choose (50, at most 200).", "N"),
-    Option("ssl_enabled", boolean, False, "Present the hub's internal-SSL client certificate."),
+           "hub choose (50, at most 200).", "N", group="hub"),
+    Option("ssl_enabled", boolean, False, "Present the hub's internal-SSL client certificate.",
+           group="hub"),
     Option("internal_certs_location", text, "internal-ssl", "Folder with the hub's internal "
            "certificates (hub-internal/, hub-ca/). $JUPYTERHUB_SSL_KEYFILE, "
-           "$JUPYTERHUB_SSL_CERTFILE and $JUPYTERHUB_SSL_CLIENT_CA win when set.", "DIR"),
+           "$JUPYTERHUB_SSL_CERTFILE and $JUPYTERHUB_SSL_CLIENT_CA win when set.", "DIR",
+           group="hub"),
     Option("request_timeout", request_seconds, None, "How long to wait for the hub on each "
            "request (read timeout). Default: $JUPYTERHUB_REQUEST_TIMEOUT, else 60 (seconds).",
-           "DURATION"),
+           "DURATION", group="hub"),
     Option("api_token_file", text, None, "Read the API token from this file. Otherwise "
            "$CREDENTIALS_DIRECTORY/api-token (systemd LoadCredential=), then "
-           "$JUPYTERHUB_API_TOKEN.", "PATH"),
-    Option("once", boolean, False, "Run one pass and exit (for cron and the timer unit)."),
-    Option("dry_run", boolean, False, "Decide and log as usual but send no DELETE. With "
-           "--once, print the plan on stdout (see --output)."),
+           "$JUPYTERHUB_API_TOKEN.", "PATH", group="hub"),
+    Option("once", boolean, False, "Run one pass and exit (for cron and the timer unit).",
+           group="run"),
+    Option("dry_run", boolean, False, "Decide and log as usual but send no DELETE (the token "
+           "then needs read scopes only). With --once, print the plan on stdout (see "
+           "--output).", group="run"),
     Option("output", one_of("table", "json"), "table", "What --once --dry-run prints: a table, "
-           "or json (one object per planned action, then a summary object).", "FORMAT"),
+           "or json (one object per planned action, then a summary object).", "FORMAT",
+           group="output"),
     Option("exclude_users", patterns, (), "Never stop the servers of, or delete, users matching "
-           "these fnmatch patterns (comma-separated; repeatable).", "PATTERNS", repeatable=True),
+           "these fnmatch patterns (comma-separated; repeatable).", "PATTERNS", repeatable=True,
+           group="rules"),
     Option("exclude_groups", patterns, (), "Never stop the servers of, or delete, members of "
            "these groups (comma-separated; repeatable; needs read:users:groups).", "GROUPS",
-           repeatable=True),
+           repeatable=True, group="rules"),
     Option("rule", entries, (), "A rule as NAME:key=value,key=value (the keys of a [rule:NAME] "
            "config section; a list value continues over following commas without '='). "
            "Repeatable; rules given here come before those of the config file.", "RULE",
-           repeatable=True, in_file=False),
-    Option("metrics_port", port, 0, "Serve Prometheus metrics on this port (needs the "
-           "[metrics] extra). 0 disables it.", "PORT"),
+           repeatable=True, in_file=False, group="rules"),
+    Option("metrics_port", port, 0, "Serve /healthz, and Prometheus metrics at /metrics "
+           "(needs the [metrics] extra), on this port. 0 disables the endpoint.", "PORT",
+           group="metrics"),
     Option("metrics_address", text, "127.0.0.1", "Address the metrics endpoint binds to.",
-           "ADDRESS"),
+           "ADDRESS", group="metrics"),
     Option("metrics_file", text, None, "Write Prometheus metrics to this file after every pass "
-           "(node_exporter textfile collector).", "PATH"),
+           "(node_exporter textfile collector; needs the [metrics] extra).", "PATH",
+           group="metrics"),
     Option("log_level", log_level, "INFO", "Least severe log level shown (also WARN, FATAL, "
-           "and the numbers 10-50).", "LEVEL"),
-    Option("log_format", one_of("text", "json"), "text", "text (key=value) or json (one "
-           "object per line).", "FORMAT"),
+           "and the numbers 10-50).", "LEVEL", group="output"),
+    Option("log_format", one_of("text", "json"), "text", "text (logfmt: key=value) or json "
+           "(one object per line).", "FORMAT", group="output"),
     Option("config", text, None, "Config file: *.py is read as the reference's traitlets file "
-           "(literal assignments only, never executed); anything else as INI.", "PATH",
-           in_file=False),
+           "(literal assignments only, never executed); anything else as INI. Default: "
+           "./idle_culler_config.py, else " + DEFAULT_CONFIG_FILE + ", the first that exists; "
+           "an empty value reads no file.", "PATH",
+           in_file=False, group="run"),
+    Option("show_config", boolean, False, "Print the effective configuration, with the source "
+           "of each value (the token redacted), and exit.", cli_only=True, group="output"),
     Option("generate_config", boolean, False, "Print a commented INI config file and exit.",
-           cli_only=True),
-    Option("version", boolean, False, "Print the version and exit.", cli_only=True),
+           cli_only=True, group="output"),
+    Option("version", boolean, False, "Print the version and exit.", cli_only=True,
+           group="output"),
 )
 OPTIONS_BY_NAME: Dict[str, Option] = {option.name: option for option in OPTIONS}
 
@@ -386,6 +419,28 @@ def show(value: Any) -> str:
 
 # --- the command line ------------------------------------------------------------------------
 
+def did_you_mean(word: str, choices: Iterable[str]) -> str:
+    """``" (did you mean X?)"`` for the choice closest to a misspelt ``word``, else ``""``."""
+    close = difflib.get_close_matches(word, list(choices), n=1, cutoff=0.6)
+    return " (did you mean %s?)" % close[0] if close else ""
+
+
+def _option_key(argument: str) -> str:
+    """``--IdleCuller.cull-users=1`` -> ``cull_users`` (the table's spelling, alias resolved)."""
+    name = argument[2:].partition("=")[0]
+    if name.startswith("IdleCuller."):
+        name = name[len("IdleCuller."):]
+    key = name.replace("-", "_")
+    return ALIASES.get(key, key)
+
+
+def suggest_option(argument: str) -> str:
+    """The hint for an unknown ``--argument``: the closest option's flag, or ``""``."""
+    close = difflib.get_close_matches(_option_key(argument), list(OPTIONS_BY_NAME), n=1,
+                                      cutoff=0.6)
+    return " (did you mean %s?)" % OPTIONS_BY_NAME[close[0]].flag if close else ""
+
+
 def _normalise_argument(argument: str) -> str:
     """Map every accepted spelling of an option onto ``--dashed-name[=value]``.
 
@@ -394,48 +449,68 @@ def _normalise_argument(argument: str) -> str:
     """
     if not argument.startswith("--") or argument == "--":
         return argument
-    name, equals, value = argument[2:].partition("=")
-    if name.startswith("IdleCuller."):
-        name = name[len("IdleCuller."):]
-    key = name.replace("-", "_")
-    key = ALIASES.get(key, key)
+    key = _option_key(argument)
     if key not in OPTIONS_BY_NAME:
         return argument  # argparse names it in its usage error
+    equals, value = argument.partition("=")[1:]
     return "--" + key.replace("_", "-") + equals + value
+
+
+_UNRECOGNISED = "unrecognized arguments: "
 
 
 class _Parser(argparse.ArgumentParser):
     def error(self, message: str) -> None:  # argparse exits 2 on usage errors: keep that
-        self.print_usage()
-        self.exit(2, "%s: error: %s\n" % (self.prog, message))
+        if message.startswith(_UNRECOGNISED):  # name the closest option of each unknown one
+            unknown = message[len(_UNRECOGNISED):].split(" ")
+            message = "unknown option: " + ", ".join(
+                word + (suggest_option(word) if word.startswith("--") else "")
+                for word in unknown)
+        self.print_usage(sys.stderr)
+        self.exit(2, "%s: error: %s\nSee %s --help, or man %s.\n"
+                  % (self.prog, message, self.prog, PROG))
+
+
+def _add_option(group: Any, option: Option) -> None:
+    """Add one option of the table to its ``--help`` group; every value stays raw."""
+    default = "" if option.default in (None, (), "") else " (default: %s)" % show(
+        option.default)
+    if option.is_flag and not option.cli_only:
+        group.add_argument(option.flag, dest=option.name, nargs="?", const="true",
+                           metavar="BOOL", help=option.help + default)
+    elif option.is_flag:
+        group.add_argument(option.flag, dest=option.name, action="store_const",
+                           const="true", help=option.help)
+    elif option.repeatable:
+        group.add_argument(option.flag, dest=option.name, action="append",
+                           metavar=option.metavar, help=option.help)
+    else:
+        group.add_argument(option.flag, dest=option.name, metavar=option.metavar,
+                           help=option.help + default)
 
 
 def build_parser(prog: str = PROG) -> argparse.ArgumentParser:
-    """Return the argument parser; every value stays raw until ``config.load_config``."""
+    """Return the argument parser, its options in the sections of ``GROUPS``.
+
+    An option whose ``group`` is not a key of ``GROUPS`` is a programming error (KeyError);
+    tests/unit/test_config.py checks every row.
+    """
     parser = _Parser(
         prog=prog, allow_abbrev=False, argument_default=argparse.SUPPRESS,
+        usage="%(prog)s [OPTION ...]",
         description="Stop idle Jupyter servers and delete idle users through the JupyterHub "
                     "REST API. Every option can also be set with an environment variable "
-                    "%s<NAME> (e.g. %sTIMEOUT=3600) or in the config file." % (ENV_PREFIX,
-                                                                                ENV_PREFIX),
+                    "%s<NAME> (e.g. %sTIMEOUT=3600) or in the config file; the command line "
+                    "wins, then the environment, then the file, then the default."
+                    % (ENV_PREFIX, ENV_PREFIX),
         epilog="Durations (DURATION): %s; a bare number is seconds. Exit codes: 0 done, 1 "
                "unexpected error, 2 usage, 75 hub unreachable, pass failures or the mass-cull "
-               "guard (--once), 78 configuration error." % DURATION_SYNTAX)
+               "guard (--once), 78 configuration error. The manual page %s (man %s) describes "
+               "the config file, the environment, systemd, reload, logs and metrics."
+               % (DURATION_SYNTAX, MAN_PAGE, PROG))
+    groups = {key: parser.add_argument_group(title) for key, title in GROUPS.items()}
     for option in OPTIONS:
-        default = "" if option.default in (None, (), "") else " (default: %s)" % show(
-            option.default)
-        if option.is_flag and not option.cli_only:
-            parser.add_argument(option.flag, dest=option.name, nargs="?", const="true",
-                                metavar="BOOL", help=option.help + default)
-        elif option.is_flag:
-            parser.add_argument(option.flag, dest=option.name, action="store_const",
-                                const="true", help=option.help)
-        elif option.repeatable:
-            parser.add_argument(option.flag, dest=option.name, action="append",
-                                metavar=option.metavar, help=option.help)
-        else:
-            parser.add_argument(option.flag, dest=option.name, metavar=option.metavar,
-                                help=option.help + default)
+        _add_option(groups[option.group], option)
     return parser
 
 
@@ -494,9 +569,10 @@ def generate_config() -> str:
     file still loads; an empty value means the default); lines starting with ``;`` explain.
     """
     lines = ["; Configuration of jupyterhub-idle-culler (idle_culler_daemon %s)." % __version__,
-             "; Pass it with --config=PATH. Command-line options and JUPYTERHUB_IDLE_CULLER_*",
-             "; environment variables win over this file. Lines starting with '#' are the",
-             "; settings at their defaults: uncomment what you change.",
+             "; Save it as %s (read when it exists) or pass it with" % DEFAULT_CONFIG_FILE,
+             "; --config=PATH. Command-line options and JUPYTERHUB_IDLE_CULLER_* environment",
+             "; variables win over this file. Lines starting with '#' are the settings at",
+             "; their defaults: uncomment what you change. After a change: systemctl reload.",
              "; Durations: %s;" % DURATION_SYNTAX[:DURATION_SYNTAX.index(" (")],
              "; a bare number is seconds.",
              "", "[culler]"]

@@ -22,6 +22,10 @@ def status_line(stats: PassStats, next_at: Optional[datetime]) -> str:
         head = "refused by the hub: %s" % stats.auth_error
     elif stats.guard_tripped:
         head = stats.guard_tripped
+    elif stats.dry_run:
+        head = ("users %d, dry run: would stop %d, would delete %d in %.1fs"
+                % (stats.users_seen, stats.would("stop"), stats.would("delete"),
+                   stats.duration_s))
     else:
         head = ("users %d, stopped %d, pending %d, failed %d, deleted %d in %.1fs"
                 % (stats.users_seen, stats.stopped, stats.pending,
@@ -34,18 +38,23 @@ def status_line(stats: PassStats, next_at: Optional[datetime]) -> str:
 
 
 def log_pass(stats: PassStats, next_at: Optional[datetime]) -> None:
-    """The pass's summary line, preceded by an ERROR when the listing failed or was refused."""
+    """The pass's summary line, preceded by an ERROR when the listing failed or was refused.
+
+    ``next_at`` is None for ``--once``, which has no next pass to promise.
+    """
     if stats.listing_error:
         log.error("pass-aborted", reason="hub-error", error=stats.listing_error,
-                  detail="nothing was stopped; trying again at the next pass")
+                  detail="nothing was stopped; " + ("trying again at the next pass"
+                                                    if next_at else "no other pass (--once)"))
     if stats.auth_error:
         log.error("pass-refused", reason="auth", error=stats.auth_error,
                   hint="check the scopes of the token's role")
+    dry_run = {"dry_run": True, "would_stop": stats.would("stop"),
+               "would_delete": stats.would("delete")} if stats.dry_run else {}
     log.info("pass-done", users=stats.users_seen, skipped=stats.users_skipped,
              stopped=stats.stopped, pending=stats.pending, unreachable=stats.unreachable,
-             failed=stats.failed,
-             deleted=stats.deleted, delete_failed=stats.delete_failed,
-             took_s="%.2f" % stats.duration_s,
+             failed=stats.failed, deleted=stats.deleted, delete_failed=stats.delete_failed,
+             **dry_run, took_s=round(stats.duration_s, 2),
              next=next_at.strftime("%Y-%m-%dT%H:%M:%SZ") if next_at else "-")
 
 

@@ -36,14 +36,26 @@ def scope_hint(action: str) -> str:
 
 
 def required_scopes(settings: CullSettings) -> Needed:
-    """The scopes the configuration needs."""
-    needed = [("list:users",), ("read:users:activity",), ("read:servers",), ("delete:servers",)]
-    if settings.cull_users:
-        needed.append(("delete:users", "admin:users"))
+    """The scopes the configuration needs (to read, then to act)."""
+    needed = read_scopes(settings) + write_scopes(settings)
+    return tuple(needed)
+
+
+def read_scopes(settings: CullSettings) -> Needed:
+    """The scopes a pass needs to see what it judges: all that a ``--dry-run`` needs."""
+    needed = [("list:users",), ("read:users:activity",), ("read:servers",)]
     if settings.needs_groups:
         needed.append(("read:users:groups",))
     if settings.may_check_kernels:  # asking servers themselves, through the proxy
         needed.append(("access:servers",))
+    return tuple(needed)
+
+
+def write_scopes(settings: CullSettings) -> Needed:
+    """The scopes a pass needs to act: stop servers, and delete users with ``cull_users``."""
+    needed = [("delete:servers",)]
+    if settings.cull_users:
+        needed.append(("delete:users", "admin:users"))
     return tuple(needed)
 
 
@@ -84,20 +96,26 @@ class Verdict:
     granted: Tuple[str, ...] = ()
     missing: Tuple[str, ...] = ()  # required and absent: the culler refuses to run
     advised: Tuple[str, ...] = ()  # advised and absent: a warning
+    unused: Tuple[str, ...] = ()   # needed to act, absent, and a dry run does not act: a warning
 
 
-def verdict(owner: Mapping[str, Any], settings: CullSettings, has_scopes: bool = True
-            ) -> Verdict:
+def verdict(owner: Mapping[str, Any], settings: CullSettings, has_scopes: bool = True,
+            dry_run: bool = False) -> Verdict:
     """Judge the token's model (``GET /user``) against what ``settings`` need.
 
     ``has_scopes`` is False for a hub before 2.0, where the owner's ``admin`` flag decides.
+    A dry run sends no DELETE, so it needs only the read scopes; the write scopes it lacks
+    are ``unused`` (a warning: the real run will need them), not ``missing``.
     """
     granted = owner.get("scopes")
     if not isinstance(granted, list):
         if not has_scopes and owner.get("admin") is False:
             return Verdict(reported=False, missing=(ADMIN_BEFORE_SCOPES,))
         return Verdict(reported=False)
+    writes = tuple(missing_scopes(write_scopes(settings), granted))
     return Verdict(reported=True,
                    granted=tuple(sorted(str(scope) for scope in granted)),
-                   missing=tuple(missing_scopes(required_scopes(settings), granted)),
-                   advised=tuple(missing_scopes(advised_scopes(settings), granted)))
+                   missing=tuple(missing_scopes(read_scopes(settings), granted))
+                   + (() if dry_run else writes),
+                   advised=tuple(missing_scopes(advised_scopes(settings), granted)),
+                   unused=writes if dry_run else ())

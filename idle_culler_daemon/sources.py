@@ -15,7 +15,16 @@ from dataclasses import dataclass
 from typing import Any, Callable, Dict, List, Mapping, Optional, Tuple
 
 from idle_culler_daemon.errors import ConfigError
-from idle_culler_daemon.options import OPTIONS, RULE_MATCHERS, RULE_SETTINGS, file_option
+from idle_culler_daemon.options import (
+    DEFAULT_CONFIG_FILE,
+    ENV_PREFIX,
+    OPTIONS,
+    RULE_MATCHERS,
+    RULE_SETTINGS,
+    did_you_mean,
+    env_names,
+    file_option,
+)
 
 ReadFile = Callable[[str], str]  # raises OSError, or ValueError for a file that is not text
 TOKEN_CREDENTIAL = "api-token"  # the name of the systemd credential (LoadCredential=)
@@ -23,9 +32,9 @@ MIN_TOKEN_LENGTH = 8  # JupyterHub refuses shorter tokens
 _CHARACTER_NAMES = {"\n": "a newline", "\r": "a carriage return", "\t": "a tab",
                     " ": "a space", "\ufeff": "a byte-order mark (U+FEFF)"}
 BOM = "\ufeff"
-# Read from the working directory when present and no --config is given, as the reference
-# reads its traitlets file.
-DEFAULT_CONFIG_FILES = ("idle_culler_config.py",)
+# Read when present and no --config is given, the first found: the reference's traitlets file
+# from the working directory (as the reference reads it), then the packaged location.
+DEFAULT_CONFIG_FILES = ("idle_culler_config.py", DEFAULT_CONFIG_FILE)
 
 
 @dataclass(frozen=True)
@@ -67,6 +76,20 @@ def environment_values(env: Mapping[str, str]) -> Dict[str, str]:
             if option.env_name and option.env_name in env}
 
 
+def unknown_variables(env: Mapping[str, str]) -> List[str]:
+    """A warning for each ``JUPYTERHUB_IDLE_CULLER_*`` variable that no option reads."""
+    known = env_names()
+    suffixes = [name[len(ENV_PREFIX):] for name in known]  # compare what follows the prefix
+    return ["unknown environment variable %s is ignored%s"
+            % (name, did_you_mean(name[len(ENV_PREFIX):], suffixes).replace(
+                "mean ", "mean " + ENV_PREFIX))
+            for name in sorted(env) if name.startswith(ENV_PREFIX) and name not in known]
+
+
+def _file_keys() -> List[str]:
+    return [option.name for option in OPTIONS if file_option(option.name)]
+
+
 def read_config_file(path: str, read_file: ReadFile, required: bool = True
                      ) -> Optional[Tuple[Dict[str, Any], List[RuleSection]]]:
     """Read a config file into raw option values and rule sections.
@@ -81,7 +104,10 @@ def read_config_file(path: str, read_file: ReadFile, required: bool = True
         raise ConfigError("--config: cannot read %s: no such file" % path) from None
     except OSError as exc:
         raise ConfigError("--config: cannot read %s: %s" % (path, exc.strerror or exc)) from None
-    except ValueError as exc:
+    except UnicodeDecodeError as exc:  # from a reader that decodes for itself
+        raise ConfigError("config file %s is not UTF-8 text (byte 0x%02x at offset %d)"
+                          % (path, exc.object[exc.start], exc.start)) from None
+    except ValueError as exc:  # read_text's own: not UTF-8 text
         raise ConfigError("--config: cannot read %s: %s" % (path, exc)) from None
     if text.startswith(BOM):  # editors on some systems write one; it is not part of the text
         text = text[len(BOM):]
@@ -147,7 +173,8 @@ def _python_option(klass: str, key: str, where: str) -> str:
         return "log_level"
     option = file_option(key) if klass == "IdleCuller" else None
     if option is None:
-        raise ConfigError("%s: unknown option c.%s.%s" % (where, klass, key))
+        raise ConfigError("%s: unknown option c.%s.%s%s" % (where, klass, key,
+                                                            did_you_mean(key, _file_keys())))
     return option.name
 
 
@@ -199,7 +226,8 @@ def _ini_config(text: str, path: str) -> Tuple[Dict[str, Any], List[RuleSection]
             for key, raw in parser.items(section):
                 option = file_option(key)
                 if option is None:
-                    raise ConfigError("config file %s: [culler]: unknown key %r" % (path, key))
+                    raise ConfigError("config file %s: [culler]: unknown key %r%s" % (
+                        path, key, did_you_mean(key.replace("-", "_"), _file_keys())))
                 if raw.strip():  # an empty value means the default, as in --generate-config
                     values[option.name] = raw
         elif section.startswith("rule:") and section[5:].strip():
@@ -213,6 +241,12 @@ def _ini_config(text: str, path: str) -> Tuple[Dict[str, Any], List[RuleSection]
 
 def read_token(token_file: Optional[str], env: Mapping[str, str], read_file: ReadFile) -> str:
     """Find the API token: --api-token-file, then $CREDENTIALS_DIRECTORY, then the env var."""
+    return find_token(token_file, env, read_file)[0]
+
+
+def find_token(token_file: Optional[str], env: Mapping[str, str], read_file: ReadFile
+               ) -> Tuple[str, str]:
+    """The API token and where it was found (for ``--show-config``), as ``read_token``."""
     candidates = []
     if token_file:
         candidates.append(("--api-token-file", token_file, True))
@@ -232,12 +266,12 @@ def read_token(token_file: Optional[str], env: Mapping[str, str], read_file: Rea
         except ValueError as exc:
             raise ConfigError("%s: cannot read %s: %s" % (what, path, exc)) from None
         if token:
-            return check_token(token, "%s: %s" % (what, path))
+            return check_token(token, "%s: %s" % (what, path)), "file %s (%s)" % (path, what)
         if required:
             raise ConfigError("%s: %s is empty" % (what, path))
     token = env.get("JUPYTERHUB_API_TOKEN", "").strip()
     if token:
-        return check_token(token, "$JUPYTERHUB_API_TOKEN")
+        return check_token(token, "$JUPYTERHUB_API_TOKEN"), "$JUPYTERHUB_API_TOKEN"
     raise ConfigError("no API token: give --api-token-file=PATH, or a systemd credential "
                       "'api-token' ($CREDENTIALS_DIRECTORY/api-token), or $JUPYTERHUB_API_TOKEN")
 

@@ -52,8 +52,9 @@ class PassStats:
     listing_error: Optional[str] = None
     auth_error: Optional[str] = None
     interrupted: bool = False
+    dry_run: bool = False  # nothing was sent: ``plan`` holds what would have been
     first_failure: Optional[str] = None  # a user whose stop or deletion failed, for STATUS=
-    stopped_by: Counter = field(default_factory=Counter)  # (reason, kind) -> servers
+    stopped_by: Counter = field(default_factory=Counter)  # (reason, kind, rule) -> servers
     errors: Counter = field(default_factory=Counter)      # status class -> failed requests
     plan: List[PlanEntry] = field(default_factory=list)
     _lock: Any = field(default_factory=threading.Lock, repr=False, compare=False)
@@ -69,10 +70,10 @@ class PassStats:
             for name, amount in counts.items():
                 setattr(self, name, getattr(self, name) + amount)
 
-    def count_stop(self, reason: str, kind: str) -> None:
+    def count_stop(self, reason: str, kind: str, rule: str) -> None:
         with self._lock:
             self.stopped += 1
-            self.stopped_by[(reason, kind)] += 1
+            self.stopped_by[(reason, kind, rule)] += 1
 
     def count_error(self, status: Optional[int]) -> None:
         with self._lock:
@@ -86,6 +87,12 @@ class PassStats:
                 self.delete_failed += 1
             if self.first_failure is None:
                 self.first_failure = user
+
+    def would(self, action: str) -> int:
+        """How many ``stop`` or ``delete`` actions a dry run would carry out (held-back ones
+        are not counted: the guard would keep them)."""
+        with self._lock:
+            return sum(1 for entry in self.plan if entry.action == action and not entry.held_back)
 
     def add_to_plan(self, entry: PlanEntry) -> None:
         with self._lock:

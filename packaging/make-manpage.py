@@ -41,8 +41,10 @@ EXIT_CODES = (
     ("75", "With \\fB\\-\\-once\\fR: the hub could not be reached, some stops or deletions "
            "failed, or the mass\\-cull guard (\\fB\\-\\-max\\-stop\\-fraction\\fR) stopped "
            "the pass (EX_TEMPFAIL; try again later)."),
-    ("78", "Configuration error: a bad option value, an unreadable file, no API token, or a "
-           "token that lacks a needed scope (EX_CONFIG). Nothing was sent to the hub."),
+    ("78", "Configuration error: a bad option value, an unreadable file, no API token, a "
+           "token that lacks a needed scope, or a \\fB\\-\\-url\\fR that answers but is not "
+           "the JupyterHub API (EX_CONFIG). Nothing was changed on the hub. A reload never "
+           "exits: a bad configuration is refused and the running one stays."),
 )
 
 # Variables read besides the JUPYTERHUB_IDLE_CULLER_* ones made from OPTIONS.
@@ -89,9 +91,13 @@ FILES = (
      "\\fI$CREDENTIALS_DIRECTORY\\fR and it never appears in the environment."),
     (CONF_DIR + "/culler.conf",
      "An optional INI configuration file (\\fB[culler]\\fR and \\fB[rule:\\fR\\fINAME\\fR"
-     "\\fB]\\fR sections), read when given with \\fB\\-\\-config\\fR, or with "
-     "\\fBJUPYTERHUB_IDLE_CULLER_CONFIG=\\fR in culler.env for the units. "
-     "\\fB\\-\\-generate\\-config\\fR prints a commented one."),
+     "\\fB]\\fR sections), read when it exists and no \\fB\\-\\-config\\fR is given "
+     "(after \\fIidle_culler_config.py\\fR in the working directory, if that exists); "
+     "readable by the service's dynamic user (mode 0644; it holds no secret). "
+     "\\fB\\-\\-generate\\-config\\fR prints a commented one; after a change, "
+     "\\fBsystemctl reload jupyterhub\\-idle\\-culler\\fR applies it, or refuses it and "
+     "keeps the running configuration. \\fB\\-\\-show\\-config\\fR prints what is in force "
+     "and where each value comes from."),
     (CONF_DIR + "/\\fINAME\\fP.env",
      "Settings of the template instance \\fBjupyterhub\\-idle\\-culler@\\fR\\fINAME\\fR"
      "\\fB.service\\fR (required; it wins over culler.env); \\fBCULLER_ARGS=\\fR there "
@@ -177,9 +183,18 @@ def options_section(parser: argparse.ArgumentParser) -> list:
              "configuration file and its rules. "
              "Precedence: command line, then environment, then configuration file, then "
              "default."]
-    for action in parser._actions:  # the same list argparse formats for --help
-        if not action.option_strings:
+    for group in parser._action_groups:  # the same groups and order as --help
+        actions = [action for action in group._group_actions if action.option_strings]
+        if not actions:
             continue
+        lines.append(".SS %s" % roff_text(group.title[:1].upper() + group.title[1:]))
+        lines += option_entries(actions, by_name)
+    return lines
+
+
+def option_entries(actions: list, by_name: dict) -> list:
+    lines = []
+    for action in actions:
         lines.append(".TP")
         lines.append(option_heading(action))
         lines.append(roff_text(action.help or ""))
@@ -195,7 +210,8 @@ def options_section(parser: argparse.ArgumentParser) -> list:
 
 def environment_section() -> list:
     lines = [".SH ENVIRONMENT",
-             "Every option except \\fB\\-\\-generate\\-config\\fR and \\fB\\-\\-version\\fR "
+             "Every option except \\fB\\-\\-generate\\-config\\fR, \\fB\\-\\-show\\-config\\fR and "
+             "\\fB\\-\\-version\\fR "
              "has a variable \\fB%s\\fR\\fINAME\\fR, the option's name in capitals with "
              "underscores. Booleans take the same words as on the command line; repeatable "
              "options take a comma\\-separated list." % ENV_PREFIX]

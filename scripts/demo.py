@@ -215,7 +215,7 @@ def run_culler(hub: RealHub, service: str) -> tuple[int, list[str]]:
 
 
 _FIELD = re.compile(r'(\w+)=("(?:[^"\\]|\\.)*"|\S+)')
-_EVENT = re.compile(r"\b(?:DEBUG|INFO|WARNING|ERROR|CRITICAL)\s+([a-z][a-z-]*)\s+(.*)$")
+_EVENT = re.compile(r"\blevel=(?:DEBUG|INFO|WARNING|ERROR|CRITICAL) event=([a-z][a-z-]*)\s+(.*)$")
 
 
 def parse_log(lines: list[str]) -> dict[tuple[str, str | None], str]:

@@ -124,12 +124,17 @@ class RecordingNotifier:
 
     def __init__(self, tick_s: float = 0.01) -> None:
         self.messages: List[str] = []
+        self.ready_statuses: List[str] = []
         self.tick_s = tick_s
         self.watchdog_s = None
         self.enabled = True
 
     def ready(self, status: str = "") -> None:
         self.messages.append("READY=1")
+        self.ready_statuses.append(status)
+
+    def reloading(self, status: str = "") -> None:
+        self.messages.append("RELOADING=1")
 
     def status(self, text: str) -> None:
         self.messages.append("STATUS=" + text)

@@ -20,6 +20,17 @@ COMMAND_LINES = [
 ]
 
 
+def terminate(process):
+    """SIGTERM, and the exit code within 10 s; a process still there after that is killed."""
+    try:
+        process.send_signal(signal.SIGTERM)
+        return process.wait(timeout=10)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+
+
 def test_cli_installed_script_and_module_both_answer_version(run_culler):
     assert SCRIPT.exists(), "the console script is not installed in this environment"
     installed = run_culler("--version", script=True)
@@ -37,9 +48,18 @@ def test_cli_help_lists_every_option(run_culler):
         assert option.flag in result.stdout
 
 
+def test_cli_help_groups_the_options_and_points_to_the_man_page(run_culler):
+    result = run_culler("--help")
+    titles = ["hub connection:", "what to cull:", "rules:", "run mode:", "output:", "metrics:"]
+    lines = result.stdout.splitlines()
+    assert [line for line in lines if line in titles] == titles
+    assert "man jupyterhub-idle-culler" in " ".join(result.stdout.split())
+
+
 def test_cli_unknown_option_is_exit_2_naming_it(run_culler):
     result = run_culler("--cull-evry=5")
     assert result.returncode == 2 and "--cull-evry=5" in result.stderr
+    assert "did you mean --cull-every?" in result.stderr
 
 
 def test_cli_missing_token_exits_78_naming_the_three_places(run_culler):
@@ -74,8 +94,8 @@ def test_cli_once_stops_idle_servers_and_deletes_idle_users(run_culler, fake_hub
     assert result.returncode == 0, result.stderr
     assert fake_hub.stopped_servers() == [("ann", "")]
     assert sorted(fake_hub.deleted_users()) == ["ann", "cy"]
-    assert "stop user=ann server=- reason=idle" in result.stderr
-    assert "pass-done users=3" in result.stderr
+    assert "event=stop user=ann server=- reason=idle" in result.stderr
+    assert "event=pass-done users=3" in result.stderr
 
 
 def test_cli_once_dry_run_prints_a_table_and_changes_nothing(run_culler, fake_hub):
@@ -97,7 +117,86 @@ def test_cli_once_unreachable_hub_exits_75(run_culler, unused_port):
     result = run_culler("--url=http://127.0.0.1:%d/hub/api" % unused_port, "--once",
                         "--request-timeout=1", token="t0k3n-abcdef")
     assert result.returncode == 75
-    assert "pass-aborted reason=hub-error" in result.stderr
+    assert "event=pass-aborted reason=hub-error" in result.stderr
+
+
+def test_cli_unreachable_hub_one_line_of_ours_per_attempt_and_no_promise_with_once(
+        run_culler, unused_port):
+    result = run_culler("--url=http://127.0.0.1:%d/hub/api" % unused_port, "--once",
+                        "--request-timeout=1", token="t0k3n-abcdef")
+    attempts = [line for line in result.stderr.splitlines() if "hub-attempt-failed" in line]
+    assert len(attempts) == 4, result.stderr
+    for number, line in enumerate(attempts, 1):
+        assert 'request="GET /hub/api/"' in line and "hub=http://127.0.0.1:%d" % unused_port \
+            in line and "attempt=%d attempts=4" % number in line, line
+    assert [line.split("retry_in_s=")[1].split()[0] for line in attempts] == \
+        ["0", "1.0", "2.0", "-"]
+    assert "Retrying" not in result.stderr and "connectionpool" not in result.stderr
+    aborted = [line for line in result.stderr.splitlines() if "pass-aborted" in line]
+    assert aborted and "next pass" not in aborted[0] and "no other pass (--once)" in aborted[0]
+
+
+@pytest.mark.parametrize("path,fault,hint", [
+    ("", None, "did you mean --url=http://127.0.0.1:{port}/hub/api?"),
+    ("/hub", None, "did you mean --url=http://127.0.0.1:{port}/hub/api?"),
+    ("/hub/api", "html", "text/html"),
+    ("/hub/api", 404, "GET / answered 404"),
+])
+def test_cli_url_that_is_not_the_api_exits_78_with_a_hint(run_culler, fake_hub, path, fault,
+                                                          hint):
+    if fault == "html":
+        fake_hub.faults.add("GET /", "status", count=None, status=200,
+                            body="<!DOCTYPE html><html></html>", content_type="text/html")
+    elif fault:
+        fake_hub.faults.add("GET /", fault, count=None)
+    url = "http://127.0.0.1:%d%s" % (fake_hub.port, path)
+    result = run_culler("--url=" + url, "--once", token=fake_hub.token)
+    assert result.returncode == 78, result.stderr
+    assert "does not look like the JupyterHub API" in result.stderr
+    assert hint.format(port=fake_hub.port) in result.stderr
+    assert len(fake_hub.records()) == 1  # asked once: no retries, no second pass
+
+
+def test_cli_dry_run_with_a_read_only_token_warns_about_the_write_scopes(run_culler,
+                                                                        fake_hub):
+    fake_hub.scopes = ["list:users", "read:users", "read:users:activity", "read:servers"]
+    fake_hub.add(idle_user("ann", 7200), inactive_user("cy", 7200))
+    result = run_culler("--url=" + fake_hub.api_url, "--timeout=3600", "--cull-users", "--once",
+                        "--dry-run", token=fake_hub.token)
+    assert result.returncode == 0, result.stderr
+    warnings = [line for line in result.stderr.splitlines() if "preflight-scope" in line]
+    assert len(warnings) == 2 and "missing=delete:servers" in warnings[0]
+    assert "missing=\"delete:users or admin:users\"" in warnings[1]
+    done = [line for line in result.stderr.splitlines() if "event=pass-done" in line][0]
+    assert "dry_run=True would_stop=1 would_delete=2" in done
+    without = run_culler("--url=" + fake_hub.api_url, "--cull-users", "--once",
+                         token=fake_hub.token)
+    assert without.returncode == 78 and "delete:servers" in without.stderr
+
+
+def test_cli_show_config_prints_each_source_and_never_the_token(run_culler, tmp_path):
+    config = tmp_path / "c.ini"
+    config.write_text("[culler]\ntimeout = 900\n")
+    env = culler_env("t0k3n-show-me-not", JUPYTERHUB_IDLE_CULLER_CONCURRENCY="4",
+                     JUPYTERHUB_IDLE_CULLER_TIMOUT="5")
+    result = run_culler("--config=%s" % config, "--cull-users", "--show-config", env=env)
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert "timeout = 900 ; config file %s" % config in lines
+    assert "concurrency = 4 ; environment JUPYTERHUB_IDLE_CULLER_CONCURRENCY" in lines
+    assert "cull_users = true ; command line" in lines
+    assert "# api token: <redacted> ($JUPYTERHUB_API_TOKEN)" in lines
+    assert any("did you mean JUPYTERHUB_IDLE_CULLER_TIMEOUT?" in line for line in lines)
+    assert "t0k3n-show-me-not" not in result.stdout + result.stderr
+
+
+def test_cli_unknown_environment_variable_is_a_warning_in_the_log(run_culler, fake_hub):
+    env = culler_env(fake_hub.token, JUPYTERHUB_IDLE_CULLER_CULL_USER="true")
+    result = run_culler("--url=" + fake_hub.api_url, "--once", env=env)
+    assert result.returncode == 0
+    warning = [line for line in result.stderr.splitlines() if "config-warning" in line]
+    assert warning and "level=WARNING" in warning[0]
+    assert "did you mean JUPYTERHUB_IDLE_CULLER_CULL_USERS?" in warning[0]
 
 
 def test_cli_reads_the_reference_config_file_in_its_working_directory(run_culler, fake_hub,
@@ -111,7 +210,7 @@ def test_cli_reads_the_reference_config_file_in_its_working_directory(run_culler
     env = culler_env(fake_hub.token, JUPYTERHUB_API_URL=fake_hub.api_url)
     result = run_culler("--once", env=env, cwd=tmp_path)
     assert result.returncode == 0, result.stderr
-    assert fake_hub.deleted_users() == ["ann"] and " INFO " not in result.stderr
+    assert fake_hub.deleted_users() == ["ann"] and "level=INFO" not in result.stderr
 
 
 def test_cli_missing_scope_exits_78_naming_it(run_culler, fake_hub):
@@ -157,13 +256,11 @@ def test_cli_daemon_survives_an_unreachable_hub_and_stops_on_sigterm(unused_port
         while seen < 2 and time.monotonic() < deadline:
             line = process.stderr.readline()
             seen += "pass-aborted" in line
-        assert seen == 2 and process.poll() is None  # two failed passes, still running
-        process.send_signal(signal.SIGTERM)
-        assert process.wait(timeout=10) == 0
+        running = process.poll() is None
     finally:
-        if process.poll() is None:
-            process.kill()
-            process.wait()
+        code = terminate(process)
+    assert seen == 2 and running  # two failed passes, still running
+    assert code == 0
 
 
 def test_cli_token_refused_by_the_hub_exits_78(run_culler, fake_hub):
@@ -206,3 +303,33 @@ def test_cli_config_file_that_is_not_utf8_exits_78_naming_it(run_culler, fake_hu
                         token=fake_hub.token)
     assert result.returncode == 78 and "Traceback" not in result.stderr
     assert str(config) in result.stderr and fake_hub.records() == []
+
+
+def test_cli_reload_with_a_new_token_keeps_it_out_of_the_log(fake_hub, tmp_path):
+    token_file = tmp_path / "token"
+    token_file.write_text(fake_hub.token)
+    new_token = fake_hub.add_token()
+    # The first listing works; every later one fails with a message quoting the new token.
+    fake_hub.faults.add("GET /users", 500, count=None, skip=1,
+                        message="invalid token %s for request" % new_token)
+    env = culler_env(None, JUPYTERHUB_IDLE_CULLER_API_TOKEN_FILE=str(token_file))
+    process = subprocess.Popen(
+        [sys.executable, "-m", "idle_culler_daemon", "--url=" + fake_hub.api_url,
+         "--cull-every=1"], env=env, stderr=subprocess.PIPE, text=True)
+    lines = []
+    try:
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline and not any("pass-done" in line for line in lines):
+            lines.append(process.stderr.readline())
+        token_file.write_text(new_token + "\n")
+        process.send_signal(signal.SIGHUP)
+        while time.monotonic() < deadline and not any("pass-aborted" in line for line in lines):
+            lines.append(process.stderr.readline())
+    finally:
+        code = terminate(process)
+    assert code == 0
+    output = "".join(lines) + process.stderr.read()
+    assert "event=reload-changed option=credential detail=replaced" in output
+    aborted = [line for line in output.splitlines() if "event=pass-aborted" in line]
+    assert aborted and "invalid token <redacted> for request" in aborted[0]
+    assert new_token not in output and fake_hub.token not in output

@@ -64,7 +64,7 @@ def test_cli_guard_trip_exits_75_and_says_so_in_the_log_and_status(fake_hub, tmp
         statuses = [m.get("STATUS") for m in listener.drain() if m.get("STATUS")]
     assert result.returncode == 75
     (error,) = [line for line in result.stderr.splitlines() if "mass-cull-guard" in line]
-    assert " ERROR " in error and "share=90/100" in error
+    assert "level=ERROR " in error and "share=90/100" in error
     assert any(status.startswith("mass-cull guard: would stop 90 of 100") for status in statuses)
     assert fake_hub.stopped_servers() == []
 

@@ -4,11 +4,13 @@ import subprocess
 import sys
 import threading
 import time
+import urllib.error
 import urllib.request
 
 import pytest
 
 from tests.end_to_end.conftest import culler_env
+from tests.notify_listener import NotifyListener
 from tests.support.fakehub import active_user, idle_user
 
 pytest.importorskip("prometheus_client")
@@ -65,8 +67,9 @@ def test_metrics_endpoint_counts_the_stopped_servers(fake_hub, unused_port):
     stopped = {line.split(" ")[0]: float(line.split(" ")[1])
                for line in metric(text, "jupyterhub_idle_culler_servers_stopped_total")}
     assert sum(stopped.values()) == len(fake_hub.stopped_servers()) == 5
-    assert stopped['jupyterhub_idle_culler_servers_stopped_total{kind="named",reason="idle"}'] \
-        == 1
+    named = ('jupyterhub_idle_culler_servers_stopped_total'
+             '{kind="named",reason="idle",rule="default"}')
+    assert stopped[named] == 1
     assert 'jupyterhub_idle_culler_passes_total{result="ok"} 2.0' in text
 
 
@@ -99,11 +102,77 @@ def test_metrics_textfile_is_never_seen_half_written(fake_hub, tmp_path):
     assert 'jupyterhub_idle_culler_passes_total{result="ok"} 3.0' in path.read_text()
 
 
-def test_metrics_without_prometheus_client_exit_78_with_the_install_command(
+def test_metrics_file_without_prometheus_client_exit_78_with_the_install_command(
         run_culler, fake_hub, tmp_path):
     (tmp_path / "prometheus_client.py").write_text("raise ImportError('not installed')\n")
     env = culler_env(fake_hub.token, PYTHONPATH=str(tmp_path))
-    result = run_culler("--url=" + fake_hub.api_url, "--once", "--metrics-port=9999", env=env)
+    result = run_culler("--url=" + fake_hub.api_url, "--once",
+                        "--metrics-file=%s" % (tmp_path / "c.prom"), env=env)
     assert result.returncode == 78
     assert "jupyterhub-idle-culler-daemon[metrics]" in result.stderr
     assert fake_hub.records() == []
+
+
+def get(url):
+    """(status, body) of a GET, whatever the status."""
+    try:
+        with urllib.request.urlopen(url, timeout=5) as answer:
+            return answer.status, answer.read().decode()
+    except urllib.error.HTTPError as error:
+        return error.code, error.read().decode()
+
+
+def test_healthz_and_metrics_port_without_prometheus_client(fake_hub, tmp_path, unused_port):
+    (tmp_path / "prometheus_client.py").write_text("raise ImportError('not installed')\n")
+    process = subprocess.Popen(
+        [sys.executable, "-m", "idle_culler_daemon", "--url=" + fake_hub.api_url,
+         "--cull-every=1", "--metrics-port=%d" % unused_port],
+        env=culler_env(fake_hub.token, PYTHONPATH=str(tmp_path)), stderr=subprocess.PIPE,
+        text=True)
+    try:
+        lines = wait_for_passes(process, 1)
+        health = get("http://127.0.0.1:%d/healthz" % unused_port)
+        metrics = get("http://127.0.0.1:%d/metrics" % unused_port)
+        other = get("http://127.0.0.1:%d/" % unused_port)
+    finally:
+        stop(process)
+    assert health[0] == 200 and health[1].startswith("ok: progress ")
+    assert metrics[0] == 503 and "jupyterhub-idle-culler-daemon[metrics]" in metrics[1]
+    assert other[0] == 404
+    assert any("event=metrics-unavailable" in line for line in lines)
+
+
+def test_healthz_turns_503_when_the_loop_stalls_as_the_watchdog_pings_stop(fake_hub, tmp_path,
+                                                                          unused_port):
+    fake_hub.add(active_user("bob"))
+    fake_hub.faults.add("GET /users", "hang", count=None, skip=1, delay=20)
+    url = "http://127.0.0.1:%d/healthz" % unused_port
+    with NotifyListener.bind_path(tmp_path) as listener:
+        env = culler_env(fake_hub.token, NOTIFY_SOCKET=listener.notify_socket,
+                         WATCHDOG_USEC="1000000")
+        process = subprocess.Popen(
+            ["sh", "-c", 'WATCHDOG_PID=$$ exec "$@"', "sh", sys.executable, "-m",
+             "idle_culler_daemon", "--url=" + fake_hub.api_url, "--cull-every=2",
+             "--request-timeout=5", "--metrics-port=%d" % unused_port],
+            env=env, stderr=subprocess.DEVNULL)
+        try:
+            listener.wait_for(lambda m: (m.get("STATUS") or "").startswith("users 1"),
+                              timeout=10)
+            between = get(url)  # sleeping between passes: progress
+            fake_hub.wait_until(lambda: len(fake_hub.records(route="list_users")) >= 2,
+                                timeout=5)
+            hung_at = time.monotonic()
+            while get(url)[0] == 200 and time.monotonic() - hung_at < 5:
+                listener.collect(0.1)
+            stalled, stalled_after = get(url), time.monotonic() - hung_at
+            listener.drain()
+            # A ping queued just before the listing request may be read just after it.
+            pings = [m for m in listener.messages
+                     if m.has("WATCHDOG", "1") and m.received_at > hung_at + 0.1]
+        finally:
+            stop(process)
+    assert between[0] == 200 and between[1].startswith("ok: progress")
+    assert stalled[0] == 503 and stalled[1].startswith("stalled: no progress for ")
+    assert "(limit 1s)" in stalled[1]  # the watchdog interval
+    assert stalled_after < 2.5  # about one watchdog interval after the last progress
+    assert pings == []  # and no watchdog ping since: the same condition

@@ -19,9 +19,9 @@ def run_module(*args, module=MODULE, token=None, timeout=30):
 
 
 def decisions(stderr):
-    """The decision lines of a run, without timestamps."""
+    """The decision lines of a run, without timestamps (``time=... level=... event=...``)."""
     return sorted(line.split(" ", 2)[2] for line in stderr.splitlines()
-                  if " would-stop " in line or " would-delete " in line)
+                  if " event=would-stop " in line or " event=would-delete " in line)
 
 
 def option_values(tmp_path, fake_hub):
@@ -90,5 +90,5 @@ def test_module_name_bare_flags_and_the_logging_alias(fake_hub):
     other = run_module(*args, module=[sys.executable, "-m", "idle_culler_daemon"],
                        token=fake_hub.token)
     assert ours.returncode == other.returncode == 0, ours.stderr
-    assert " DEBUG " in ours.stderr
+    assert "level=DEBUG " in ours.stderr
     assert decisions(ours.stderr) == decisions(other.stderr) != []

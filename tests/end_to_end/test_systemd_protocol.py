@@ -1,5 +1,6 @@
 """The daemon speaks sd_notify to a real AF_UNIX datagram socket, as systemd would see it."""
 
+import json
 import math
 import re
 import signal
@@ -175,3 +176,51 @@ def test_protocol_watchdog_gaps_stay_under_half_the_interval_in_and_between_slow
     print(figures)
     assert max(gaps) <= interval / 2 + GAP_SLACK_S, figures
     assert min(gaps[1:-1]) >= interval / 4 - GAP_SLACK_S, figures  # four pings per interval
+
+
+def test_protocol_sighup_reload_reloading_then_ready_and_a_broken_file_keeps_the_old(
+        fake_hub, listener, tmp_path):
+    fake_hub.add(idle_user("ann", 1800), active_user("bob"))
+    config = tmp_path / "culler.conf"
+    config.write_text("[culler]\ntimeout = 3600\n")
+    env = culler_env(fake_hub.token, NOTIFY_SOCKET=listener.notify_socket)
+    process = subprocess.Popen(
+        [sys.executable, "-m", "idle_culler_daemon", "--url=" + fake_hub.api_url,
+         "--config=%s" % config, "--cull-every=1"], env=env, stderr=subprocess.PIPE, text=True)
+    try:
+        listener.wait_for(lambda m: (m.get("STATUS") or "").startswith("users 2, stopped 0"),
+                          timeout=10)
+        config.write_text("[culler]\ntimeout = 600\nlog_format = json\nlog_level = DEBUG\n")
+        before_us = time.monotonic() * 1e6
+        process.send_signal(signal.SIGHUP)
+        reloading = listener.wait_for(lambda m: m.has("RELOADING", "1"), timeout=10)
+        ready = listener.wait_for(lambda m: m.has("READY", "1") and "reload" in m.get("STATUS"),
+                                  timeout=10)
+        culled = listener.wait_for(lambda m: "stopped 1" in (m.get("STATUS") or ""),
+                                   timeout=10)
+        config.write_bytes(b"[culler]\ntimeout = 60 \xff\n")
+        process.send_signal(signal.SIGHUP)
+        refused = listener.wait_for(lambda m: m.has("READY", "1") and "refused" in m.get(
+            "STATUS"), timeout=10)
+        after = listener.collect(10, until=lambda m: (m.get("STATUS") or "").startswith(
+            "users"))[-1]
+    finally:
+        code = terminate(process)
+    stderr = process.stderr.read()
+    assert code == 0
+    # RELOADING=1 and MONOTONIC_USEC travel in one datagram (what systemd >= 253 demands).
+    assert [key for key, _ in reloading.items][:2] == ["RELOADING", "MONOTONIC_USEC"]
+    assert before_us <= int(reloading.get("MONOTONIC_USEC")) <= time.monotonic() * 1e6
+    assert ready.get("STATUS") == "reloaded: log_format, log_level, timeout changed"
+    assert culled.pid == process.pid
+    assert refused.get("STATUS").startswith("reload refused, the previous configuration stays")
+    assert "not UTF-8" in refused.get("STATUS") and after.pid == process.pid
+    # Log level and format took effect at once: every line after the reload is JSON.
+    lines = stderr.splitlines()
+    first_json = next(i for i, line in enumerate(lines) if line.startswith("{"))
+    assert lines[first_json - 1].startswith("time=") and "event=reload-changed" in "".join(
+        lines[:first_json])
+    records = [json.loads(line) for line in lines[first_json:]]
+    assert records[0]["event"] == "reloaded"
+    assert any(r["level"] == "DEBUG" for r in records)
+    assert any(r["event"] == "reload-refused" for r in records)

@@ -192,7 +192,9 @@ class LogCapture(logging.Handler):
         return "\n".join(self.lines)
 
     def events(self) -> List[str]:
-        return [line.split(" ", 3)[2] for line in self.lines if line.count(" ") >= 2]
+        """The event names of the lines (``time=... level=... event=NAME ...``)."""
+        return [line.split(" ", 3)[2][len("event="):] for line in self.lines
+                if line.count(" ") >= 2 and line.split(" ", 3)[2].startswith("event=")]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -302,9 +304,10 @@ class Daemon:
                     event = json.loads(line)
                 except ValueError:
                     event = {"event": "unparsed", "line": line}
-            elif is_stderr:
-                words = line.split(" ")
-                event = {"event": words[2] if len(words) > 2 else "unparsed", "line": line}
+            elif is_stderr:  # logfmt: time=... level=... event=NAME ...
+                named = [word[len("event="):] for word in line.split(" ")[:3]
+                         if word.startswith("event=")]
+                event = {"event": named[0] if named else "unparsed", "line": line}
             callbacks: List[Callable[[int, dict], None]] = []
             with self._changed:
                 (self.lines if is_stderr else self.stdout).append(line)

@@ -252,3 +252,25 @@ def test_client_404_of_the_handler_is_still_gone(fake_hub):
     assert hub.stop_server("ann", "lab", False) is StopResult.GONE  # "ann has no server..."
     assert hub.stop_server("nobody", "", False) is StopResult.GONE   # "Not Found"
     assert hub.delete_user("nobody").value == "gone"
+
+
+def test_client_logs_one_line_of_its_own_per_failed_attempt(fake_hub, caplog):
+    fake_hub.add(idle_user("ann", 3600))
+    fake_hub.faults.add("GET /users", 503, count=2)
+    fake_hub.faults.add("DELETE /users/ann/server", 429, count=None, retry_after=0)
+    hub = client(fake_hub)
+    with caplog.at_level("WARNING"):
+        assert len(hub.users_page("ready", 0).items) == 1
+        with pytest.raises(HubUnavailable):
+            hub.stop_server("ann", "", False)
+    lines = [record.getMessage() for record in caplog.records
+             if record.name == "idle_culler_daemon.hub"]
+    assert len(lines) == 2 + 4, lines
+    listing, stopping = lines[:2], lines[2:]
+    assert listing[0].startswith('hub-attempt-failed request="GET /hub/api/users?offset=0&'
+                                 'state=ready" hub=http://127.0.0.1:%d attempt=1 attempts=4 '
+                                 'error="HTTP 503"' % fake_hub.port)
+    assert "attempt=2 attempts=4" in listing[1] and 'detail="trying again"' in listing[1]
+    assert [line.split("attempt=")[1].split()[0] for line in stopping] == ["1", "2", "3", "4"]
+    assert 'error="HTTP 429"' in stopping[0] and "retry_in_s=-" in stopping[-1]
+    assert 'detail="giving up"' in stopping[-1]

@@ -69,17 +69,20 @@ def seconds(span: str) -> float:
 
 @pytest.fixture(scope="module")
 def verify_root(tmp_path_factory):
-    """A --root for verify: the distribution's units, ours, and a stand-in ExecStart."""
+    """A --root for verify: the distribution's units, ours, and stand-in commands (ExecStart,
+    and ExecReload's /bin/kill in a merged /usr, as on Debian 12 and RHEL 9)."""
     root = tmp_path_factory.mktemp("root")
     (root / "usr/lib/systemd").mkdir(parents=True)
     shutil.copytree("/usr/lib/systemd/system", root / "usr/lib/systemd/system", symlinks=True)
     (root / "etc/systemd/system").mkdir(parents=True)
     for unit in UNITS:
         shutil.copy(UNITS_DIR / unit, root / "etc/systemd/system" / unit)
-    binary = root / "usr/bin/jupyterhub-idle-culler"
-    binary.parent.mkdir(parents=True)
-    binary.write_text("#!/bin/sh\nexit 0\n")
-    binary.chmod(0o755)
+    (root / "usr/bin").mkdir(parents=True)
+    (root / "bin").symlink_to("usr/bin")
+    for command in ("jupyterhub-idle-culler", "kill"):
+        binary = root / "usr/bin" / command
+        binary.write_text("#!/bin/sh\nexit 0\n")
+        binary.chmod(0o755)
     return root
 
 
@@ -121,8 +124,17 @@ def test_units_exec_start_is_the_console_script():
     for unit in SERVICES:
         (exec_start,) = values(unit, "ExecStart")
         assert exec_start.split()[0] == "/usr/bin/" + name, unit
-    assert values(ONESHOT, "ExecStart")[0].split()[1:] == ["--once"]
+    assert values(ONESHOT, "ExecStart")[0].split()[1:] == ["--once", "$CULLER_ARGS"]
     assert values(TEMPLATE, "ExecStart")[0].split()[1:] == ["$CULLER_ARGS"]
+    assert values(SERVICE, "ExecStart")[0].split()[1:] == ["$CULLER_ARGS"]
+
+
+@pytest.mark.parametrize("unit", DAEMONS)
+def test_units_daemon_reload_sends_sighup_to_the_main_process(unit):
+    # systemd 252 (Debian 12, RHEL 9) has no Type=notify-reload: ExecReload sends SIGHUP and
+    # the daemon itself sends RELOADING=1 + MONOTONIC_USEC=, then READY=1.
+    assert values(unit, "ExecReload") == ["/bin/kill -HUP $MAINPID"]
+    assert values(unit, "Type") == ["notify"]
 
 
 @pytest.mark.parametrize("unit", DAEMONS)

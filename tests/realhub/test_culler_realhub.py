@@ -80,7 +80,7 @@ def test_realhub_missing_scope_exits_78_naming_it(realhub, service, scope):
     args = ["--cull-users"] if scope == "delete:users" else []
     result = culled(realhub, *args, service=service)
     assert result.returncode == 78, result.stderr
-    error_lines = [line for line in result.stderr.splitlines() if " ERROR " in line]
+    error_lines = [line for line in result.stderr.splitlines() if "level=ERROR " in line]
     assert len(error_lines) == 1 and scope in error_lines[0]
     assert realhub.server_running(idle)
 

@@ -58,7 +58,7 @@ def test_realhub_profile_rule_stops_the_gpu_server_and_keeps_the_others(realhub,
     assert result.returncode == 0, result.stderr
     assert not realhub.server_running(gpu)
     assert realhub.server_running(cpu) and realhub.server_running(plain)
-    (line,) = [line for line in result.stderr.splitlines() if " stop user=%s " % gpu in line]
+    (line,) = [line for line in result.stderr.splitlines() if " event=stop user=%s " % gpu in line]
     assert "reason=idle" in line and "rule=gpu" in line and "idle_s=18" in line
 
 
@@ -176,7 +176,7 @@ def test_realhub_check_kernels_keeps_only_the_server_whose_kernel_is_busy(fresh_
         three_servers(hub, users)
         result = culler(hub)
         wait_stopped(hub, *users)
-        assert result.stderr.count(" stop user=kern-") == 3
+        assert result.stderr.count(" event=stop user=kern-") == 3
     finally:
         hub.stop()
     assert hub.leftover_pids() == []

@@ -114,7 +114,7 @@ def test_hub_versions_token_that_may_not_stop_servers_exits_78(versioned_hub):
     result = culled(hub, service="no-delete-servers")
     assert hub.server_running(idle)
     assert result.returncode == 78, result.stderr
-    errors = [line for line in result.stderr.splitlines() if " ERROR " in line]
+    errors = [line for line in result.stderr.splitlines() if "level=ERROR " in line]
     assert len(errors) == 1
     assert ("delete:servers" if hub.has_scopes else "admin") in errors[0]
 

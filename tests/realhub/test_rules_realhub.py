@@ -61,7 +61,7 @@ def test_realhub_gpu_server_stopped_at_its_shorter_timeout_default_kept(realhub,
     result = realhub.run_culler("culler", config, "--once")
     assert result.returncode == 0, result.stderr
     assert not realhub.server_running(user, "gpu-a") and realhub.server_running(user)
-    assert "stop user=%s server=gpu-a reason=idle idle_s=" % user in result.stderr
+    assert "event=stop user=%s server=gpu-a reason=idle idle_s=" % user in result.stderr
     assert "rule=gpu" in [line for line in result.stderr.splitlines()
                           if "server=gpu-a" in line][0]
 
@@ -77,14 +77,14 @@ def test_realhub_guest_without_server_deleted_by_user_timeout(realhub, tmp_path)
     result = realhub.run_culler("culler", config, "--once")
     assert result.returncode == 0, result.stderr
     assert not realhub.user_exists(guest) and realhub.user_exists(member)
-    assert "delete user=%s reason=idle" % guest in result.stderr
+    assert "event=delete user=%s reason=idle" % guest in result.stderr
 
 
 def test_realhub_group_rule_without_read_users_groups_exits_78(realhub, tmp_path):
     config = write(tmp_path / "c.ini", "[rule:staff]\ngroups = staff\ncull = false\n")
     result = realhub.run_culler("culler-no-groups", config, "--once")
     assert result.returncode == 78
-    errors = [line for line in result.stderr.splitlines() if " ERROR " in line]
+    errors = [line for line in result.stderr.splitlines() if "level=ERROR " in line]
     assert len(errors) == 1 and "read:users:groups" in errors[0]
 
 
@@ -166,7 +166,7 @@ def test_realhub_metrics_counter_equals_the_servers_stopped(realhub, unused_port
     finally:
         assert daemon.stop() == 0
     stopped_lines = [line for line in daemon.lines
-                     if " stop user=" in line and "result=stopped" in line]
+                     if " event=stop user=" in line and "result=stopped" in line]
     counted = sum(float(line.split()[-1]) for line in text.splitlines()
                   if line.startswith("jupyterhub_idle_culler_servers_stopped_total{"))
     assert counted == len(stopped_lines) >= 3

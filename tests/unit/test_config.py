@@ -7,14 +7,22 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 
-from idle_culler_daemon.config import CullSettings, load_config, parse_rule_option
+from idle_culler_daemon.config import (
+    CullSettings,
+    load_config,
+    parse_rule_option,
+    show_config,
+)
 from idle_culler_daemon.errors import ConfigError
 from idle_culler_daemon.model import Server, User
 from idle_culler_daemon.options import (
+    DEFAULT_CONFIG_FILE,
+    GROUPS,
     OPTIONS,
     OPTIONS_BY_NAME,
     RULE_KEYS,
     boolean,
+    build_parser,
     entries,
     env_names,
     generate_config,
@@ -337,6 +345,122 @@ def test_rule_section_with_unknown_key_names_section_and_key():
 def test_rule_idle_limit_of_zero_is_refused_like_the_global_timeout(key):
     with pytest.raises(ConfigError, match=key):
         parse_rule_option("guests:users=guest-*,%s=0" % key, "--rule")
+
+
+# --- errors that teach -------------------------------------------------------------------------
+
+@pytest.mark.parametrize("argument,flag", [("--timout=5", "--timeout"),
+                                           ("--cull-evry=5", "--cull-every"),
+                                           ("--cull_user", "--cull-users"),
+                                           ("--IdleCuller.dry_runn=1", "--dry-run"),
+                                           ("--time=5", "--timeout")])
+def test_misspelt_option_says_did_you_mean(capsys, argument, flag):
+    with pytest.raises(SystemExit) as info:
+        parse_command_line([argument])
+    assert info.value.code == 2
+    assert "%s (did you mean %s?)" % (argument, flag) in capsys.readouterr().err
+
+
+def test_option_far_from_any_name_gets_no_suggestion(capsys):
+    with pytest.raises(SystemExit):
+        parse_command_line(["--zzzzzz"])
+    assert "did you mean" not in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("name,text,suggested", [
+    ("c.ini", "[culler]\ntimout = 5\n", "(did you mean timeout?)"),
+    ("c.ini", "[culler]\ncull-user = yes\n", "(did you mean cull_users?)"),
+    ("c.ini", "[rule:gpu]\nserver_name = gpu-*\n", "(did you mean server_names?)"),
+    ("c.py", "c.IdleCuller.timout = 5\n", "(did you mean timeout?)"),
+])
+def test_misspelt_file_and_rule_keys_say_did_you_mean(name, text, suggested):
+    with pytest.raises(ConfigError) as info:
+        load(["--config=" + name], files={name: text})
+    assert suggested in str(info.value)
+
+
+def test_misspelt_rule_key_on_the_command_line_says_did_you_mean():
+    with pytest.raises(ConfigError, match=r"'user_timout' \(did you mean user_timeout\?\)"):
+        parse_rule_option("guests:users=guest-*,user_timout=60", "--rule")
+
+
+def test_unknown_environment_variable_is_a_warning_naming_the_closest_one():
+    env = dict(ENV, JUPYTERHUB_IDLE_CULLER_TIMOUT="5", JUPYTERHUB_IDLE_CULLER_XYZZY_PLUGH="1")
+    config = load([], env)
+    assert config.culling.timeout == 600
+    assert ("unknown environment variable JUPYTERHUB_IDLE_CULLER_TIMOUT is ignored (did you "
+            "mean JUPYTERHUB_IDLE_CULLER_TIMEOUT?)") in config.warnings
+    assert "unknown environment variable JUPYTERHUB_IDLE_CULLER_XYZZY_PLUGH is ignored" \
+        in config.warnings
+
+
+def test_config_file_that_is_not_utf8_is_a_config_error_naming_the_byte():
+    def read(path):
+        return b"[culler]\ntimeout = 60 \xff\n".decode("utf-8")
+    with pytest.raises(ConfigError, match=r"not UTF-8 text \(byte 0xff at offset 22\)"):
+        load_config(parse_command_line(["--config=c.ini"]), ENV, read)
+
+
+# --- the default config file and --show-config ------------------------------------------------
+
+def test_default_config_file_is_read_when_it_exists():
+    files = {DEFAULT_CONFIG_FILE: "[culler]\ntimeout = 1234\n"}
+    config = load([], files=files)
+    assert config.culling.timeout == 1234 and config.config_file == DEFAULT_CONFIG_FILE
+    assert load([]).config_file is None  # absent: no file, no error
+
+
+def test_named_config_file_wins_and_an_empty_name_reads_no_file():
+    files = {DEFAULT_CONFIG_FILE: "[culler]\ntimeout = 1234\n", "o.ini": "[culler]\n"}
+    assert load(["--config=o.ini"], files=files).culling.timeout == 600
+    assert load(["--config="], files=files).config_file is None
+    env = dict(ENV, JUPYTERHUB_IDLE_CULLER_CONFIG="")
+    assert load([], env, files).culling.timeout == 600
+    with pytest.raises(ConfigError, match="no such file"):
+        load(["--config=/etc/missing.ini"], files=files)
+
+
+def test_show_config_names_the_source_of_every_value_and_redacts_the_token():
+    files = {DEFAULT_CONFIG_FILE: "[culler]\ntimeout = 100\nmax_age = 7\n",
+             "/creds/api-token": TOKEN}
+    env = {"CREDENTIALS_DIRECTORY": "/creds", "JUPYTERHUB_IDLE_CULLER_MAX_AGE": "8",
+           "JUPYTERHUB_API_URL": "http://10.0.0.1:8081/hub/api"}
+    text = show_config(load(["--timeout=300", "--rule=gpu:server_names=gpu-*,timeout=60"],
+                            env, files))
+    lines = text.splitlines()
+    assert "timeout = 300 ; command line" in lines
+    assert "max_age = 8 ; environment JUPYTERHUB_IDLE_CULLER_MAX_AGE" in lines
+    assert "url = http://10.0.0.1:8081/hub/api ; $JUPYTERHUB_API_URL" in lines
+    assert "concurrency = 10 ; default" in lines
+    assert "cull_every = 150 ; default (0: half of --timeout)" in lines
+    assert "# config = %s ; default (the file exists)" % DEFAULT_CONFIG_FILE in lines
+    assert "# api token: <redacted> (file /creds/api-token ($CREDENTIALS_DIRECTORY))" in lines
+    assert "# rule gpu: server_names=gpu-*, timeout=60" in lines
+    assert TOKEN not in text
+    shown = [line.split(" = ")[0].lstrip("# ") for line in lines if " = " in line]
+    assert sorted(shown) == sorted(o.name for o in OPTIONS if not o.cli_only and o.name != "rule")
+
+
+def test_show_config_loads_without_a_token_and_says_so():
+    config = load_config(parse_command_line([]), {}, no_files, token_required=False)
+    assert "# api token: - (none: no API token:" in show_config(config)
+
+
+# --- --help ---------------------------------------------------------------------------------
+
+def test_every_option_has_a_help_group():
+    # A new option must say where --help shows it: add group="..." (a key of GROUPS).
+    missing = [option.name for option in OPTIONS if option.group not in GROUPS]
+    assert missing == []
+
+
+def test_help_shows_the_groups_in_order_and_points_to_the_man_page():
+    text = build_parser().format_help()
+    positions = [text.index("\n%s:\n" % title) for title in GROUPS.values()]
+    assert positions == sorted(positions)
+    hub_part = text.split("\nhub connection:\n")[1].split("\n\n")[0]
+    assert "--url" in hub_part and "--timeout" not in hub_part
+    assert "man jupyterhub-idle-culler" in " ".join(text.split())
 
 
 # --- durations ----------------------------------------------------------------------------

@@ -2,7 +2,7 @@
 
 import logging
 
-from idle_culler_daemon.daemon import LoopClock, Signals, run_forever
+from idle_culler_daemon.daemon import Health, LoopClock, Signals, run_forever
 from idle_culler_daemon.errors import EXIT_CONFIG, EXIT_TEMPFAIL, ConfigError
 from idle_culler_daemon.stats import PassStats
 from tests.fakes import RecordingNotifier
@@ -43,6 +43,7 @@ class FakeService:
     def reload(self):
         self.reloads += 1
         self.interval_s = 30.0
+        return "reloaded: cull_every changed"
 
 
 def loop(service, clock, signals, notifier=None, once=False):
@@ -124,3 +125,48 @@ def test_run_forever_stop_before_the_first_pass_sends_ready_and_stopping_only():
     code, notifier = loop(service, clock, signals)
     assert code == 0 and service.starts == []
     assert notifier.messages == ["READY=1", "STOPPING=1"]
+
+
+def test_run_forever_reload_is_announced_with_reloading_then_ready_with_what_changed():
+    clock, signals = Clock(), Signals()
+    service = FakeService(clock, signals, interval_s=60, pass_s=5, passes=2)
+    signals.request_reload()
+    _, notifier = loop(service, clock, signals)
+    messages = notifier.messages
+    at = messages.index("RELOADING=1")
+    first_summary = next(i for i, m in enumerate(messages) if m.startswith("STATUS=users 3"))
+    assert first_summary < at  # the reload waits for the pass to end, then is announced
+    after = messages[at + 1:]
+    second_summary = next(i for i, m in enumerate(after) if m.startswith("STATUS=users 3"))
+    assert after.index("READY=1") < second_summary  # in force before the next pass
+    assert messages.count("READY=1") == 2  # start-up, then the end of the reload
+    assert notifier.ready_statuses[-1] == "reloaded: cull_every changed"
+
+
+def test_run_forever_feeds_the_health_check_with_every_heartbeat():
+    clock, signals = Clock(), Signals()
+    beats = []
+
+    class Recording(Health):
+        def beat(self):
+            beats.append(clock.now)
+            super().beat()
+
+    health = Recording(lambda: 10.0, monotonic=clock)
+    service = FakeService(clock, signals, interval_s=60, pass_s=5, passes=2)
+    run_forever(service, RecordingNotifier(tick_s=7.0), signals,
+                clock=LoopClock(monotonic=clock, wait=clock.sleep), health=health)
+    assert len(beats) >= 55 // 7 and health.check()[0]
+
+
+def test_health_is_ok_while_beats_come_and_stalled_after_the_limit():
+    clock = Clock()
+    health = Health(lambda: 30.0, monotonic=clock)
+    assert health.check() == (True, "ok: progress 0.0s ago (limit 30s)")
+    clock.sleep(29)
+    assert health.check()[0]
+    clock.sleep(2)
+    healthy, why = health.check()
+    assert not healthy and why == "stalled: no progress for 31.0s (limit 30s)"
+    health.beat()
+    assert health.check()[0]

@@ -18,7 +18,7 @@ ALLOWED = {
     "model": {"errors"},
     "policy": {"model", "config", "errors"},
     "scopes": {"config"},
-    "hub": {"config", "errors"},
+    "hub": {"config", "errors", "log"},
     "stats": {"policy", "errors"},
     "jobs": {"policy", "model", "config", "log", "stats"},
     "cull": {"jobs", "stats", "policy", "hub", "model", "config", "errors", "log", "scopes"},

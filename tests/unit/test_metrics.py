@@ -23,22 +23,25 @@ def samples(text):
 def test_metrics_count_what_the_passes_did():
     metrics = Metrics()
     metrics.record(PassStats(users_seen=10, stopped=3, deleted=1, duration_s=0.4,
-                             stopped_by=Counter({("idle", "default"): 2, ("max-age", "named"): 1}),
-                             ), now=1000.0)
+                             stopped_by=Counter({("idle", "default", "default"): 2,
+                                                 ("max-age", "named", "gpu"): 1})), now=1000.0)
     metrics.record(PassStats(listing_error="down", errors=Counter({"connection": 1})))
+    metrics.record(PassStats(users_seen=10, delete_failed=2, errors=Counter({"5xx": 2})))
     values = samples(metrics.text())
     prefix = "jupyterhub_idle_culler_"
     assert values[(prefix + "servers_stopped_total",
-                   (("kind", "default"), ("reason", "idle")))] == 2
+                   (("kind", "default"), ("reason", "idle"), ("rule", "default")))] == 2
     assert values[(prefix + "servers_stopped_total",
-                   (("kind", "named"), ("reason", "max-age")))] == 1
+                   (("kind", "named"), ("reason", "max-age"), ("rule", "gpu")))] == 1
     assert values[(prefix + "users_deleted_total", ())] == 1
+    assert values[(prefix + "users_delete_failed_total", ())] == 2
     assert values[(prefix + "passes_total", (("result", "ok"),))] == 1
     assert values[(prefix + "passes_total", (("result", "hub_error"),))] == 1
     assert values[(prefix + "users_seen", ())] == 10  # a failed listing keeps the last figure
     assert values[(prefix + "request_errors_total", (("status_class", "connection"),))] == 1
     assert values[(prefix + "last_success_timestamp_seconds", ())] == 1000.0
-    assert values[(prefix + "pass_duration_seconds_count", ())] == 2
+    assert values[(prefix + "passes_total", (("result", "failures"),))] == 1
+    assert values[(prefix + "pass_duration_seconds_count", ())] == 3
 
 
 def test_metrics_file_is_replaced_never_rewritten_in_place(tmp_path):
@@ -52,6 +55,28 @@ def test_metrics_file_is_replaced_never_rewritten_in_place(tmp_path):
     assert samples(path.read_text())[("jupyterhub_idle_culler_users_seen", ())] == 2
 
 
+def test_metrics_have_no_created_series_and_every_labelled_series_from_the_start():
+    metrics = Metrics()
+    metrics.configure(300.0, ["gpu", "guests"])
+    text = metrics.text()
+    assert "_created" not in text
+    values = samples(text)
+    prefix = "jupyterhub_idle_culler_"
+    for rule in ("default", "gpu", "guests"):
+        for reason in ("idle", "max-age"):
+            for kind in ("default", "named"):
+                key = (prefix + "servers_stopped_total",
+                       (("kind", kind), ("reason", reason), ("rule", rule)))
+                assert values[key] == 0, key
+    for status_class in ("4xx", "5xx", "connection"):
+        assert values[(prefix + "request_errors_total",
+                       (("status_class", status_class),))] == 0
+    for result in ("ok", "failures", "hub_error", "refused"):
+        assert values[(prefix + "passes_total", (("result", result),))] == 0
+    assert values[(prefix + "users_delete_failed_total", ())] == 0
+    assert values[(prefix + "interval_seconds", ())] == 300.0
+    metrics.configure(60.0, [])
+    assert samples(metrics.text())[(prefix + "interval_seconds", ())] == 60.0
 def test_metrics_count_guard_trips_and_servers_held_back():
     metrics = Metrics()
     values = samples(metrics.text())

@@ -111,6 +111,29 @@ def test_notifier_stopping_carries_status_in_same_datagram(connect, listener):
     assert message.items == [("STOPPING", "1"), ("STATUS", "stopping after signal")]
 
 
+def test_notifier_reloading_sends_monotonic_usec_in_the_same_datagram(
+        connect, listener, monkeypatch):
+    notifier = connect()
+    notifier._monotonic_ns = lambda: 1234567891234  # CLOCK_MONOTONIC in ns
+
+    notifier.reloading("reloading the configuration")
+    notifier.ready("reloaded: timeout changed")
+
+    reloading = listener.wait_for(lambda m: True, TIMEOUT)
+    assert reloading.items == [("RELOADING", "1"), ("MONOTONIC_USEC", "1234567891"),
+                               ("STATUS", "reloading the configuration")]
+    ready = listener.wait_for(lambda m: m.has("READY", "1"), TIMEOUT)
+    assert ready.get("STATUS") == "reloaded: timeout changed"
+
+
+def test_notifier_monotonic_usec_is_on_clock_monotonic():
+    import time
+    notifier = Notifier(None, None)
+    before = time.clock_gettime_ns(time.CLOCK_MONOTONIC) // 1000
+    value = notifier._monotonic_ns() // 1000
+    assert before <= value <= time.clock_gettime_ns(time.CLOCK_MONOTONIC) // 1000
+
+
 def test_notifier_heartbeat_pings_when_a_quarter_interval_has_passed(connect, listener):
     clock = ManualClock()
     notifier = connect(clock, WATCHDOG_USEC="10000000", WATCHDOG_PID=str(PID))

@@ -36,8 +36,19 @@ def test_verdict_names_missing_required_and_advised_scopes():
     assert found.reported and found.missing == ()
     assert found.advised == ("read:users or admin:users",)
     found = verdict({"scopes": ["list:users"]}, RULED)
-    assert found.missing == ("read:users:activity", "read:servers", "delete:servers",
-                             "read:users:groups")
+    assert found.missing == ("read:users:activity", "read:servers", "read:users:groups",
+                             "delete:servers")
+
+
+def test_verdict_of_a_dry_run_needs_only_read_scopes_and_names_the_write_ones():
+    read_only = {"scopes": ["list:users", "read:users", "read:servers"]}
+    assert verdict(read_only, CullSettings(cull_users=True)).missing == (
+        "delete:servers", "delete:users or admin:users")
+    found = verdict(read_only, CullSettings(cull_users=True), dry_run=True)
+    assert found.missing == () and found.unused == ("delete:servers",
+                                                    "delete:users or admin:users")
+    assert verdict({"scopes": ["list:users"]}, CullSettings(), dry_run=True).missing == (
+        "read:users:activity", "read:servers")
 
 
 def test_scope_hint_names_the_scope_of_each_kind_of_request():
