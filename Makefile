@@ -9,7 +9,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 PYTEST_ARGS ?=
 
-.PHONY: help venv hub hubs old-venv demo test test-hubs test-unit test-old lint bench sdist \
+.PHONY: help venv hub hubs promtool old-venv demo test test-hubs test-unit test-old lint bench sdist \
         wheel rpm deb systemd-test monitoring-test packages-test clean
 
 help:
@@ -52,8 +52,12 @@ demo: venv hub
 lint: venv
 	$(BIN)/ruff check .
 
+# Debian's promtool, unpacked into .cache/promtool (tests/packaging/test_monitoring.py).
+promtool:
+	bash .ci/promtool.sh >/dev/null
+
 # CI=true turns "tool missing, skipped" into a failure: make test installs every tool.
-test: venv hub old-venv lint
+test: venv hub old-venv promtool lint
 	CI=true $(BIN)/python -m pytest -q -p no:cacheprovider $(PYTEST_ARGS)
 	.venv-old/bin/python -m pip install -qq --no-deps --force-reinstall .
 	CI=true .venv-old/bin/python -m pytest -q -p no:cacheprovider tests/unit tests/integration
