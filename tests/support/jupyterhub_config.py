@@ -14,7 +14,8 @@
 #                            hub starts, so that the harness can find leftovers
 # and optionally REALHUB_CLEANUP_SERVERS (1/0), REALHUB_LAST_ACTIVITY_INTERVAL (seconds, 0 =
 # never pull activity from the proxy), REALHUB_SLOW_STOP_TIMEOUT, REALHUB_SLOW_SPAWN_TIMEOUT,
-# REALHUB_CONCURRENT_SPAWN_LIMIT, REALHUB_LOG_LEVEL.
+# REALHUB_CONCURRENT_SPAWN_LIMIT, REALHUB_LOG_LEVEL, REALHUB_EXTRA_CONFIG (a Python file run
+# last, with the same `c`).
 #
 # It is a test fixture: no single-user server process is ever started (see InHubSpawner), and
 # a test-only API under /hub/api/_realhub/ rewrites timestamps in the hub's database.
@@ -326,3 +327,12 @@ c.JupyterHub.extra_handlers = [
     (r"/api/_realhub/behaviour", BehaviourHandler),
     (r"/api/_realhub/running", RunningHandler),
 ]
+
+
+# --- extra configuration ---------------------------------------------------------------------
+# REALHUB_EXTRA_CONFIG names a Python file run last with this same `c` (the benchmark adds its
+# own settings this way); nothing happens when it is unset or empty.
+_EXTRA_CONFIG = os.environ.get("REALHUB_EXTRA_CONFIG")
+if _EXTRA_CONFIG:
+    with open(_EXTRA_CONFIG) as _f:
+        exec(compile(_f.read(), _EXTRA_CONFIG, "exec"), {"c": c, "__file__": _EXTRA_CONFIG})

@@ -179,6 +179,7 @@ class RealHub:
         concurrent_spawn_limit: int = 100,
         log_level: str = "INFO",
         start_timeout: float = START_TIMEOUT,
+        extra_config=None,
     ):
         self.state_dir = Path(state_dir).resolve()
         self.state_dir.mkdir(parents=True, exist_ok=True)
@@ -197,6 +198,8 @@ class RealHub:
             "REALHUB_SLOW_SPAWN_TIMEOUT": str(slow_spawn_timeout),
             "REALHUB_CONCURRENT_SPAWN_LIMIT": str(int(concurrent_spawn_limit)),
             "REALHUB_LOG_LEVEL": log_level,
+            # a Python file run after jupyterhub_config.py with the same `c` (e.g. bench/)
+            "REALHUB_EXTRA_CONFIG": str(Path(extra_config).resolve()) if extra_config else "",
         }
         self.start_timeout = start_timeout
         self.marker = "realhub-" + secrets.token_hex(8)
