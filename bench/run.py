@@ -95,7 +95,7 @@ class HubProcess:
                 self.process.wait()
 
 
-def culler_env(hub: HubProcess) -> Dict[str, str]:
+def service_env(api_url: str, token: str) -> Dict[str, str]:
     """A small environment, like a systemd service's, plus the hub's URL and token.
 
     Not the caller's shell environment: requests scans every variable on every request (proxy
@@ -105,9 +105,13 @@ def culler_env(hub: HubProcess) -> Dict[str, str]:
         "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
         "LANG": "C.UTF-8",
         "HOME": os.environ.get("HOME", "/"),
-        "JUPYTERHUB_API_TOKEN": hub.hello["token"],
-        "JUPYTERHUB_API_URL": hub.api_url,
+        "JUPYTERHUB_API_TOKEN": token,
+        "JUPYTERHUB_API_URL": api_url,
     }
+
+
+def culler_env(hub: HubProcess) -> Dict[str, str]:
+    return service_env(hub.api_url, hub.hello["token"])
 
 
 def run_one(culler: str, size: int, args: argparse.Namespace, logdir: str) -> Dict[str, Any]:
