@@ -22,6 +22,7 @@ import re
 import shlex
 import shutil
 import signal
+import sqlite3
 import statistics
 import subprocess
 import sys
@@ -30,6 +31,7 @@ import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from datetime import datetime, timedelta
 from typing import Any, Dict, List, Optional, Tuple
 from urllib.parse import parse_qsl, unquote, urlsplit
 
@@ -83,6 +85,37 @@ class Scenario:
         """``idle`` users spread evenly over the listing (every other one at 1000:500)."""
         n = len(names)
         return [names[i] for i in range(n) if (i * self.idle) // n != ((i + 1) * self.idle) // n]
+
+
+@dataclass(frozen=True)
+class Culler:
+    """One culler as run: ``ours`` or ``reference``, maybe with extra arguments; its label is
+    how --cullers named it (``ours[--concurrency=2]``)."""
+
+    label: str
+    kind: str
+    extra: Tuple[str, ...] = ()
+
+
+def parse_cullers(text: str) -> List[Culler]:
+    """``ours,reference,ours[--concurrency=2 --api-page-size=200]`` (commas inside [] kept)."""
+    entries, depth, current = [], 0, ""
+    for char in text:
+        depth += {"[": 1, "]": -1}.get(char, 0)
+        if char == "," and depth == 0:
+            entries.append(current)
+            current = ""
+        else:
+            current += char
+    entries.append(current)
+    cullers = []
+    for entry in filter(None, (e.strip() for e in entries)):
+        kind, _, rest = entry.partition("[")
+        if kind not in ("ours", "reference") or (rest and not rest.endswith("]")):
+            raise ValueError("not a culler: %r (ours or reference, optionally [arguments])"
+                             % entry)
+        cullers.append(Culler(entry, kind, tuple(shlex.split(rest[:-1])) if rest else ()))
+    return cullers
 
 
 def user_names(count: int) -> List[str]:
@@ -296,14 +329,67 @@ def build_image(scn: Scenario, hub: RealHub, image: str,
     hub.stop()
     shutil.copyfile(os.path.join(hub.state_dir, "jupyterhub.sqlite"), image)
     timings["image_s"] = time.monotonic() - began
+    with open(image + ".json", "w") as handle:
+        json.dump({"built_at": time.time(), "ports": hub.ports, "key": image_key(scn, parent),
+                   "settings": hub_settings(hub), "timings": timings}, handle)
     return timings
 
 
+def image_key(scn: Scenario, parent: Optional[Tuple[Scenario, str]]) -> List[Any]:
+    """What an image depends on (for --reuse-images), besides the hub settings."""
+    return [scn.users, scn.idle, parent[0].users if parent else None]
+
+
+def reusable_image(scn: Scenario, image: str, parent: Optional[Tuple[Scenario, str]],
+                   hub: RealHub) -> Optional[Dict[str, Any]]:
+    try:
+        with open(image + ".json") as handle:
+            meta = json.load(handle)
+    except (OSError, ValueError):
+        return None
+    if meta.get("key") != image_key(scn, parent) or not os.path.exists(image):
+        return None
+    if meta.get("settings") != hub_settings(hub):
+        return None
+    return meta
+
+
+def hub_settings(hub: RealHub) -> Dict[str, Any]:
+    with open(os.path.join(hub.state_dir, "bench-hub.json")) as handle:
+        return json.load(handle)
+
+
+def shift_times(database: str, seconds: float) -> None:
+    """Move every user's and server's timestamps ``seconds`` later, so that a pass on an image
+    built minutes (or, with --reuse-images, hours) ago sees the same idle times as the first."""
+    delta = timedelta(seconds=seconds)
+
+    def moved(value: Optional[str]) -> Optional[str]:
+        if not value:
+            return value
+        return (datetime.fromisoformat(value) + delta).isoformat(sep=" ", timespec="microseconds")
+
+    con = sqlite3.connect(database)
+    try:
+        with con:
+            for table, columns in (("spawners", ("started", "last_activity")),
+                                   ("users", ("created", "last_activity"))):
+                rows = con.execute("SELECT id, %s, %s FROM %s" % (columns + (table,))).fetchall()
+                con.executemany("UPDATE %s SET %s = ?, %s = ? WHERE id = ?" % ((table,) + columns),
+                                [(moved(a), moved(b), row_id) for row_id, a, b in rows])
+    finally:
+        con.close()
+
+
 def fresh_start(hub: RealHub, image: str, scn: Scenario) -> float:
-    """Stop the hub, put the image's database back, start it; make idle servers slow to stop."""
+    """Stop the hub, put the image's database back (its clock moved to now), start it; make the
+    idle servers slow to stop."""
     began = time.monotonic()
     hub.stop()
-    shutil.copyfile(image, os.path.join(hub.state_dir, "jupyterhub.sqlite"))
+    database = os.path.join(hub.state_dir, "jupyterhub.sqlite")
+    shutil.copyfile(image, database)
+    with open(image + ".json") as handle:
+        shift_times(database, time.time() - json.load(handle)["built_at"])
     hub.start()
     if scn.stop_delay:
         for name in scn.idle_names(user_names(scn.users)):
@@ -341,21 +427,22 @@ def expected_requests(scn: Scenario, page_size: int, hub_max: int) -> Tuple[int,
     return pages, 1 + pages + scn.idle
 
 
-def run_pass(hub: RealHub, scn: Scenario, culler: str, page_size: int, round_no: int,
+def run_pass(hub: RealHub, scn: Scenario, culler: Culler, page_size: int, round_no: int,
              args: argparse.Namespace, logdir: str) -> Dict[str, Any]:
     hub_max = args.hub_page_max or HUB_MAX_PAGE
     pages, ref_requests = expected_requests(scn, page_size, hub_max)
     flags = ["--url=" + hub.api_url] + list(CULLER_FLAGS)
     if page_size:
         flags.append("--api-page-size=%d" % page_size)
-    if culler == "ours":
-        command = [OURS_BIN, "--once"] + flags + shlex.split(args.ours_args)
+    if culler.kind == "ours":
+        command = [OURS_BIN, "--once"] + flags + shlex.split(args.ours_args) + list(culler.extra)
     else:
-        command = [REF_BIN] + flags + shlex.split(args.ref_args)
+        command = [REF_BIN] + flags + shlex.split(args.ref_args) + list(culler.extra)
     proxy = proxy_pid(hub)
     background = settle(hub, proxy)
     access = AccessLog(str(hub.log_path), SERVICE)
-    log_path = os.path.join(logdir, "%s-r%d-%s-p%d.log" % (scn.name, round_no, culler, page_size))
+    log_path = os.path.join(logdir, "%s-r%d-%s-p%d.log" % (
+        scn.name, round_no, re.sub(r"[^A-Za-z0-9=.-]+", "_", culler.label), page_size))
     quiet_s = max(3.0, 2 * scn.stop_delay + 1)
     ended_by = "exit"
     with open(log_path, "wb") as log_file:
@@ -365,7 +452,7 @@ def run_pass(hub: RealHub, scn: Scenario, culler: str, page_size: int, round_no:
                                  stdout=log_file, stderr=subprocess.STDOUT, cwd=logdir)
         deadline = time.monotonic() + args.max_seconds
         try:
-            if culler == "ours":
+            if culler.kind == "ours":
                 while True:
                     pid, status, usage = os.wait4(child.pid, os.WNOHANG)
                     if pid:
@@ -429,7 +516,7 @@ def run_pass(hub: RealHub, scn: Scenario, culler: str, page_size: int, round_no:
     bound = math.ceil(stops / CONCURRENCY) * scn.stop_delay if scn.stop_delay else None
     kinds = requests_by_kind(reqs)
     return {
-        "scenario": scn.name, "round": round_no, "culler": culler, "page_size": page_size,
+        "scenario": scn.name, "round": round_no, "culler": culler.label, "page_size": page_size,
         "users": scn.users, "idle": scn.idle, "stop_delay": scn.stop_delay,
         "pass_s": (end - first) if first is not None else None,
         "hub_window_s": (last - first) if first is not None else None,
@@ -453,7 +540,7 @@ def run_pass(hub: RealHub, scn: Scenario, culler: str, page_size: int, round_no:
 
 
 # ---- the scenarios ---------------------------------------------------------------------------
-def variants(scn: Scenario, cullers: List[str]) -> List[Tuple[str, int]]:
+def variants(scn: Scenario, cullers: List[Culler]) -> List[Tuple[Culler, int]]:
     return [(c, p) for p in scn.page_sizes for c in cullers]
 
 
@@ -463,7 +550,7 @@ def make_hub(state_dir: str, args: argparse.Namespace) -> RealHub:
                    cleanup_servers=False, extra_config=HUB_CONFIG, start_timeout=120)
 
 
-def run_scenario(scn: Scenario, hub: RealHub, cullers: List[str], args: argparse.Namespace,
+def run_scenario(scn: Scenario, hub: RealHub, cullers: List[Culler], args: argparse.Namespace,
                  workdir: str, logdir: str, parent: Optional[Tuple[Scenario, str]] = None
                  ) -> Tuple[List[Dict[str, Any]], Dict[str, float]]:
     """Build the scenario's image, then run its rounds; ``parent``: grow from that image (on
@@ -471,12 +558,19 @@ def run_scenario(scn: Scenario, hub: RealHub, cullers: List[str], args: argparse
     image = os.path.join(workdir, scn.name + ".image.sqlite")
     results: List[Dict[str, Any]] = []
     try:
-        log("%s: building the hub: %d users, %d idle%s ..." % (
-            scn.name, scn.users, scn.idle, (" (from the %s hub)" % parent[0].name) if parent
-            else ""))
-        timings = build_image(scn, hub, image, parent)
-        log("%s: built in %.0f s (%s)" % (scn.name, timings["image_s"], ", ".join(
-            "%s %.1f" % (k, v) for k, v in timings.items() if k != "image_s")))
+        meta = reusable_image(scn, image, parent, hub) if args.reuse_images else None
+        if meta is not None:
+            hub.ports = dict(meta["ports"])  # the servers in the image live on these ports
+            timings = dict(meta["timings"], reused=1.0)
+            log("%s: reusing %s (built %.0f min ago)" % (
+                scn.name, image, (time.time() - meta["built_at"]) / 60))
+        else:
+            log("%s: building the hub: %d users, %d idle%s ..." % (
+                scn.name, scn.users, scn.idle, (" (from the %s hub)" % parent[0].name) if parent
+                else ""))
+            timings = build_image(scn, hub, image, parent)
+            log("%s: built in %.0f s (%s)" % (scn.name, timings["image_s"], ", ".join(
+                "%s %.1f" % (k, v) for k, v in timings.items() if k != "image_s")))
         if not scn.fresh:
             timings["restart_s"] = fresh_start(hub, image, scn)
             warm = hub.list_users(state="ready")  # the hub's first listing warms its caches
@@ -492,7 +586,8 @@ def run_scenario(scn: Scenario, hub: RealHub, cullers: List[str], args: argparse
                     log("%s round %d: fresh hub in %.1f s" % (scn.name, round_no + 1, took))
                 result = run_pass(hub, scn, culler, page_size, round_no + 1, args, logdir)
                 log("%s round %d %s page %s: pass %s s, hub+proxy CPU %s s, culler CPU %s s, "
-                    "%d requests, %s" % (scn.name, round_no + 1, culler, page_size or "default",
+                    "%d requests, %s" % (scn.name, round_no + 1, culler.label,
+                                         page_size or "default",
                                          fmt(result["pass_s"]), fmt(result["hub_proxy_cpu_s"]),
                                          fmt(result["culler_cpu_s"]), result["requests"],
                                          "ok" if result["ok"] else "NOT OK: missing %d wrong %d "
@@ -550,12 +645,12 @@ def _groups(results: List[Dict[str, Any]]) -> Dict[Tuple[str, int, str], List[Di
 
 
 def pair_ratios(results: List[Dict[str, Any]], key: str, ours_page: int, ref_page: int,
-                scenario: str) -> List[float]:
-    """ours / reference for each round (the two passes of a round ran back to back)."""
+                scenario: str, ours: str = "ours", ref: str = "reference") -> List[float]:
+    """``ours`` / ``ref`` (labels) for each round: the passes of a round ran back to back."""
     ours = {r["round"]: r for r in results if r["scenario"] == scenario
-            and r["culler"] == "ours" and r["page_size"] == ours_page}
+            and r["culler"] == ours and r["page_size"] == ours_page}
     ref = {r["round"]: r for r in results if r["scenario"] == scenario
-           and r["culler"] == "reference" and r["page_size"] == ref_page}
+           and r["culler"] == ref and r["page_size"] == ref_page}
     return [ours[n][key] / ref[n][key] for n in sorted(set(ours) & set(ref))
             if ours[n][key] and ref[n][key]]
 
@@ -576,24 +671,24 @@ def summary_table(results: List[Dict[str, Any]]) -> str:
 
 
 def ratio_table(results: List[Dict[str, Any]]) -> str:
-    head = ("| scenario | ours page | reference page | rounds | pass: ours / reference "
-            "| hub + proxy CPU: ours / reference | culler CPU: ours / reference |")
-    lines = [head, "|" + "---|" * 7]
-    scenarios = sorted({r["scenario"] for r in results}, key=[r["scenario"] for r in results].index)
-    for scenario in scenarios:
+    head = ("| scenario | culler | page | reference page | rounds | pass: culler / reference "
+            "| hub + proxy CPU: culler / reference | culler CPU: culler / reference |")
+    lines = [head, "|" + "---|" * 8]
+    order = [r["scenario"] for r in results]
+    labels = [r["culler"] for r in results]
+    for scenario in sorted(set(order), key=order.index):
         pages = sorted({r["page_size"] for r in results if r["scenario"] == scenario})
-        for ours_page in pages:
-            for ref_page in pages:
-                pass_r = pair_ratios(results, "pass_s", ours_page, ref_page, scenario)
-                if not pass_r:
-                    continue
-                lines.append("| %s | %s | %s | %d | %s | %s | %s |" % (
-                    scenario, page_label(ours_page), page_label(ref_page), len(pass_r),
-                    _spread(pass_r),
-                    _spread(pair_ratios(results, "hub_proxy_cpu_s", ours_page, ref_page,
-                                        scenario)),
-                    _spread(pair_ratios(results, "culler_cpu_s", ours_page, ref_page,
-                                        scenario))))
+        for label in sorted(set(labels) - {"reference"}, key=labels.index):
+            for ours_page in pages:
+                for ref_page in pages:
+                    ratios = {key: pair_ratios(results, key, ours_page, ref_page, scenario, label)
+                              for key in ("pass_s", "hub_proxy_cpu_s", "culler_cpu_s")}
+                    if not ratios["pass_s"]:
+                        continue
+                    lines.append("| %s | %s | %s | %s | %d | %s | %s | %s |" % (
+                        scenario, label, page_label(ours_page), page_label(ref_page),
+                        len(ratios["pass_s"]), _spread(ratios["pass_s"]),
+                        _spread(ratios["hub_proxy_cpu_s"]), _spread(ratios["culler_cpu_s"])))
     return "\n".join(lines)
 
 
@@ -679,7 +774,9 @@ def main() -> int:
     parser.add_argument("--scenarios", default="fast,list,slow",
                         help="which of fast, slow, list (default: %(default)s)")
     parser.add_argument("--cullers", default="ours,reference",
-                        help="ours, reference or both (default: %(default)s)")
+                        help="comma-separated: ours, reference, each optionally with extra "
+                        "arguments, e.g. 'ours,ours[--concurrency=2],reference' (default: "
+                        "%(default)s)")
     parser.add_argument("--runs", default="",
                         help="rounds per scenario, e.g. fast=4,slow=1,list=4 (the defaults); "
                         "a round runs every culler once, in an order that rotates")
@@ -707,20 +804,28 @@ def main() -> int:
                         help="give up on one pass after this long (default %(default)s)")
     parser.add_argument("--workdir", help="hub state, images and logs (default: a temp dir, "
                         "removed at the end except the logs)")
+    parser.add_argument("--reuse-images", action="store_true",
+                        help="with --workdir: start from the hubs a previous run built there "
+                        "(same sizes and hub settings) instead of building them again")
     parser.add_argument("--json", help="also write every figure to this file")
     args = parser.parse_args()
     ok, why = installed()
     if not ok:
         parser.error("no real hub: %s" % why)
-    cullers = [c for c in args.cullers.split(",") if c]
-    if set(cullers) - {"ours", "reference"} or not cullers:
-        parser.error("--cullers takes ours and/or reference")
+    try:
+        cullers = parse_cullers(args.cullers)
+    except ValueError as exc:
+        parser.error(str(exc))
+    if not cullers or len({c.label for c in cullers}) != len(cullers):
+        parser.error("--cullers: name each culler once")
     known = scenarios_from(args)
     names = [s for s in args.scenarios.split(",") if s]
     if set(names) - set(known):
         parser.error("--scenarios takes fast, slow and/or list")
-    if "reference" in cullers:
+    if any(c.kind == "reference" for c in cullers):
         ensure_reference()
+    if args.reuse_images and not args.workdir:
+        parser.error("--reuse-images needs --workdir")
     workdir = args.workdir or tempfile.mkdtemp(prefix="culler-realhub-")
     logdir = os.path.join(workdir, "logs")
     os.makedirs(logdir, exist_ok=True)
@@ -775,10 +880,11 @@ def main() -> int:
         for hub in hubs.values():
             shutil.rmtree(hub.state_dir, ignore_errors=True)
         for name in names:
-            try:
-                os.remove(os.path.join(workdir, name + ".image.sqlite"))
-            except OSError:
-                pass
+            for suffix in (".image.sqlite", ".image.sqlite.json"):
+                try:
+                    os.remove(os.path.join(workdir, name + suffix))
+                except OSError:
+                    pass
     return 0
 
 

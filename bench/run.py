@@ -34,6 +34,7 @@ REF_VENV = os.path.join(ROOT, ".venv-ref")
 REF_MARKER = os.path.join(REF_VENV, ".bench-installed-2.0.0")
 OURS_BIN = os.path.join(ROOT, ".venv", "bin", "jupyterhub-idle-culler")  # make venv
 REF_BIN = os.path.join(REF_VENV, "bin", "jupyterhub-idle-culler")
+PY_SPY = os.path.join(ROOT, ".venv", "bin", "py-spy")  # --profile: pip install py-spy
 CONCURRENCY = 10
 MIB = 1024.0  # ru_maxrss is in KiB on Linux
 
@@ -121,6 +122,12 @@ def run_one(culler: str, size: int, args: argparse.Namespace, logdir: str) -> Di
     flags = ["--url=" + hub.api_url] + list(dataset.CULLER_FLAGS)
     if culler == "ours":
         command = [OURS_BIN, "--once"] + flags
+        if args.profile:
+            # py-spy samples every thread holding the GIL (the workers too, which cProfile
+            # would miss); the figures of a profiled run are not the benchmark's.
+            command = [PY_SPY, "record", "--gil", "--nolineno", "--rate", "250", "--format",
+                       "raw", "--output", os.path.join(logdir, "ours-%d.pyspy.txt" % size),
+                       "--"] + command
     else:
         command = [REF_BIN] + flags
     log_path = os.path.join(logdir, "%s-%d.log" % (culler, size))
@@ -340,6 +347,9 @@ def main() -> int:
                         help="write every request the hub saw to <logdir>/<culler>-<size>"
                         ".records.jsonl (for timeline analysis)")
     parser.add_argument("--logdir", help="keep the cullers' logs here (default: a temp dir)")
+    parser.add_argument("--profile", action="store_true",
+                        help="run ours under py-spy (.venv/bin/py-spy) and write its samples "
+                        "to <logdir>/ours-<size>.pyspy.txt (see bench/profile.py)")
     args = parser.parse_args()
     sizes = [int(size) for size in args.sizes.split(",") if size]
     cullers = [c for c in args.cullers.split(",") if c]
@@ -347,6 +357,8 @@ def main() -> int:
         parser.error("--cullers takes ours and/or reference")
     if "reference" in cullers:
         ensure_reference()
+    if args.profile and not os.path.exists(PY_SPY):
+        parser.error("--profile needs py-spy: .venv/bin/python -m pip install py-spy")
     logdir = args.logdir or tempfile.mkdtemp(prefix="culler-bench-")
     os.makedirs(logdir, exist_ok=True)
     results = []
