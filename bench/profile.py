@@ -60,21 +60,29 @@ def read(path: str) -> Tuple[List[Tuple[List[str], int]], int]:
     return stacks, total
 
 
-def summarise(stacks: List[Tuple[List[str], int]], total: int, top: int) -> str:
+def summarise(stacks: List[Tuple[List[str], int]], total: int, top: int,
+              groups: bool = True) -> str:
     compiled = [(label, re.compile(pattern)) for label, pattern in GROUPS]
     inclusive: Dict[str, int] = Counter()
     own: Dict[str, int] = Counter()
+    anywhere: Dict[str, int] = Counter()
     for frames, n in stacks:
+        for frame in set(frames[1:]):  # the first frame is the thread
+            anywhere[frame] += n
         for label, pattern in compiled:
             if any(pattern.search(frame) for frame in frames):
                 inclusive[label] += n
         own[frames[-1]] += n
-    lines = ["samples: %d (with --gil and 250 Hz, one sample is about 4 ms of CPU)" % total, "",
-             "| group | share of samples |", "|---|---|"]
-    for label, _ in GROUPS:
-        lines.append("| %s | %.1f %% |" % (label, 100.0 * inclusive[label] / max(total, 1)))
+    lines = ["samples: %d" % total]
+    if groups:
+        lines += ["", "| group | share of samples |", "|---|---|"]
+        for label, _ in GROUPS:
+            lines.append("| %s | %.1f %% |" % (label, 100.0 * inclusive[label] / max(total, 1)))
     lines += ["", "| function (own samples) | share |", "|---|---|"]
     for frame, n in own.most_common(top):
+        lines.append("| %s | %.1f %% |" % (frame, 100.0 * n / max(total, 1)))
+    lines += ["", "| function (inclusive: samples with it on the stack) | share |", "|---|---|"]
+    for frame, n in anywhere.most_common(top):
         lines.append("| %s | %.1f %% |" % (frame, 100.0 * n / max(total, 1)))
     return "\n".join(lines)
 
@@ -82,10 +90,12 @@ def summarise(stacks: List[Tuple[List[str], int]], total: int, top: int) -> str:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("profile", help="py-spy raw output (--format raw --nolineno)")
-    parser.add_argument("--top", type=int, default=25, help="functions listed by own samples")
+    parser.add_argument("--top", type=int, default=25, help="functions listed in each table")
+    parser.add_argument("--no-groups", action="store_true",
+                        help="only the function tables (e.g. for a profile of the hub)")
     args = parser.parse_args()
     stacks, total = read(args.profile)
-    print(summarise(stacks, total, args.top))
+    print(summarise(stacks, total, args.top, not args.no_groups))
     return 0
 
 

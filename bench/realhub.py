@@ -41,6 +41,7 @@ from bench.run import (
     CONCURRENCY,
     MIB,
     OURS_BIN,
+    PY_SPY,
     REF_BIN,
     ensure_reference,
     fmt,
@@ -330,26 +331,27 @@ def build_image(scn: Scenario, hub: RealHub, image: str,
     shutil.copyfile(os.path.join(hub.state_dir, "jupyterhub.sqlite"), image)
     timings["image_s"] = time.monotonic() - began
     with open(image + ".json", "w") as handle:
-        json.dump({"built_at": time.time(), "ports": hub.ports, "key": image_key(scn, parent),
+        json.dump({"built_at": time.time(), "ports": hub.ports, "key": image_key(scn),
                    "settings": hub_settings(hub), "timings": timings}, handle)
     return timings
 
 
-def image_key(scn: Scenario, parent: Optional[Tuple[Scenario, str]]) -> List[Any]:
-    """What an image depends on (for --reuse-images), besides the hub settings."""
-    return [scn.users, scn.idle, parent[0].users if parent else None]
+def image_key(scn: Scenario) -> List[Any]:
+    """What an image holds (for --reuse-images), besides how the hub hashed the tokens."""
+    return [scn.users, scn.idle]
 
 
-def reusable_image(scn: Scenario, image: str, parent: Optional[Tuple[Scenario, str]],
-                   hub: RealHub) -> Optional[Dict[str, Any]]:
+def reusable_image(scn: Scenario, image: str, hub: RealHub) -> Optional[Dict[str, Any]]:
     try:
         with open(image + ".json") as handle:
             meta = json.load(handle)
     except (OSError, ValueError):
         return None
-    if meta.get("key") != image_key(scn, parent) or not os.path.exists(image):
+    if meta.get("key") != image_key(scn) or not os.path.exists(image):
         return None
-    if meta.get("settings") != hub_settings(hub):
+    # the page maximum is read at start-up; how the service token is hashed is in the database
+    key = "trust_user_provided_tokens"
+    if (meta.get("settings") or {}).get(key) != hub_settings(hub).get(key):
         return None
     return meta
 
@@ -445,6 +447,15 @@ def run_pass(hub: RealHub, scn: Scenario, culler: Culler, page_size: int, round_
         scn.name, round_no, re.sub(r"[^A-Za-z0-9=.-]+", "_", culler.label), page_size))
     quiet_s = max(3.0, 2 * scn.stop_delay + 1)
     ended_by = "exit"
+    spy = None
+    if args.profile_hub:
+        # py-spy samples the hub (all threads, 100 Hz) during the pass; it slows the hub, so
+        # the figures of a profiled pass are not the benchmark's
+        spy = subprocess.Popen([PY_SPY, "record", "--pid", str(hub.proc.pid), "--nolineno",
+                                "--rate", "100", "--format", "raw", "--output",
+                                log_path[:-len(".log")] + ".hub.pyspy.txt"],
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        time.sleep(1.0)  # py-spy attaches
     with open(log_path, "wb") as log_file:
         hub0, proxy0 = hub_cpu(hub, proxy)
         spawned = time.time()
@@ -501,6 +512,13 @@ def run_pass(hub: RealHub, scn: Scenario, culler: Culler, page_size: int, round_
             if child.returncode is None:
                 child.kill()
                 child.wait()
+            if spy is not None:
+                spy.send_signal(signal.SIGINT)  # py-spy writes its samples and ends
+                try:
+                    spy.wait(30)
+                except subprocess.TimeoutExpired:
+                    spy.kill()
+                    spy.wait()
     time.sleep(0.2)  # let the hub flush its last access-log lines
     access.read()
     reqs = access.requests
@@ -558,7 +576,7 @@ def run_scenario(scn: Scenario, hub: RealHub, cullers: List[Culler], args: argpa
     image = os.path.join(workdir, scn.name + ".image.sqlite")
     results: List[Dict[str, Any]] = []
     try:
-        meta = reusable_image(scn, image, parent, hub) if args.reuse_images else None
+        meta = reusable_image(scn, image, hub) if args.reuse_images else None
         if meta is not None:
             hub.ports = dict(meta["ports"])  # the servers in the image live on these ports
             timings = dict(meta["timings"], reused=1.0)
@@ -807,6 +825,9 @@ def main() -> int:
     parser.add_argument("--reuse-images", action="store_true",
                         help="with --workdir: start from the hubs a previous run built there "
                         "(same sizes and hub settings) instead of building them again")
+    parser.add_argument("--profile-hub", action="store_true",
+                        help="sample the hub with py-spy during each pass: "
+                        "<logdir>/<pass>.hub.pyspy.txt (see bench/profile.py)")
     parser.add_argument("--json", help="also write every figure to this file")
     args = parser.parse_args()
     ok, why = installed()
