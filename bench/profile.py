@@ -7,8 +7,9 @@ holding the GIL is sampled, so a sample is a slice of the process's Python CPU t
     .venv/bin/python -m bench.run --sizes 10000 --cullers ours --profile --logdir /tmp/p
     .venv/bin/python -m bench.profile /tmp/p/ours-10000.pyspy.txt
 
-It prints the share of samples spent in each group of frames (inclusive: a sample counts for
-every group one of its frames belongs to) and the functions with the most samples of their own.
+It prints the share of samples in each group of frames (a sample goes to the first group that
+matches its stack, so the shares add up), then the functions with the most samples of their
+own and with the most samples on the stack.
 """
 
 from __future__ import annotations
@@ -19,29 +20,29 @@ import sys
 from collections import Counter
 from typing import Dict, List, Tuple
 
-# (label, regular expression on a frame): inclusive groups, in the order they are printed.
+# Where each sample goes: the first group, in this order, one of whose patterns matches a frame
+# of its stack (frames are "Class.method (file)"). The groups split the samples: they add up
+# to 100 %.
 GROUPS: List[Tuple[str, str]] = [
-    ("start-up: imports", r"^<module> |_find_and_load"),
-    ("start-up: configuration and preflight", r"^(load_config|parse_args|preflight) "),
-    ("listing: HubClient.users_page (request, body, JSON)", r"^users_page \(.*hub\.py\)"),
-    ("  of which json.loads", r"^(loads|decode|raw_decode) \(.*json"),
-    ("  of which the read-timeout Timer thread", r"^(start|__init__) \(.*threading\.py\)"),
-    ("listing: parse_user", r"^parse_user "),
-    ("  of which parse_hub_time", r"^parse_hub_time "),
-    ("listing: judge (judge_server, judge_user, keep logs)", r"^judge \(.*cull\.py\)"),
-    ("listing: SeenNames.add", r"^add \(.*cull\.py\)"),
-    ("actions: run_job (stops, deletions, their logs)", r"^run_job "),
-    ("all requests: Session.request", r"^request \(.*requests/sessions\.py\)"),
-    ("  prepare_request", r"^prepare_request \(.*requests/sessions\.py\)"),
-    ("  HTTPAdapter.send", r"^send \(.*requests/adapters\.py\)"),
-    ("  urllib3 urlopen", r"^urlopen \(.*urllib3/connectionpool\.py\)"),
-    ("  http.client getresponse/begin", r"^(getresponse|begin) \(.*(http/client|urllib3)"),
-    ("logging (every Logger call, formatting, writing)",
-     r"^(info|debug|warning|error|_log|handle|emit|format) \(.*(logging/__init__|"
-     r"idle_culler_daemon/log)\.py\)"),
-    ("main thread waiting on workers: _drain / futures.wait", r"^(_drain|wait) \(.*(cull|"
-     r"concurrent/futures/_base)\.py\)"),
-    ("ThreadPoolExecutor worker loop (outside the job)", r"^_worker \("),
+    ("start-up: imports", r"^_find_and_load "),
+    ("futures bookkeeping: Future.set_result waking the main thread's wait(), _drain",
+     r"^(Future\.set_result|_drain|wait) \((concurrent/futures|.*cull\.py)"),
+    ("logging: Logger calls, formatting, writing",
+     r"^(Logger\.\w+|Handler\.\w+|StreamHandler\.\w+) \(.*logging/__init__\.py\)"),
+    ("requests: Session.prepare_request", r"^Session\.prepare_request \("),
+    ("urllib3 + http.client: send, wait for and read the answer",
+     r"^HTTPConnectionPool\.urlopen \("),
+    ("requests: the rest of Session.send (adapter, Response, hooks, cookies)",
+     r"^Session\.send \("),
+    ("requests: the rest of Session.request", r"^Session\.request \("),
+    ("listing: json.loads of the pages", r"^(JSONDecoder\.\w+|loads) \(.*json"),
+    ("listing: parse_user (model.py)", r"^parse_user \("),
+    ("listing: judge (policy.py, keep decisions)", r"^judge \("),
+    ("listing: SeenNames.add (blake2b)", r"^SeenNames\.add \("),
+    ("HubClient, the rest (_get_json Timer, status mapping)", r"^HubClient\.\w+ \("),
+    ("run_job, the rest (outcomes, log fields)", r"^(run_job|_delete_user) \("),
+    ("main thread, the rest (run_pass, submit, PassStats)", r"^run_pass \("),
+    ("worker threads, the rest (ThreadPoolExecutor)", r"^_worker \("),
 ]
 
 
@@ -63,21 +64,21 @@ def read(path: str) -> Tuple[List[Tuple[List[str], int]], int]:
 def summarise(stacks: List[Tuple[List[str], int]], total: int, top: int,
               groups: bool = True) -> str:
     compiled = [(label, re.compile(pattern)) for label, pattern in GROUPS]
-    inclusive: Dict[str, int] = Counter()
+    grouped: Dict[str, int] = Counter()
     own: Dict[str, int] = Counter()
     anywhere: Dict[str, int] = Counter()
     for frames, n in stacks:
         for frame in set(frames[1:]):  # the first frame is the thread
             anywhere[frame] += n
-        for label, pattern in compiled:
-            if any(pattern.search(frame) for frame in frames):
-                inclusive[label] += n
         own[frames[-1]] += n
+        label = next((label for label, pattern in compiled
+                      if any(pattern.search(frame) for frame in frames)), "other")
+        grouped[label] += n
     lines = ["samples: %d" % total]
     if groups:
-        lines += ["", "| group | share of samples |", "|---|---|"]
-        for label, _ in GROUPS:
-            lines.append("| %s | %.1f %% |" % (label, 100.0 * inclusive[label] / max(total, 1)))
+        lines += ["", "| group (each sample counted once) | share of samples |", "|---|---|"]
+        for label in [label for label, _ in GROUPS] + ["other"]:
+            lines.append("| %s | %.1f %% |" % (label, 100.0 * grouped[label] / max(total, 1)))
     lines += ["", "| function (own samples) | share |", "|---|---|"]
     for frame, n in own.most_common(top):
         lines.append("| %s | %.1f %% |" % (frame, 100.0 * n / max(total, 1)))
