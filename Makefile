@@ -8,7 +8,8 @@ VENV := .venv
 BIN := $(VENV)/bin
 PYTEST_ARGS ?=
 
-.PHONY: help venv hub old-venv demo test test-unit test-old lint bench sdist wheel rpm deb \
+.PHONY: help venv hub old-venv demo test test-unit test-old lint bench bench-realhub sdist wheel \
+        rpm deb \
         systemd-test packages-test clean
 
 help:
@@ -16,6 +17,7 @@ help:
 	@echo "make test      install what the tests need and run the whole suite"
 	@echo "make lint      ruff (target Python 3.9)"
 	@echo "make bench     benchmark against the reference culler (bench/README.md)"
+	@echo "make bench-realhub   the same on a real JupyterHub (bench/README.md, ~15-20 min)"
 	@echo "make sdist wheel rpm deb   build the packages into dist/"
 
 $(BIN)/.installed: setup.cfg pyproject.toml requirements-test.txt
@@ -58,6 +60,9 @@ test-unit: venv
 
 bench: venv
 	$(BIN)/python -m bench.run
+
+bench-realhub: venv hub
+	$(BIN)/python -m bench.realhub
 
 sdist wheel: venv
 	bash .ci/build-python.sh $@
