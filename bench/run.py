@@ -141,7 +141,7 @@ def run_one(culler: str, size: int, args: argparse.Namespace, logdir: str) -> Di
         if args.profile:
             # py-spy samples every thread holding the GIL (the workers too, which cProfile
             # would miss); the figures of a profiled run are not the benchmark's.
-            command = [PY_SPY, "record", "--gil", "--nolineno", "--rate", "250", "--format",
+            command = [PY_SPY, "record", "--gil", "--nolineno", "--rate", "500", "--format",
                        "raw", "--output", os.path.join(logdir, "ours-%d.pyspy.txt" % size),
                        "--"] + command
     else:
