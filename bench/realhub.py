@@ -847,6 +847,8 @@ def main() -> int:
     names = [s for s in args.scenarios.split(",") if s]
     if set(names) - set(known):
         parser.error("--scenarios takes fast, slow and/or list")
+    if args.profile_hub and not os.path.exists(PY_SPY):
+        parser.error("--profile-hub needs py-spy: .venv/bin/python -m pip install py-spy")
     if any(c.kind == "reference" for c in cullers):
         ensure_reference()
     if args.reuse_images and not args.workdir:
