@@ -9,8 +9,8 @@ VENV := .venv
 BIN := $(VENV)/bin
 PYTEST_ARGS ?=
 
-.PHONY: help venv hub hubs promtool old-venv demo test test-hubs test-unit test-old lint bench sdist \
-        wheel rpm deb systemd-test monitoring-test packages-test clean
+.PHONY: help venv hub hubs promtool old-venv demo test test-hubs test-unit test-old lint bench \
+        bench-realhub sdist wheel rpm deb systemd-test monitoring-test packages-test clean
 
 help:
 	@echo "make demo      run the culler against a real local JupyterHub and show what it did"
@@ -18,6 +18,7 @@ help:
 	@echo "make test-hubs the real-hub tests on every JupyterHub from 1.5 to 6.1"
 	@echo "make lint      ruff (target Python 3.9)"
 	@echo "make bench     benchmark against the reference culler (bench/README.md)"
+	@echo "make bench-realhub   the same on a real JupyterHub (bench/README.md, ~15-20 min)"
 	@echo "make sdist wheel rpm deb   build the packages into dist/"
 
 $(BIN)/.installed: setup.cfg pyproject.toml requirements-test.txt
@@ -76,6 +77,9 @@ test-unit: venv
 
 bench: venv
 	$(BIN)/python -m bench.run
+
+bench-realhub: venv hub
+	$(BIN)/python -m bench.realhub
 
 sdist wheel: venv
 	bash .ci/build-python.sh $@

@@ -37,8 +37,9 @@ REF_VENV = os.path.join(ROOT, ".venv-ref")
 REF_MARKER = os.path.join(REF_VENV, ".bench-installed-2.0.0")
 OURS_BIN = os.path.join(ROOT, ".venv", "bin", "jupyterhub-idle-culler")  # make venv
 REF_BIN = os.path.join(REF_VENV, "bin", "jupyterhub-idle-culler")
+PY_SPY = os.path.join(ROOT, ".venv", "bin", "py-spy")  # --profile: pip install py-spy
 CONCURRENCY = 10
-MIB = 1024.0  # ru_maxrss is in KiB on Linux
+MIB = 1024.0  # ru_maxrss and VmHWM are in KiB on Linux
 KERNELS = "ours --check-kernels"  # the row of ours asking idle servers about their kernels
 
 # Targets (bench/README.md).
@@ -50,6 +51,22 @@ MAX_CPU_SHARE = 0.5
 
 def log(message: str) -> None:
     print("[bench %s] %s" % (time.strftime("%H:%M:%S"), message), file=sys.stderr, flush=True)
+
+
+def peak_rss_kib(pid: int) -> int:
+    """The peak RSS of a running process since its exec (VmHWM), in KiB; 0 once it is gone.
+
+    Not ``ru_maxrss`` from wait4: a child's ru_maxrss starts from its parent's RSS at fork
+    (about 25 MiB for this driver), so it can only show the culler's own peak above that.
+    """
+    try:
+        with open("/proc/%d/status" % pid) as handle:
+            for line in handle:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1])
+    except (OSError, ValueError, IndexError):
+        pass
+    return 0
 
 
 def ensure_reference() -> None:
@@ -101,7 +118,7 @@ class HubProcess:
                 self.process.wait()
 
 
-def culler_env(hub: HubProcess) -> Dict[str, str]:
+def service_env(api_url: str, token: str) -> Dict[str, str]:
     """A small environment, like a systemd service's, plus the hub's URL and token.
 
     Not the caller's shell environment: requests scans every variable on every request (proxy
@@ -111,9 +128,13 @@ def culler_env(hub: HubProcess) -> Dict[str, str]:
         "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
         "LANG": "C.UTF-8",
         "HOME": os.environ.get("HOME", "/"),
-        "JUPYTERHUB_API_TOKEN": hub.hello["token"],
-        "JUPYTERHUB_API_URL": hub.api_url,
+        "JUPYTERHUB_API_TOKEN": token,
+        "JUPYTERHUB_API_URL": api_url,
     }
+
+
+def culler_env(hub: HubProcess) -> Dict[str, str]:
+    return service_env(hub.api_url, hub.hello["token"])
 
 
 def run_one(culler: str, size: int, args: argparse.Namespace, logdir: str) -> Dict[str, Any]:
@@ -123,6 +144,12 @@ def run_one(culler: str, size: int, args: argparse.Namespace, logdir: str) -> Di
     flags = ["--url=" + hub.api_url] + list(dataset.CULLER_FLAGS)
     if culler == "ours":
         command = [OURS_BIN, "--once"] + flags
+        if args.profile:
+            # py-spy samples every thread holding the GIL (the workers too, which cProfile
+            # would miss); the figures of a profiled run are not the benchmark's.
+            command = [PY_SPY, "record", "--gil", "--nolineno", "--rate", "500", "--format",
+                       "raw", "--output", os.path.join(logdir, "ours-%d.pyspy.txt" % size),
+                       "--"] + command
     elif culler == KERNELS:
         command = [OURS_BIN, "--once", "--check-kernels",
                    "--server-url-base=http://127.0.0.1:%d" % hub.hello["port"]] + flags
@@ -138,7 +165,9 @@ def run_one(culler: str, size: int, args: argparse.Namespace, logdir: str) -> Di
             child = subprocess.Popen(command, env=culler_env(hub), stdout=log_file,
                                      stderr=subprocess.STDOUT, cwd=logdir)
             deadline = started + args.max_seconds
+            peak_kib = 0
             while True:
+                peak_kib = max(peak_kib, peak_rss_kib(child.pid))
                 pid, status, usage = os.wait4(child.pid, os.WNOHANG)
                 if pid:
                     ended = time.monotonic()
@@ -201,7 +230,9 @@ def run_one(culler: str, size: int, args: argparse.Namespace, logdir: str) -> Di
         "cpu_s": usage.ru_utime + usage.ru_stime,
         "cpu_user_s": usage.ru_utime,
         "cpu_sys_s": usage.ru_stime,
-        "peak_rss_mib": usage.ru_maxrss / MIB,
+        # VmHWM, read every 5 ms (ours) or 0.25 s (the reference, which is idle at the end)
+        "peak_rss_mib": peak_kib / MIB,
+        "ru_maxrss_mib": usage.ru_maxrss / MIB,
         "exit": exit_code,
         "killed_after_pass": killed and not timed_out,
         "timed_out": timed_out,
@@ -378,6 +409,9 @@ def main() -> int:
                         help="write every request the hub saw to <logdir>/<culler>-<size>"
                         ".records.jsonl (for timeline analysis)")
     parser.add_argument("--logdir", help="keep the cullers' logs here (default: a temp dir)")
+    parser.add_argument("--profile", action="store_true",
+                        help="run ours under py-spy (.venv/bin/py-spy) and write its samples "
+                        "to <logdir>/ours-<size>.pyspy.txt (see bench/profile.py)")
     args = parser.parse_args()
     sizes = [int(size) for size in args.sizes.split(",") if size]
     cullers = [c for c in args.cullers.split(",") if c]
@@ -385,6 +419,8 @@ def main() -> int:
         parser.error("--cullers takes ours and/or reference")
     if "reference" in cullers:
         ensure_reference()
+    if args.profile and not os.path.exists(PY_SPY):
+        parser.error("--profile needs py-spy: .venv/bin/python -m pip install py-spy")
     logdir = args.logdir or tempfile.mkdtemp(prefix="culler-bench-")
     os.makedirs(logdir, exist_ok=True)
     results = []

@@ -207,3 +207,18 @@ def test_harness_missing_install_skips_or_fails_under_ci(monkeypatch):
     monkeypatch.setenv("CI", "true")
     with pytest.raises(pytest.fail.Exception, match="CI=true"):
         fixtures.require_realhub()
+
+
+def test_harness_extra_config_runs_after_the_hub_configuration(fresh_realhub, tmp_path):
+    extra = tmp_path / "extra_config.py"
+    extra.write_text("c.JupyterHub.api_page_max_limit = 7\n")
+    hub = fresh_realhub(extra_config=extra)
+    hub.create_users(unique_names("page", 9))
+    r = hub.admin_api(
+        "GET",
+        "/users",
+        params={"limit": 100},
+        headers={"Accept": "application/jupyterhub-pagination+json"},
+        check=True,
+    )
+    assert r.json()["_pagination"]["limit"] == 7 and len(r.json()["items"]) == 7

@@ -17,8 +17,9 @@
 # REALHUB_CONCURRENT_SPAWN_LIMIT, REALHUB_LOG_LEVEL, REALHUB_INTERNAL_SSL (1: the hub's
 # internal SSL, certificates in STATE_DIR/internal-ssl), REALHUB_SERVICE_POLL_INTERVAL
 # (seconds between the hub's checks that a managed service still runs; it restarts one that
-# exited; the hub's own default is 30) and REALHUB_SPAWNER ("inhub", the default, or
-# "process": real jupyterhub-singleuser servers, see the end of the servers part).
+# exited; the hub's own default is 30), REALHUB_SPAWNER ("inhub", the default, or "process":
+# real jupyterhub-singleuser servers, see the end of the servers part) and
+# REALHUB_EXTRA_CONFIG (a Python file run last, with the same `c`).
 #
 # It is a test fixture: no single-user server process is started (see InHubSpawner) unless
 # REALHUB_SPAWNER=process asks for real ones, and a test-only API under /hub/api/_realhub/
@@ -397,3 +398,12 @@ c.JupyterHub.extra_handlers = [
     (r"/api/_realhub/behaviour", BehaviourHandler),
     (r"/api/_realhub/running", RunningHandler),
 ]
+
+
+# --- extra configuration ---------------------------------------------------------------------
+# REALHUB_EXTRA_CONFIG names a Python file run last with this same `c` (the benchmark adds its
+# own settings this way); nothing happens when it is unset or empty.
+_EXTRA_CONFIG = os.environ.get("REALHUB_EXTRA_CONFIG")
+if _EXTRA_CONFIG:
+    with open(_EXTRA_CONFIG) as _f:
+        exec(compile(_f.read(), _EXTRA_CONFIG, "exec"), {"c": c, "__file__": _EXTRA_CONFIG})

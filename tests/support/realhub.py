@@ -222,6 +222,7 @@ class RealHub:
         internal_ssl: bool = False,
         service_poll_interval: int | None = None,
         spawner: str = "inhub",
+        extra_config=None,
     ):
         self.hub_version = hubversions.get(hub)
         self.internal_ssl = bool(internal_ssl)
@@ -246,6 +247,8 @@ class RealHub:
             "REALHUB_SERVICE_POLL_INTERVAL": str(int(service_poll_interval or 0)),
             # "process": real jupyterhub-singleuser servers (needs singleuser_installed())
             "REALHUB_SPAWNER": spawner,
+            # a Python file run after jupyterhub_config.py with the same `c` (e.g. bench/)
+            "REALHUB_EXTRA_CONFIG": str(Path(extra_config).resolve()) if extra_config else "",
         }
         self.start_timeout = start_timeout
         self.marker = "realhub-" + secrets.token_hex(8)
