@@ -351,9 +351,6 @@ def _settle(values: Dict[str, Any], rules: Tuple[RuleSettings, ...]) -> List[str
         warnings.append("concurrency=0 (unlimited in jupyterhub-idle-culler) means %d here"
                         % UNLIMITED_CONCURRENCY)
         values["concurrency"] = UNLIMITED_CONCURRENCY
-    if values["api_page_size"] > 200:
-        warnings.append("api_page_size=%d is above the hub's maximum; it will answer 200 a page"
-                        % values["api_page_size"])
     _server_url_base(values, rules, warnings)
     if values["output"] != "table" and not (values["once"] and values["dry_run"]):
         warnings.append("--output=%s only changes what --once --dry-run prints; it has no "

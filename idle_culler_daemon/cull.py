@@ -15,7 +15,7 @@ each user is decided in ``jobs``, from the verdicts of ``policy``.
 import threading
 import time
 from collections import deque
-from concurrent.futures import FIRST_COMPLETED, Executor, Future, wait
+from concurrent.futures import Executor, Future, wait
 from dataclasses import dataclass
 from datetime import datetime
 from typing import (
@@ -102,13 +102,64 @@ class _Progress:
         self._runtime = runtime
         self._last = runtime.monotonic()
 
-    def advanced(self) -> None:
+    def finished(self) -> None:
+        """A request finished (any thread): the pass is making progress."""
         self._last = self._runtime.monotonic()
+
+    def advanced(self) -> None:
+        """A request finished in the calling (main) thread: note it and feed the watchdog."""
+        self.finished()
         self._runtime.heartbeat()
 
     def waiting(self) -> None:
+        """Feed the watchdog, unless no request has finished for the stall limit."""
         if self._runtime.monotonic() - self._last < self._runtime.stall_s:
             self._runtime.heartbeat()
+
+
+class _Window:
+    """At most ``width`` jobs in flight on the pool.
+
+    Each job gives its slot back as it ends (a done-callback), so the main thread waits for a
+    free slot with one semaphore acquire per job rather than ``concurrent.futures.wait`` over
+    every pending future (a sixth of the culler's CPU at 10,000 users). It waits in ticks,
+    feeding the watchdog while jobs keep finishing.
+    """
+
+    def __init__(self, runtime: Runtime, progress: _Progress) -> None:
+        self._runtime = runtime
+        self._progress = progress
+        self._slots = threading.Semaphore(runtime.concurrency)
+        self._broken: List[Future] = []
+
+    def take(self) -> None:
+        """Wait for a free slot."""
+        while not self._slots.acquire(timeout=self._runtime.tick_s):
+            self._progress.waiting()
+        self._progress.waiting()
+
+    def submit(self, function: Callable[..., Any], *args: Any) -> None:
+        """Run ``function`` in the slot just taken."""
+        self._runtime.pool.submit(function, *args).add_done_callback(self._ended)
+
+    def _ended(self, future: Future) -> None:
+        if future.exception() is not None:
+            self._broken.append(future)
+        self._progress.finished()
+        self._slots.release()
+
+    def release_unused(self) -> None:
+        """Give back a slot taken for a job that is not sent after all."""
+        self._slots.release()
+
+    def drain(self) -> None:
+        """Wait until every job has ended; a job that raised (a bug) raises here."""
+        for _ in range(self._runtime.concurrency):
+            self.take()
+        for _ in range(self._runtime.concurrency):
+            self._slots.release()
+        for future in self._broken:
+            future.result()  # a job never raises; if one does, it is a bug: let it out
 
 
 class _Denials:
@@ -301,7 +352,10 @@ class CullPass:
         return page
 
     def _result(self, future: Future) -> Any:
-        self._drain({future}, 0)
+        """The result of a prefetched page, feeding the watchdog while waiting for it."""
+        while not wait((future,), timeout=self.runtime.tick_s).done:
+            self._progress.waiting()
+        self._progress.advanced()
         return future.result()
 
     # -- the mass-cull guard: one decision over the whole plan, before anything is sent -------
@@ -359,31 +413,19 @@ class CullPass:
 
     def _act(self, jobs: Dict[str, UserJob]) -> None:
         """Run the jobs on the pool, at most ``concurrency`` at once."""
-        pending: Set[Future] = set()
+        window = _Window(self.runtime, self._progress)
         for job in jobs.values():
             if job.empty:
                 continue  # a duplicate sighting cancelled everything
+            window.take()
             # Asked after waiting for a free worker: a signal that came during the wait
             # must keep this job from going out.
-            pending = self._drain(pending, self.runtime.concurrency - 1)
             if self.runtime.should_stop():
                 self.stats.interrupted = True
+                window.release_unused()
                 break
-            pending.add(self.runtime.pool.submit(self._run_job, job))
-        self._drain(pending, 0)
-
-    def _drain(self, pending: Set[Future], limit: int) -> Set[Future]:
-        """Wait until at most ``limit`` futures are pending, feeding the watchdog meanwhile."""
-        while len(pending) > limit:
-            done, pending = wait(pending, timeout=self.runtime.tick_s,
-                                 return_when=FIRST_COMPLETED)
-            if done:
-                self._progress.advanced()
-            else:
-                self._progress.waiting()
-            for future in done:
-                future.result()  # a job never raises; if one does, it is a bug: let it out
-        return pending
+            window.submit(self._run_job, job)
+        window.drain()
 
     def _run_job(self, job: UserJob) -> None:
         """Stop the job's servers in order, then delete the user if every stop finished."""

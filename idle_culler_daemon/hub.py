@@ -37,6 +37,10 @@ from idle_culler_daemon.log import get_logger
 log = get_logger(__name__)
 
 PAGINATION_MEDIA_TYPE = "application/jupyterhub-pagination+json"
+# The page size asked for without --api-page-size: the hub answers at most its
+# api_page_max_limit (200 unless raised), and every page costs it about 20 ms of CPU, so the
+# culler asks for as many as it gives (bench/README.md, "Real hub"). Hubs before 2.0 ignore it.
+ASK_FOR_THE_MOST = 10000
 REDACTED = "<redacted>"  # what the token becomes in an error text (as in the log)
 # "<urllib3.connection.HTTPConnection object at 0x7f...>: " in urllib3's error texts
 _OBJECT_REPR = re.compile(r"<[^<>]* object at 0x[0-9a-f]+>:?\s*")
@@ -414,8 +418,7 @@ class HubClient:
         params: Dict[str, Any] = {"offset": offset}
         if state:
             params["state"] = state
-        if self._settings.page_size:
-            params["limit"] = self._settings.page_size
+        params["limit"] = self._settings.page_size or ASK_FOR_THE_MOST
         body = self._get_json("/users", params=params,
                               headers={"Accept": PAGINATION_MEDIA_TYPE})
         if isinstance(body, list):  # hub < 2.0: one plain list, no pagination

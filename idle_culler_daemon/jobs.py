@@ -5,6 +5,7 @@ while listing, never the user models. Kept servers are logged here at DEBUG.
 """
 
 from datetime import datetime, timedelta
+from logging import DEBUG
 from typing import AbstractSet, Any, Dict, MutableSet, NamedTuple, Optional, Tuple
 
 from idle_culler_daemon.config import CullSettings
@@ -102,8 +103,9 @@ def judge(user: User, now: datetime, settings: CullSettings,
         kept = True
         _warn_groups_unknown(user.name, verdict, warned)
         if verdict.reason != "no-timestamps":
-            log.debug("keep", user=user.name, server=server.name or "-",
-                      **verdict_fields(verdict))
+            if log.enabled(DEBUG):  # most servers are kept: build no fields for nothing
+                log.debug("keep", user=user.name, server=server.name or "-",
+                          **verdict_fields(verdict))
             continue
         key = "%s/%s" % (user.name, server.name)
         if warned is None or key not in warned:

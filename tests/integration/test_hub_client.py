@@ -268,18 +268,14 @@ def test_client_logs_one_line_of_its_own_per_failed_attempt(fake_hub, caplog):
     assert len(lines) == 2 + 4, lines
     listing, stopping = lines[:2], lines[2:]
     assert listing[0].startswith('hub-attempt-failed request="GET /hub/api/users?offset=0&'
-                                 'state=ready" hub=http://127.0.0.1:%d attempt=1 attempts=4 '
-                                 'error="HTTP 503"' % fake_hub.port)
+                                 'state=ready&limit=10000" hub=http://127.0.0.1:%d attempt=1 '
+                                 'attempts=4 error="HTTP 503"' % fake_hub.port)
     assert "attempt=2 attempts=4" in listing[1] and 'detail="trying again"' in listing[1]
     assert [line.split("attempt=")[1].split()[0] for line in stopping] == ["1", "2", "3", "4"]
     assert 'error="HTTP 429"' in stopping[0] and "retry_in_s=-" in stopping[-1]
     assert 'detail="giving up"' in stopping[-1]
 
 
-@pytest.mark.xfail(strict=True, reason="needs: with no --api-page-size, ask the hub for its "
-                   "largest page (limit >= 200; the hub clamps to api_page_max_limit): at 3000 "
-                   "users a listing pass then costs the hub 0.54x the reference's CPU instead of "
-                   "1.04x (bench/README.md, Real hub)")
 def test_client_asks_for_the_largest_page_by_default(fake_hub):
     fake_hub.add(*[idle_user("u%03d" % i, 3600) for i in range(250)])
     page = client(fake_hub).users_page("ready", 0)
