@@ -196,8 +196,12 @@ def main() -> int:
             "deletes": len(expect.deletes),
             "ready_selection": expect.ready_selection,
             "inactive_selection": expect.inactive_selection,
+            # the reference reads pages of the hub's default size (50); this culler asks for the
+            # largest the hub gives (page_max, 200)
             "listings": expect.listings(),
             "pages": expect.pages(),
+            "listings_max": expect.listings(hub.page_max),
+            "pages_max": expect.pages(hub.page_max),
             "categories": expect.categories,
             "checks": checks,
         },
