@@ -50,6 +50,10 @@ from idle_culler_daemon.stats import PassStats, PlanEntry
 log = get_logger(__name__)
 
 
+# JupyterHub's default page size (api_page_default_limit): the unit of the listing's prefetch.
+HUB_DEFAULT_PAGE = 50
+
+
 class HubApi(Protocol):
     """What a pass needs from the hub (``hub.HubClient``, or a fake in tests)."""
 
@@ -319,16 +323,22 @@ class CullPass:
         yield from self._follow(state, last.next_offset)
 
     def _prefetch(self, state: Optional[str], first: Page) -> Generator[Page, None, Page]:
-        """Fetch the pages ``total`` announces, ``concurrency`` at a time; yield them in order.
+        """Fetch the pages ``total`` announces, several at a time; yield them in order.
 
-        ``total`` is a hint, not a promise: offsets are taken lazily, and once a page says it
-        is the last, no more are asked for. Returns the last page read, for ``_follow``.
+        At most ``concurrency`` pages of the hub's default size (50 users) are asked for ahead
+        of the one being judged: ``concurrency`` pages, or fewer when the hub gives larger
+        ones, so that the users held in memory do not grow with the page size. ``total`` is a
+        hint, not a promise: offsets are taken lazily, and once a page says it is the last, no
+        more are asked for. Returns the last page read, for ``_follow``.
         """
-        offsets = iter(range(first.next_offset or 0, first.total or 0, first.limit or 1))
+        limit = first.limit or 1
+        ahead = max(1, min(self.runtime.concurrency,
+                           self.runtime.concurrency * HUB_DEFAULT_PAGE // limit))
+        offsets = iter(range(first.next_offset or 0, first.total or 0, limit))
         window: Deque[Future] = deque()
         last, ended = first, False
         while True:
-            while not ended and len(window) < self.runtime.concurrency:
+            while not ended and len(window) < ahead:
                 offset = next(offsets, None)
                 if offset is None:
                     break

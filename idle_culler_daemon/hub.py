@@ -320,6 +320,8 @@ class HubClient:
         # every request's headers: the Session's (User-Agent, Accept, ...) and the token
         self._headers = CaseInsensitiveDict(self._session.headers)
         self._headers["Authorization"] = "token " + settings.token
+        self._api_settings = {"verify": self._session.verify, "proxies": self._session.proxies,
+                              "cert": self._session.cert}
         self._server_settings = (server_request_settings(settings.server_url_base,
                                                          self._session)
                                  if settings.server_url_base else {})
@@ -344,24 +346,23 @@ class HubClient:
         GET that a 302 would make of it.
         """
         redirects = options.pop("allow_redirects", method == "GET")
-        stream = options.pop("stream", False)
         params = options.pop("params", None)
         headers = CaseInsensitiveDict(self._headers)
         headers.update(options.pop("headers", None) or {})
+        settings = dict(self._api_settings)  # verify, proxies, cert: the Session's, read once
+        settings.update((key, options.pop(key)) for key in ("verify", "proxies")
+                        if key in options)
         try:
             prepared = requests.PreparedRequest()
             prepared.prepare_method(method)
             prepared.url = (base or self._base) + path + ("?" + urlencode(params) if params
                                                            else "")
             prepared.headers = headers
-            prepared.prepare_cookies(self._session.cookies)
+            prepared.prepare_cookies(self._session.cookies)  # Session.send reads them on a 3xx
             prepared.prepare_body(None, None, options.pop("json", None))
             prepared.prepare_hooks({})
-            settings = self._session.merge_environment_settings(
-                prepared.url, options.pop("proxies", {}), stream, options.pop("verify", None),
-                None)
-            return self._session.send(prepared, timeout=self._timeout,
-                                      allow_redirects=redirects, **settings)
+            return self._session.send(prepared, timeout=self._timeout, allow_redirects=redirects,
+                                      stream=options.pop("stream", False), **settings)
         except requests.RequestException as exc:
             raise HubUnavailable("%s %s: %s" % (method, path, _describe(exc, self._secrets))
                                  ) from None
