@@ -325,8 +325,12 @@ def targets(results: List[Dict[str, Any]]) -> str:
             verdict(growth <= MAX_RSS_GROWTH_MIB), growth))
     shares = {s: ours[s]["cpu_s"] / ref[s]["cpu_s"] for s in ours if s in ref and ref[s]["cpu_s"]}
     if shares:
-        lines.append("- CPU per 10k users <= %.1f x the reference's: %s (%s)" % (
-            MAX_CPU_SHARE, verdict(all(v <= MAX_CPU_SHARE for v in shares.values())),
+        # judged from 10k users up: at 1k, start-up (imports, the first connections) is most
+        # of either culler's CPU
+        judged = [v for s, v in shares.items() if s >= 10000]
+        lines.append("- CPU <= %.1f x the reference's at 10k users and more: %s (%s)" % (
+            MAX_CPU_SHARE, verdict(bool(judged) and all(v <= MAX_CPU_SHARE for v in judged))
+            if judged else "n/a",
             ", ".join("%dk %.2f" % (s // 1000, v) for s, v in sorted(shares.items()))))
     if ours:
         conns = {s: r["hub"]["connections"] for s, r in ours.items()}
