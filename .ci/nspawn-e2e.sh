@@ -139,7 +139,7 @@ pass "installed: $("$BIN" --version)"
 
 # --- the fake hub ----------------------------------------------------------------------
 python3 "$REPO/.ci/tiny_hub.py" --port-file "$WORK/hub.port" --record "$WORK/hub.jsonl" \
-    --token tok-main=all --token tok-a=all --token tok-b=all \
+    --token tok-main=all --token tok-alpha=all --token tok-beta=all \
     --token tok-noscope=list:users,read:users:activity,read:servers &
 HUB_PID=$!
 deadline=$((SECONDS + 10))
@@ -167,12 +167,12 @@ ACTIVE_SERVER="/hub/api/users/active/server"
     umask 077
     printf 'JUPYTERHUB_IDLE_CULLER_URL=%s\nJUPYTERHUB_IDLE_CULLER_CULL_EVERY=2\n' "$HUB_URL" > culler.env
     echo tok-main > api-token
-    printf 'CULLER_ARGS=--timeout=3600\n' > a.env;                       echo tok-a > a.token
-    printf 'CULLER_ARGS=--timeout=604800 --cull-every=3\n' > b.env;      echo tok-b > b.token
+    printf 'CULLER_ARGS=--timeout=3600\n' > a.env;                       echo tok-alpha > a.token
+    printf 'CULLER_ARGS=--timeout=604800 --cull-every=3\n' > b.env;      echo tok-beta > b.token
     : > empty.env;   : > empty.token                  # empty credential: daemon exits 78
     : > noscope.env; echo tok-noscope > noscope.token # scopes missing: daemon exits 78
     : > gone.env                                      # no gone.token: systemd fails 243
-    echo tok-a > noenv.token                          # no noenv.env: refused
+    echo tok-alpha > noenv.token                          # no noenv.env: refused
 )
 printf 'disable jupyterhub-idle-culler*\n' > "$WORK/e2e.preset"
 # How each run of a service ended, recorded by an unsandboxed ("+") ExecStopPost=: an
@@ -358,9 +358,9 @@ check "own processes ($pid_a, $pid_b) and dynamic users ($uid_a, $uid_b; daemon 
     eval '[ "$pid_a" != "$pid_b" ] && [ -n "$uid_a" ] && [ -n "$uid_b" ] && [ "$uid_a" != "$uid_b" ] && [ "$uid_a" != "$uid" ]'
 args_b=$(ct sh -c "tr '\\0' '\\n' < /proc/$pid_b/cmdline" | tail -n 2 | paste -sd ' ')
 check "@b got its CULLER_ARGS as two arguments ($args_b)" [ "$args_b" = "--timeout=604800 --cull-every=3" ]
-check "@a (timeout 1 h, token tok-a) culled the 2-day idle server" hub_saw "$mark" DELETE "$IDLE_SERVER" tok-a
-check "@b (timeout 7 d, token tok-b) listed users but culled nothing" \
-    eval 'hub_saw "$mark" GET /hub/api/users tok-b && ! hub_saw "$mark" DELETE "$IDLE_SERVER" tok-b'
+check "@a (timeout 1 h, token tok-alpha) culled the 2-day idle server" hub_saw "$mark" DELETE "$IDLE_SERVER" tok-alpha
+check "@b (timeout 7 d, token tok-beta) listed users but culled nothing" \
+    eval 'hub_saw "$mark" GET /hub/api/users tok-beta && ! hub_saw "$mark" DELETE "$IDLE_SERVER" tok-beta'
 ct systemctl stop jupyterhub-idle-culler@a.service jupyterhub-idle-culler@b.service
 
 # --- the timer and the one-shot pass ---------------------------------------------------

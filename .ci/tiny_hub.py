@@ -19,11 +19,11 @@ be percent-encoded) and one active user ("active"). Tokens are given as NAME=SCO
 SCOPES is a comma-separated list or "all"; any other token gets 403.
 
 Every request is appended to --record as one JSON line:
-  {"method": "DELETE", "path": "/hub/api/users/jürgen/server", "token": "tok-a",
+  {"method": "DELETE", "path": "/hub/api/users/jürgen/server", "token": "tok-alpha",
    "query": "", "status": 204}
 The chosen port is written to --port-file once listening.
 
-Usage: tiny_hub.py --port-file F --record F --token tok-a=all --token tok-x=list:users
+Usage: tiny_hub.py --port-file F --record F --token tok-alpha=all --token tok-x=list:users
 """
 
 import argparse
