@@ -30,7 +30,9 @@ def too_big(path):
 
 
 def test_code_shape_no_function_is_too_long_or_takes_too_many_parameters():
-    offenders = [item for path in sorted(PACKAGE.glob("*.py")) for item in too_big(path)]
+    modules = sorted(PACKAGE.glob("*.py"))
+    assert modules, "no module found in %s" % PACKAGE
+    offenders = [item for path in modules for item in too_big(path)]
     assert offenders == []
 
 
