@@ -48,6 +48,18 @@ def test_pass_pages_through_short_ready_pages_and_ignores_next_url(fake_hub):
     assert stats.users_seen == 60 and stats.stopped == 30
 
 
+@pytest.mark.parametrize("page_size, ahead", [(20, 10), (200, 5)])
+def test_pass_prefetches_at_most_concurrency_pages_and_100_users_per_worker(fake_hub, page_size,
+                                                                            ahead):
+    # 2400 users with nothing to do; each list page takes 100 ms, so the pages asked for ahead
+    # are in flight together. 10 workers: 10 pages of 20, but only 5 pages of 200 (1000 users).
+    fake_hub.add(*[active_user("u%04d" % i) for i in range(2400)])
+    fake_hub.latency.list_users = 0.1
+    stats = culler_pass(fake_hub, concurrency=10, page_size=page_size)
+    assert stats.users_seen == 2400
+    assert fake_hub.max_in_flight("GET") == ahead
+
+
 def test_pass_sends_no_delete_before_the_last_page(fake_hub):
     fake_hub.add(*[idle_user("u%03d" % i, 3600) for i in range(300)])
     culler_pass(fake_hub, page_size=50, concurrency=8)
