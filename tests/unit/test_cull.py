@@ -115,6 +115,27 @@ def test_run_pass_isolates_a_failing_stop():
     assert stats.failed == 1 and stats.stopped == 1 and not stats.ok
 
 
+@pytest.mark.parametrize("workers", [1, 3])
+def test_run_pass_a_job_that_raises_lets_the_others_run_then_raises(monkeypatch, workers):
+    # Jobs never raise (every failure is an outcome); if one did, it would be a bug: the other
+    # users' jobs still run, and the bug comes out of the pass once every job has ended.
+    from idle_culler_daemon import cull
+
+    hub = MemoryHub([user_model(name, {"": server_model(900)}) for name in "abcde"])
+    real = cull.CullPass._run_job
+
+    def run_job(self, job):
+        if job.user == "b":
+            raise RuntimeError("a bug in b's job")
+        real(self, job)
+
+    monkeypatch.setattr(cull.CullPass, "_run_job", run_job)
+    with ThreadPoolExecutor(max_workers=workers) as executor:
+        with pytest.raises(RuntimeError, match="a bug in b's job"):
+            run_pass(hub, SETTINGS, NOW, Runtime(executor, workers, tick_s=0.01))
+    assert sorted(user for _, user, _, _ in hub.of_kind("stop")) == ["a", "c", "d", "e"]
+
+
 def test_run_pass_stops_sending_a_refused_kind_of_request(caplog):
     users = [user_model("u%d" % i, {"": server_model(900)}) for i in range(5)]
     hub = MemoryHub(users, stop_results={("u%d" % i, ""): HubAuthError("403 requires "
