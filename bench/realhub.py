@@ -50,6 +50,7 @@ from bench.run import (
     peak_rss_kib,
     service_env,
 )
+from tests.support import hubversions
 from tests.support.realhub import CULLER_SCOPES, RealHub, installed, q
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -917,9 +918,8 @@ def main() -> int:
 
 def hub_version() -> str:
     try:
-        from tests.support.realhub import HUB_BIN
-        out = subprocess.run([str(HUB_BIN), "--version"], capture_output=True, text=True,
-                             timeout=30)
+        out = subprocess.run([str(hubversions.get().hub_bin), "--version"], capture_output=True,
+                             text=True, timeout=30)
         return out.stdout.strip() or "?"
     except (OSError, subprocess.SubprocessError):
         return "?"
