@@ -51,11 +51,16 @@ FIGURES = pathlib.Path(__file__).resolve().parents[2] / ".cache" / "soak-figures
 # pass 10 and at pass 300 and in every sample between (the main thread and the ten workers of
 # --concurrency=10), fds 13 throughout (stdio and the pooled keep-alive connections), RSS
 # 33.2 MB -> 33.7 MB. Slack of 2 threads and 2 fds for a timer thread or a replaced pooled
-# connection caught on its way out: a leak of one per pass would be ~290. RSS: the brief's
-# 5 MB, ten times the measured growth (allocator arenas and caches warming up); leaking the
-# models of one page per pass would exceed it.
+# connection caught on its way out: a leak of one per pass would be ~290. The pool keeps as
+# many keep-alive connections as requests were ever in flight at once, up to --concurrency + 1,
+# so fds may still grow after pass 10 until requests happen to overlap more (how many do
+# depends on timing): a CI run measured fds 10 at pass 10 and 13 at pass 300, with the same
+# culler code that measured 13 throughout in the run before. The fds bound is therefore that
+# pool, plus the slack. RSS: the brief's 5 MB, ten times the measured growth (allocator arenas
+# and caches warming up); leaking the models of one page per pass would exceed it.
 THREAD_SLACK = 2
 FD_SLACK = 2
+POOLED_CONNECTIONS = 10 + 1  # --concurrency=10, and the main thread's
 RSS_GROWTH_LIMIT_KB = 5 * 1024
 
 
@@ -237,7 +242,7 @@ def test_soak_300_passes(fake_hub):
     assert not daemon.events_named("crash") and "Traceback" not in output
     assert took < 600, "300 passes took %.0fs" % took
     assert abs(last.threads - base.threads) <= THREAD_SLACK, report
-    assert abs(last.fds - base.fds) <= FD_SLACK, report
+    assert -FD_SLACK <= last.fds - base.fds <= POOLED_CONNECTIONS + FD_SLACK, report
     assert max(s.threads for s in samples) <= base.threads + THREAD_SLACK, report
     assert max(s.fds for s in samples) <= base.fds + FD_SLACK, report
     assert last.rss_kb - base.rss_kb < RSS_GROWTH_LIMIT_KB, report
