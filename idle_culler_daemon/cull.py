@@ -335,9 +335,9 @@ class CullPass:
 
         At most ``concurrency`` pages, and at most ``concurrency * PREFETCH_USERS_PER_WORKER``
         users, are asked for ahead of the one being judged, so that the users held in memory
-        do not grow with the page size. ``total`` is a
-        hint, not a promise: offsets are taken lazily, and once a page says it is the last, no
-        more are asked for. Returns the last page read, for ``_follow``.
+        do not grow with the page size. ``total`` is a hint, not a promise: offsets are taken
+        lazily, and once a page says it is the last, no more are asked for. Returns the last
+        page read, for ``_follow``.
         """
         limit = first.limit or 1
         ahead = max(1, min(self.runtime.concurrency,

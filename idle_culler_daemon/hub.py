@@ -317,9 +317,11 @@ class HubClient:
         self._base = _prepared_base(settings.api_url)
         self._secrets = (settings.token,)
         self._session = build_session(settings, policy, cancel)
-        # every request's headers: the Session's (User-Agent, Accept, ...) and the token
-        self._headers = CaseInsensitiveDict(self._session.headers)
-        self._headers["Authorization"] = "token " + settings.token
+        # every request's headers: the Session's (User-Agent, Accept, ...), with its auth (the
+        # token) applied once here
+        template = requests.PreparedRequest()
+        template.headers = CaseInsensitiveDict(self._session.headers)
+        self._headers = self._session.auth(template).headers
         self._api_settings = {"verify": self._session.verify, "proxies": self._session.proxies,
                               "cert": self._session.cert}
         self._server_settings = (server_request_settings(settings.server_url_base,
@@ -360,7 +362,6 @@ class HubClient:
             prepared.headers = headers
             prepared.prepare_cookies(self._session.cookies)  # Session.send reads them on a 3xx
             prepared.prepare_body(None, None, options.pop("json", None))
-            prepared.prepare_hooks({})
             return self._session.send(prepared, timeout=self._timeout, allow_redirects=redirects,
                                       stream=options.pop("stream", False), **settings)
         except requests.RequestException as exc:

@@ -45,7 +45,7 @@ def _text_value(value: Any) -> str:
 
 
 def _escape_unsafe(text: str) -> str:
-    """``text`` with every unsafe character as a ``\\uXXXX`` escape (a JSON escape)."""
+    """``text`` with every unsafe character escaped as JSON does: ``\\u`` and four hex digits."""
     return _UNSAFE.sub(lambda match: "\\u%04x" % ord(match.group()), text)
 
 
