@@ -6,11 +6,11 @@ import time
 
 import pytest
 
+from idle_culler_daemon import sources
 from idle_culler_daemon.cli import main
 from idle_culler_daemon.config import load_config
 from idle_culler_daemon.errors import EXIT_CONFIG, ConfigError
 from idle_culler_daemon.options import DEFAULT_CONFIG_FILE, parse_command_line
-from idle_culler_daemon import sources
 from idle_culler_daemon.sources import read_text
 
 TOKEN = "s3cr3t-token-value"
@@ -48,7 +48,7 @@ def planted(directory, mode=0o644, owner=None, name="idle_culler_config.py"):
     return path
 
 
-# --- 1. which files are obeyed ------------------------------------------------------------------
+# --- 1. which files are obeyed --------------------------------------------------------------------
 
 @pytest.mark.parametrize("mode,owner,why", [
     (0o666, None, "writable by group and others"),
@@ -189,7 +189,7 @@ def test_python_config_plain_values_and_arithmetic_still_load():
     assert (config.culling.timeout, config.culling.max_age) == (604800, 3600)
 
 
-# --- 3. rules in the .py file -----------------------------------------------------------------------
+# --- 3. rules in the .py file ---------------------------------------------------------------------
 
 PY_RULES = """\
 c = get_config()
@@ -281,7 +281,7 @@ def test_python_rule_option_points_at_rules():
         load_text("c.py", "c.IdleCuller.rule = ['gpu:profiles=gpu-*,timeout=15m']\n")
 
 
-# --- 4. migration errors that point at the fix --------------------------------------------------------
+# --- 4. migration errors that point at the fix ----------------------------------------------------
 
 @pytest.mark.parametrize("text,line", [
     ("c = get_config()\ndef my_arbiter(user, server):\n    return True\n"
