@@ -15,8 +15,10 @@ replaces it.
 """
 
 import ast
+import io
 import operator
 import re
+import tokenize
 from dataclasses import dataclass
 from typing import Any, Dict, List, Optional, Tuple
 
@@ -35,6 +37,7 @@ MAX_NUMBER = 10 ** MAX_DIGITS
 MAX_DIGIT_RUN = 100  # a longer run of digits anywhere in the text is refused before parsing
 MAX_TEXT = 4096  # characters of one text (a path's PATH_MAX)
 MAX_DEPTH = 32  # nesting of one value: lists, dicts and each arithmetic operation
+MAX_OPERATORS = 200  # operators in one statement (each nests its value one level deeper)
 RULES = "rules"  # c.IdleCuller.rules: not an option, the file's rule sections
 
 
@@ -217,12 +220,44 @@ def _python_option(klass: str, key: str, where: str) -> str:
     return option.name
 
 
+_BRACKETS = {"(": 1, "[": 1, "{": 1, ")": -1, "]": -1, "}": -1}
+_PUNCTUATION = frozenset({",", ":", ".", "=", ";"})
+
+
+def _check_shape(text: str, path: str) -> None:
+    """Refuse, before Python's parser sees it, what would make it recurse deeply: brackets
+    nested more than MAX_DEPTH deep, or more than MAX_OPERATORS operators in one statement.
+    Python 3.9's parser crashes the process (a segfault, not an exception) on a long enough
+    chain such as ``1+1+...+1``; later versions raise RecursionError. Tokenizing is linear."""
+    depth = operators = 0
+    try:
+        for token in tokenize.generate_tokens(io.StringIO(text).readline):
+            if token.type == tokenize.NEWLINE:
+                operators = 0
+            elif token.type != tokenize.OP or token.string in _PUNCTUATION:
+                continue
+            elif token.string in _BRACKETS:
+                depth += _BRACKETS[token.string]
+                if depth > MAX_DEPTH:
+                    raise ConfigError("config file %s: line %d: brackets nested more than %d "
+                                      "deep" % (path, token.start[0], MAX_DEPTH))
+            else:
+                operators += 1
+                if operators > MAX_OPERATORS:
+                    raise ConfigError("config file %s: line %d: more than %d operators in one "
+                                      "statement: its value is nested too deeply"
+                                      % (path, token.start[0], MAX_OPERATORS))
+    except (tokenize.TokenError, SyntaxError, ValueError):
+        return  # not Python: ast.parse says what is wrong
+
+
 def _parse(text: str, path: str) -> ast.Module:
     """The syntax tree, or ConfigError; Python's parser limits are errors like any other."""
     run = re.search("[0-9]{%d}" % (MAX_DIGIT_RUN + 1), text)
     if run:  # decimal digits convert in quadratic time (Python < 3.11 has no limit)
         raise ConfigError("config file %s: line %d: a number of more than %d digits"
                           % (path, text.count("\n", 0, run.start()) + 1, MAX_DIGIT_RUN))
+    _check_shape(text, path)
     try:
         return ast.parse(text, filename=path)
     except SyntaxError as exc:

@@ -6,7 +6,7 @@ import time
 
 import pytest
 
-from idle_culler_daemon import sources
+from idle_culler_daemon import pyconfig, sources
 from idle_culler_daemon.cli import main
 from idle_culler_daemon.config import load_config
 from idle_culler_daemon.errors import EXIT_CONFIG, ConfigError
@@ -317,3 +317,15 @@ def test_the_environment_in_a_py_file_points_at_the_variables(text, line, variab
     message = str(info.value)
     assert "line %d:" % line in message and variable in message
     assert "environment" in message
+
+
+@pytest.mark.timeout(10)
+@pytest.mark.parametrize("value", ["+".join(["1"] * 200000), "-" * 100000 + "1",
+                                   "[" * 5000 + "]" * 5000, "(" * 300 + "1" + ")" * 300])
+def test_deep_values_never_reach_pythons_parser(monkeypatch, value):
+    """Python 3.9's parser crashes the process (a segfault) on ``1+1+...+1`` long enough."""
+    def parse(*args, **kwargs):
+        raise AssertionError("ast.parse was called")
+    monkeypatch.setattr(pyconfig.ast, "parse", parse)
+    with pytest.raises(ConfigError, match="nested"):
+        load_text("c.py", "c.IdleCuller.timeout = %s\n" % value)
