@@ -26,6 +26,7 @@ from idle_culler_daemon.errors import ConfigError
 from idle_culler_daemon.options import (
     ENV_PREFIX,
     OPTIONS,
+    RULE_KEYS,
     RULE_MATCHERS,
     RULE_SETTINGS,
     did_you_mean,
@@ -331,9 +332,11 @@ def _rule_value(key: str, raw: Any, where: str) -> Any:
     """A rule's value as its key's converter takes it: text as in an INI file; a number or a
     boolean for a setting; a list of texts for a matcher, a dict of texts for user_options."""
     name = key.strip().replace("-", "_")
+    if name not in RULE_KEYS:
+        return raw  # parse_rule names the unknown key, with the closest real one
     if isinstance(raw, str):
         return '""' if name == "server_names" and raw == "" else raw
-    if name not in RULE_MATCHERS:  # a setting (or an unknown key, which parse_rule names)
+    if name not in RULE_MATCHERS:  # a setting
         if isinstance(raw, (bool, int, float)):
             return raw
         raise ConfigError("%s: key %r: %r is not text, a number or true/false" % (where, key, raw))

@@ -268,6 +268,7 @@ def test_python_rule_errors_are_the_ini_errors(py_rule, ini_rule):
     ('{"gpu": {"users": ["a,b"]}}', "','"),
     ('{"gpu": {"users": {"a": "b"}}}', "'users'"),
     ('{"gpu": {"user_options": {"tier": 1}}}', "'user_options'"),
+    ('{"gpu": {"users": "a*", "timout": [900]}}', "(did you mean timeout?)"),
     ('{"gpu": {"users": "a*"}, "gpu": {"users": "b*"}}', "twice"),
 ])
 def test_python_rules_of_the_wrong_shape_are_refused_clearly(rules, needle):
