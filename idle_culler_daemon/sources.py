@@ -24,7 +24,8 @@ from idle_culler_daemon.options import (
 )
 from idle_culler_daemon.pyconfig import RuleSection, read_python_config
 
-ReadFile = Callable[[str], str]  # raises OSError, or ValueError for a file that is not text
+# Raises OSError, UntrustedFile (see check_owner), or ValueError for a file that is not text.
+ReadFile = Callable[[str], str]
 TOKEN_CREDENTIAL = "api-token"  # the name of the systemd credential (LoadCredential=)
 MIN_TOKEN_LENGTH = 8  # JupyterHub refuses shorter tokens
 _CHARACTER_NAMES = {"\n": "a newline", "\r": "a carriage return", "\t": "a tab",
@@ -42,11 +43,16 @@ class UntrustedFile(ValueError):
     """A file that someone other than the culler's user or root could have written."""
 
 
-def _user(uid: int) -> str:
+def _name(uid: int) -> str:
     try:
-        return "uid %d (%s)" % (uid, pwd.getpwuid(uid).pw_name)
+        return pwd.getpwuid(uid).pw_name
     except KeyError:
-        return "uid %d" % uid
+        return str(uid)
+
+
+def _user(uid: int) -> str:
+    name = _name(uid)
+    return "uid %d" % uid if name == str(uid) else "uid %d (%s)" % (uid, name)
 
 
 def check_owner(info: os.stat_result, path: str) -> None:
@@ -56,9 +62,9 @@ def check_owner(info: os.stat_result, path: str) -> None:
     euid = os.geteuid()
     problems, fixes = [], []
     if info.st_uid not in (euid, 0):
-        problems.append("it is owned by %s, neither the culler's user (%s) nor root"
-                        % (_user(info.st_uid), _user(euid)))
-        fixes.append("chown %s %s" % ("root" if euid == 0 else euid, path))
+        problems.append("it is owned by %s, not by root or the culler's user (%s)"
+                        % (_user(info.st_uid), _name(euid)))
+        fixes.append("chown %s %s" % (_name(euid), path))
     writable = [who for who, bit in (("group", stat.S_IWGRP), ("others", stat.S_IWOTH))
                 if info.st_mode & bit]
     if writable:
