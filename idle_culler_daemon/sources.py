@@ -71,9 +71,10 @@ def check_owner(info: os.stat_result, path: str) -> None:
         problems.append("it is writable by %s" % " and ".join(writable))
         fixes.append("chmod go-w %s" % path)
     if problems:
-        raise UntrustedFile("owner %s, mode %04o: %s, so another user could have written it "
-                            "(%s)" % (_user(info.st_uid), stat.S_IMODE(info.st_mode),
-                                      "; ".join(problems), ", ".join(fixes)))
+        raise UntrustedFile(
+            "owner %s, mode %04o: %s, so another user could have written it (if it is the "
+            "intended file: %s)" % (_user(info.st_uid), stat.S_IMODE(info.st_mode),
+                                    "; ".join(problems), ", ".join(fixes)))
 
 
 # Byte-order marks of UTF-16 and UTF-32 (UTF-32 LE starts like UTF-16 LE): such a file is not
