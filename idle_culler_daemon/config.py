@@ -10,23 +10,31 @@ to the hub. No network I/O and no ``os.environ`` here.
 
 import fnmatch
 import re
-from dataclasses import dataclass, field, replace
+from dataclasses import fields, is_dataclass
 from typing import Any, Dict, List, Mapping, Optional, Tuple
 from urllib.parse import urlsplit, urlunsplit
 
 from idle_culler_daemon.errors import ConfigError
-from idle_culler_daemon.options import (
-    DEFAULT_URL,
+from idle_culler_daemon.log import REDACTED
+from idle_culler_daemon.options import did_you_mean, file_option
+from idle_culler_daemon.settings import (  # noqa: F401 - the settings types, read from here
     OPTIONS,
     OPTIONS_BY_NAME,
+    RESTART_ONLY,
     RULE_KEYS,
+    RULE_KEYS_DECLARED,
     RULE_MATCHERS,
     RULE_SETTINGS,
     UNLIMITED_CONCURRENCY,
+    Config,
+    CullSettings,
+    HubSettings,
     Option,
-    did_you_mean,
-    file_option,
+    RuleSettings,
+    option_of,
     show,
+    value_of,
+    with_values,
 )
 from idle_culler_daemon.sources import (
     DEFAULT_CONFIG_FILES,
@@ -38,104 +46,6 @@ from idle_culler_daemon.sources import (
     ssl_files,
     unknown_variables,
 )
-
-
-@dataclass(frozen=True)
-class RuleSettings:
-    """One rule section: matchers (all must match) and the settings it overrides."""
-
-    name: str
-    users: Tuple[str, ...] = ()
-    groups: Tuple[str, ...] = ()
-    server_names: Tuple[str, ...] = ()
-    profiles: Tuple[str, ...] = ()
-    user_options: Tuple[Tuple[str, str], ...] = ()  # (key, pattern) pairs
-    cull: Optional[bool] = None
-    timeout: Optional[int] = None
-    max_age: Optional[int] = None
-    user_timeout: Optional[int] = None
-    user_max_age: Optional[int] = None
-    check_kernels: Optional[bool] = None
-
-    @property
-    def needs_user_options(self) -> bool:
-        return bool(self.profiles or self.user_options)
-
-
-@dataclass(frozen=True)
-class CullSettings:
-    """What to cull: the global settings and the rule sections that refine them."""
-
-    timeout: int = 600
-    max_age: int = 0
-    cull_users: bool = False
-    cull_admin_users: bool = True
-    remove_named_servers: bool = False
-    cull_default_servers: bool = True
-    cull_named_servers: bool = True
-    rules: Tuple[RuleSettings, ...] = ()
-    check_kernels: bool = False
-    max_stops_per_pass: int = 0            # 0: no limit
-    max_stop_fraction: Optional[float] = None  # None: no guard
-
-    @property
-    def needs_groups(self) -> bool:
-        return any(rule.groups for rule in self.rules)
-
-    @property
-    def needs_user_options(self) -> bool:
-        return any(rule.needs_user_options for rule in self.rules)
-
-    @property
-    def may_check_kernels(self) -> bool:
-        """Whether any server may be asked about its kernels (globally or by a rule)."""
-        return self.check_kernels or any(rule.check_kernels for rule in self.rules)
-
-
-@dataclass(frozen=True)
-class HubSettings:
-    """How to reach the hub. The token is kept out of ``repr``.
-
-    How often and how long a call is retried is the hub client's own policy
-    (``hub.RetryPolicy``), not a setting.
-    """
-
-    api_url: str
-    token: str = field(repr=False)
-    read_timeout: float = 60.0
-    page_size: int = 0
-    pool_size: int = 10
-    client_cert: Optional[Tuple[str, str]] = None  # (certfile, keyfile)
-    ca_bundle: Optional[str] = None
-    server_url_base: Optional[str] = None  # the proxy's origin, for --check-kernels
-
-
-@dataclass(frozen=True)
-class Config:
-    """The whole validated configuration, built once per (re)load."""
-
-    hub: HubSettings
-    culling: CullSettings
-    cull_every: int
-    concurrency: int
-    once: bool = False
-    dry_run: bool = False
-    output: str = "table"
-    log_level: str = "INFO"
-    log_format: str = "text"
-    config_file: Optional[str] = None
-    metrics_port: int = 0
-    metrics_address: str = "127.0.0.1"
-    metrics_file: Optional[str] = None
-    warnings: Tuple[str, ...] = ()
-    values: Tuple[Tuple[str, str], ...] = ()  # every effective option as text, token excluded
-    sources: Tuple[Tuple[str, str], ...] = ()  # where each option's value came from
-    token_source: str = ""
-
-    def describe(self) -> Dict[str, str]:
-        """Return the effective options as text, for logging what a reload changed."""
-        return dict(self.values)
-
 
 # --- converting ------------------------------------------------------------------------------
 
@@ -150,7 +60,7 @@ def convert(option: Option, raw: Any, source: str) -> Any:
 # --- rules -----------------------------------------------------------------------------------
 
 # The idle limits of a rule, and what they would stop at 0 (refused, like --timeout=0).
-IDLE_LIMITS = {"timeout": "server or user", "user_timeout": "user"}
+IDLE_LIMITS = {key.name: key.zero for key in RULE_KEYS_DECLARED if key.zero}
 
 
 def parse_rule(name: str, items: Mapping[str, Any], where: str) -> RuleSettings:
@@ -254,13 +164,16 @@ def _all_rules(values: Mapping[str, Any], sections: List[RuleSection]) -> Tuple[
 # --- merging and validating ------------------------------------------------------------------
 
 Layers = List[Tuple[str, Mapping[str, Any]]]
+_FILE = "config file "  # the name of the config file's layer, before its path
 
 
-def _merge(layers: Layers) -> Tuple[Dict[str, Any], Dict[str, str]]:
+def _merge(layers: Layers) -> Tuple[Dict[str, Any], Dict[str, str], List[str]]:
     """The value of each option from the first layer that has it (repeatables: all of them),
-    and the name of the layer (or layers) it came from."""
+    the name of the layer (or layers) it came from, and the options that the config file sets
+    but an earlier layer (command line, environment) overrides."""
     values: Dict[str, Any] = {}
     sources: Dict[str, str] = {}
+    overridden: List[str] = []
     for option in OPTIONS:
         if option.cli_only:
             continue
@@ -273,10 +186,12 @@ def _merge(layers: Layers) -> Tuple[Dict[str, Any], Dict[str, str]]:
         elif found:
             values[option.name] = convert(option, found[0][1], found[0][0])
             sources[option.name] = found[0][0]
+            if any(source.startswith(_FILE) for source, _ in found[1:]):
+                overridden.append(option.name)
         else:
             values[option.name] = option.default
             sources[option.name] = "default"
-    return values, sources
+    return values, sources, overridden
 
 
 def _check_url(url: str, warnings: List[str], flag: str = "--url") -> str:
@@ -389,7 +304,7 @@ def _layers(cli_values: Mapping[str, Any], env: Mapping[str, str], read_file: Re
     config_path, found, by_default = _config_file(cli_values, env_values, read_file)
     file_values, sections = found or ({}, [])
     if config_path is not None:
-        layers.append(("config file %s" % config_path, file_values))
+        layers.append((_FILE + config_path, file_values))
     for name, variable in (("url", "JUPYTERHUB_API_URL"),
                            ("request_timeout", "JUPYTERHUB_REQUEST_TIMEOUT")):
         if env.get(variable):
@@ -398,7 +313,6 @@ def _layers(cli_values: Mapping[str, Any], env: Mapping[str, str], read_file: Re
     if origin:
         layers.append(("$JUPYTERHUB_PUBLIC_HUB_URL or $JUPYTERHUB_HOST",
                        {"server_url_base": origin}))
-    layers.append(("default", {"url": DEFAULT_URL, "request_timeout": "60"}))
     return layers, sections, config_path, by_default
 
 
@@ -411,12 +325,13 @@ def load_config(cli_values: Mapping[str, Any], env: Mapping[str, str],
     (``--show-config``) a missing token is described instead of refused.
     """
     layers, sections, config_path, by_default = _layers(cli_values, env, read_file)
-    values, sources = _merge(layers)
+    values, sources, overridden = _merge(layers)
     rules = _all_rules(values, sections)
     raw_cull_every = values["cull_every"]
     warnings = unknown_variables(env) + _settle(values, rules)
     if values["cull_every"] != raw_cull_every:
         sources["cull_every"] += " (0: half of --timeout)"
+    values["config"] = config_path
     if config_path and by_default:
         sources["config"] = "default (the file exists)"
     try:
@@ -425,38 +340,31 @@ def load_config(cli_values: Mapping[str, Any], env: Mapping[str, str],
         if token_required:
             raise
         token = ("", "none: %s" % exc)
-    config = _build(values, rules, env, token)
-    return replace(config, config_file=config_path, warnings=tuple(warnings),
-                   sources=tuple(sources.items()))
-
-
-def _build(values: Mapping[str, Any], rules: Tuple[RuleSettings, ...], env: Mapping[str, str],
-           token: Tuple[str, str]) -> Config:
     client_cert, ca_bundle = (ssl_files(values["internal_certs_location"], env)
                               if values["ssl_enabled"] else (None, None))
-    hub = HubSettings(
-        api_url=values["url"], token=token[0],
-        read_timeout=values["request_timeout"], page_size=values["api_page_size"],
-        pool_size=values["concurrency"], client_cert=client_cert, ca_bundle=ca_bundle,
-        server_url_base=values["server_url_base"])
-    culling = CullSettings(
-        timeout=values["timeout"], max_age=values["max_age"], cull_users=values["cull_users"],
-        cull_admin_users=values["cull_admin_users"],
-        remove_named_servers=values["remove_named_servers"],
-        cull_default_servers=values["cull_default_servers"],
-        cull_named_servers=values["cull_named_servers"], rules=rules,
-        check_kernels=values["check_kernels"],
-        max_stops_per_pass=values["max_stops_per_pass"],
-        max_stop_fraction=values["max_stop_fraction"])
-    shown = tuple((option.name, show(values[option.name])) for option in OPTIONS
-                  if not option.cli_only and values[option.name] is not None)
-    return Config(
-        hub=hub, culling=culling, cull_every=values["cull_every"],
-        concurrency=values["concurrency"], once=values["once"], dry_run=values["dry_run"],
-        output=values["output"], log_level=values["log_level"],
-        log_format=values["log_format"], metrics_port=values["metrics_port"],
-        metrics_address=values["metrics_address"], metrics_file=values["metrics_file"],
-        values=shown, token_source=token[1])
+    derived = {"hub.token": token[0], "hub.pool_size": values["concurrency"],
+               "hub.client_cert": client_cert, "hub.ca_bundle": ca_bundle,
+               "culling.rules": rules, "warnings": tuple(warnings),
+               "sources": tuple(sources.items()), "token_source": token[1],
+               "overridden": tuple(overridden)}
+    return _build(Config, values, derived)
+
+
+def _build(cls: type, values: Mapping[str, Any], derived: Mapping[str, Any],
+           prefix: str = "") -> Any:
+    """Settings of type ``cls``: each declared field from its option's value, each section
+    built the same way, each other field from ``derived`` (by its dotted path) or its
+    default."""
+    given: Dict[str, Any] = {}
+    for item in fields(cls):
+        option = option_of(item)
+        if option is not None:
+            given[item.name] = values[option.name]
+        elif isinstance(item.type, type) and is_dataclass(item.type):
+            given[item.name] = _build(item.type, values, derived, prefix + item.name + ".")
+        elif prefix + item.name in derived:
+            given[item.name] = derived[prefix + item.name]
+    return cls(**given)
 
 
 def show_config(config: Config) -> str:
@@ -466,7 +374,7 @@ def show_config(config: Config) -> str:
     lines = ["# Effective configuration of jupyterhub-idle-culler (value ; where it came from).",
              "# Precedence: command line > JUPYTERHUB_IDLE_CULLER_* environment > config file "
              "> default.",
-             "# api token: %s (%s)" % ("<redacted>" if config.hub.token else "-",
+             "# api token: %s (%s)" % (REDACTED if config.hub.token else "-",
                                        config.token_source),
              "", "[culler]"]
     for name, source in config.sources:
@@ -474,9 +382,10 @@ def show_config(config: Config) -> str:
             continue
         if source == "environment":
             source = "environment " + OPTIONS_BY_NAME[name].env_name
-        value = config.config_file or "" if name == "config" else values.get(name, "")
+        if name in config.overridden:
+            source += " (overrides the config file's value)"
         comment = "" if file_option(name) else "# "  # not a key of [culler]: shown only
-        lines.append("%s%s = %s ; %s" % (comment, name, value, source))
+        lines.append("%s%s = %s ; %s" % (comment, name, values.get(name, ""), source))
     for rule in config.culling.rules:
         lines.append("# rule %s: %s" % (rule.name, _rule_text(rule)))
     for warning in config.warnings:
@@ -491,3 +400,33 @@ def _rule_text(rule: RuleSettings) -> str:
         if value not in (None, ()):
             parts.append("%s=%s" % (key, show(value)))
     return ", ".join(parts)
+
+
+# --- rules on values users choose ---------------------------------------------------------------
+
+def relaxing_rules(culling: CullSettings) -> List[Tuple[str, str]]:
+    """The rules that match on values users choose (``profiles``, ``user_options``) and cull
+    less than the global settings, each with what it relaxes (``timeout=2h``, ``cull=false``).
+
+    A user who may set those values can pick such a rule for their own servers.
+    """
+    found = []
+    for rule in culling.rules:
+        if not rule.needs_user_options:
+            continue
+        relaxed = [key.name for key in RULE_KEYS_DECLARED if key.relaxes
+                   and _relaxes(key.relaxes, getattr(rule, key.name),
+                                getattr(culling, key.name, None))]
+        if relaxed:
+            found.append((rule.name, ", ".join("%s=%s" % (name, show(getattr(rule, name)))
+                                               for name in relaxed)))
+    return found
+
+
+def _relaxes(how: str, value: Any, global_value: Any) -> bool:
+    """Does a rule's ``value`` cull less than the global one? (``how``: see RuleKey)."""
+    if value is None:
+        return False
+    if how == "longer":  # an age limit of 0 is none at all
+        return bool(global_value) and (value == 0 or value > global_value)
+    return value is (how == "true") and value != global_value

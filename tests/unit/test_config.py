@@ -15,22 +15,24 @@ from idle_culler_daemon.config import (
 )
 from idle_culler_daemon.errors import ConfigError
 from idle_culler_daemon.model import Server, User
+from idle_culler_daemon.converters import (
+    boolean,
+    entries,
+    option_patterns,
+    patterns,
+    server_patterns,
+    text,
+)
 from idle_culler_daemon.options import (
     DEFAULT_CONFIG_FILE,
     GROUPS,
     OPTIONS,
     OPTIONS_BY_NAME,
     RULE_KEYS,
-    boolean,
     build_parser,
-    entries,
     env_names,
     generate_config,
-    option_patterns,
     parse_command_line,
-    patterns,
-    server_patterns,
-    text,
 )
 from idle_culler_daemon.policy import Action, judge_server
 from idle_culler_daemon.sources import read_text
@@ -428,8 +430,9 @@ def test_show_config_names_the_source_of_every_value_and_redacts_the_token():
     text = show_config(load(["--timeout=300", "--rule=gpu:server_names=gpu-*,timeout=60"],
                             env, files))
     lines = text.splitlines()
-    assert "timeout = 300 ; command line" in lines
-    assert "max_age = 8 ; environment JUPYTERHUB_IDLE_CULLER_MAX_AGE" in lines
+    assert "timeout = 300 ; command line (overrides the config file's value)" in lines
+    assert ("max_age = 8 ; environment JUPYTERHUB_IDLE_CULLER_MAX_AGE (overrides the config "
+            "file's value)") in lines
     assert "url = http://10.0.0.1:8081/hub/api ; $JUPYTERHUB_API_URL" in lines
     assert "concurrency = 10 ; default" in lines
     assert "cull_every = 150 ; default (0: half of --timeout)" in lines

@@ -12,9 +12,11 @@ ALLOWED = {
     "errors": set(),
     "log": set(),
     "notify": {"log"},
-    "options": set(),
-    "sources": {"options", "errors"},
-    "config": {"options", "sources", "errors"},
+    "converters": set(),
+    "settings": {"converters"},
+    "options": {"settings", "converters", "errors"},
+    "sources": {"options", "errors", "log"},
+    "config": {"settings", "options", "sources", "errors", "log"},
     "model": {"errors"},
     "policy": {"model", "config", "errors"},
     "scopes": {"config"},
@@ -30,7 +32,8 @@ ALLOWED = {
             "service", "sources"},
 }
 PURE = {"requests", "urllib3", "logging", "time", "os", "socket", "threading"}
-FORBIDDEN_EXTERNAL = {"policy": PURE, "model": PURE, "scopes": PURE, "options": PURE}
+FORBIDDEN_EXTERNAL = {"policy": PURE, "model": PURE, "scopes": PURE, "options": PURE,
+                      "converters": PURE, "settings": PURE}
 
 
 def imports_of(path):
