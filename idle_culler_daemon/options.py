@@ -213,8 +213,8 @@ def _rule_keys() -> List[str]:
     """The explanation of ``[rule:NAME]`` sections, a line per key."""
     lines = ["; Rules refine the settings above for some users or servers: the first rule",
              "; whose matchers all match decides. Matchers (comma-separated fnmatch patterns):"]
-    lines += [";   %s: %s" % (key.name, key.help) for key in RULE_KEYS_DECLARED if key.matcher]
+    lines += [";   %s: %s" % (key.name, key.text) for key in RULE_KEYS_DECLARED if key.matcher]
     lines.append("; Settings (as in [culler]):")
-    lines += [";   %s: %s" % (key.name, key.help) for key in RULE_KEYS_DECLARED
+    lines += [";   %s: %s" % (key.name, key.text) for key in RULE_KEYS_DECLARED
               if not key.matcher]
     return lines

@@ -53,6 +53,35 @@ GROUPS: Dict[str, str] = {
     "output": "output",
     "metrics": "metrics",
 }
+#: The variables read besides the ``JUPYTERHUB_IDLE_CULLER_*`` ones of the options.
+OTHER_ENVIRONMENT: Tuple[Tuple[str, str], ...] = (
+    ("JUPYTERHUB_API_URL", "The hub API URL when --url is not given (default %s). JupyterHub "
+                           "sets it for the services it starts." % DEFAULT_URL),
+    ("JUPYTERHUB_API_TOKEN", "The API token, when neither --api-token-file nor a credential "
+                             "gives one. Prefer a file or a credential: the environment of a "
+                             "process is visible to the same user."),
+    ("JUPYTERHUB_REQUEST_TIMEOUT", "Read timeout in seconds when --request-timeout is not "
+                                   "given (default 60)."),
+    ("JUPYTERHUB_PUBLIC_HUB_URL", "The hub's public URL, set by JupyterHub for the services it "
+                                  "starts when it has public_url: its origin is the default of "
+                                  "--server-url-base."),
+    ("JUPYTERHUB_HOST", "The hub's public origin (or subdomain host), set the same way: the "
+                        "default of --server-url-base when JUPYTERHUB_PUBLIC_HUB_URL is not "
+                        "set."),
+    ("CREDENTIALS_DIRECTORY", "Set by systemd for LoadCredential=; the token is read from "
+                              "$CREDENTIALS_DIRECTORY/api-token when --api-token-file is not "
+                              "given."),
+    ("JUPYTERHUB_SSL_KEYFILE", "With --ssl-enabled: the client key, instead of the one under "
+                               "--internal-certs-location."),
+    ("JUPYTERHUB_SSL_CERTFILE", "With --ssl-enabled: the client certificate, instead of the "
+                                "one under --internal-certs-location."),
+    ("JUPYTERHUB_SSL_CLIENT_CA", "With --ssl-enabled: the CA bundle that verifies the hub, "
+                                 "instead of the one under --internal-certs-location."),
+    ("NOTIFY_SOCKET", "Set by systemd for Type=notify services: readiness, status lines and "
+                      "stopping are reported there (sd_notify(3))."),
+    ("WATCHDOG_USEC", "Set by systemd with WatchdogSec=: the culler pings the watchdog while "
+                      "its passes make progress."),
+)
 _OPTION, _RULE_KEY = "option", "rule_key"  # the metadata keys of declared fields
 
 
@@ -128,6 +157,12 @@ class RuleKey:
     def maximum(self) -> Any:
         return getattr(self.convert, "maximum", None)
 
+    @property
+    def text(self) -> str:
+        """What the key means, with what a 0 does when it is refused."""
+        return self.help + ("" if not self.zero else " 0 is refused: it would stop every "
+                            "matching %s at once." % self.zero)
+
 
 def rule_key(convert: Converter, help: str, **more: Any) -> Any:
     """A ``RuleSettings`` field that is a rule key (matchers default to ``()``)."""
@@ -135,39 +170,35 @@ def rule_key(convert: Converter, help: str, **more: Any) -> Any:
     return field(default=() if key.matcher else None, metadata={_RULE_KEY: key})
 
 
-_IDLE = "Idle limit, in seconds or as a duration"
-
-
 @dataclass(frozen=True)
 class RuleSettings:
     """One rule: matchers (all must match) and the settings it overrides."""
 
     name: str
-    users: Tuple[str, ...] = rule_key(patterns, "user names", matcher=True)
+    users: Tuple[str, ...] = rule_key(patterns, "User names.", matcher=True)
     groups: Tuple[str, ...] = rule_key(
-        patterns, "the user's groups, one match is enough (needs read:users:groups)",
+        patterns, "The user's groups, one match is enough (needs read:users:groups).",
         matcher=True)
     server_names: Tuple[str, ...] = rule_key(
-        server_patterns, 'server names; "" is the default server', matcher=True)
+        server_patterns, 'Server names; "" is the default server.', matcher=True)
     profiles: Tuple[str, ...] = rule_key(
-        patterns, "the server's user_options[\"profile\"] (servers only; chosen by the user)",
-        matcher=True)
+        patterns, "The server's user_options[\"profile\"] (servers only; the user chooses "
+        "it).", matcher=True)
     user_options: Tuple[Tuple[str, str], ...] = rule_key(
-        option_patterns, "KEY=PATTERN pairs on the server's user_options (servers only; "
-        "chosen by the user)", matcher=True)
+        option_patterns, "KEY=PATTERN pairs on the server's user_options (servers only; the "
+        "user chooses them).", matcher=True)
     cull: Optional[bool] = rule_key(boolean, "false: never stop the matched servers nor "
-                                    "delete the matched users", relaxes="false")
-    timeout: Optional[int] = rule_key(seconds, _IDLE + " for servers, and users without "
-                                      "user_timeout; 0 is refused", zero="server or user",
+                                    "delete the matched users.", relaxes="false")
+    timeout: Optional[int] = rule_key(seconds, "Idle limit of servers, and of users without "
+                                      "user_timeout.", zero="server or user", relaxes="longer")
+    max_age: Optional[int] = rule_key(seconds, "Age limit of servers; 0 switches it off.",
                                       relaxes="longer")
-    max_age: Optional[int] = rule_key(seconds, "Age limit; 0 switches it off",
-                                      relaxes="longer")
-    user_timeout: Optional[int] = rule_key(seconds, _IDLE + " for deleting users; 0 is "
-                                           "refused", zero="user")
+    user_timeout: Optional[int] = rule_key(seconds, "Idle limit for deleting users.",
+                                           zero="user")
     user_max_age: Optional[int] = rule_key(seconds, "Age limit for deleting users; 0 "
-                                           "switches it off")
-    check_kernels: Optional[bool] = rule_key(boolean, "ask the matched servers themselves "
-                                             "before stopping them (--check-kernels)",
+                                           "switches it off.")
+    check_kernels: Optional[bool] = rule_key(boolean, "Ask the matched servers themselves "
+                                             "before stopping them (--check-kernels).",
                                              relaxes="true")
 
     @property

@@ -10,6 +10,7 @@ ALLOWED = {
     "__init__": set(),
     "__main__": {"cli"},
     "errors": set(),
+    "events": set(),
     "log": set(),
     "notify": {"log"},
     "converters": set(),
@@ -28,6 +29,7 @@ ALLOWED = {
     "metrics": {"stats", "errors"},
     "service": {"scopes", "config", "cull", "stats", "errors", "hub", "log", "metrics"},
     "daemon": {"stats", "notify", "errors", "log", "report"},
+    "reference": {"scopes", "converters", "errors", "events", "metrics", "settings"},
     "cli": {"config", "daemon", "errors", "log", "metrics", "notify", "options", "report",
             "service", "sources"},
 }
