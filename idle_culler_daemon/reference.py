@@ -11,7 +11,7 @@ makes. The metrics need prometheus-client (the ``[metrics]`` extra) to be listed
 
 import argparse
 import sys
-from typing import Any, Callable, List, Optional, Sequence
+from typing import Any, Callable, List, Optional, Sequence, Tuple
 
 from idle_culler_daemon import scopes
 from idle_culler_daemon.converters import DURATION_SYNTAX
@@ -119,29 +119,32 @@ def rule_keys_section() -> List[str]:
             ""] + table(["key", "kind", "values", "meaning"], rows)
 
 
-def _scopes(settings: CullSettings, pick: Callable[[CullSettings], Any]) -> str:
-    return ", ".join(" or ".join(code(scope) for scope in alternatives)
-                     for alternatives in pick(settings)) or "-"
+def scope_rows(mark: Callable[[str], str] = code) -> List[Tuple[str, str]]:
+    """(feature, the scopes it needs) from ``scopes``, each scope through ``mark``."""
+    base = CullSettings()
+
+    def added(settings: CullSettings) -> Any:  # what a feature reads beyond every pass
+        return scopes.read_scopes(settings)[len(scopes.read_scopes(base)):]
+    features = [
+        ("every pass (and --dry-run)", base, scopes.read_scopes),
+        ("stopping servers", base, scopes.write_scopes),
+        ("--cull-users", CullSettings(cull_users=True),
+         lambda settings: scopes.write_scopes(settings)[len(scopes.write_scopes(base)):]),
+        ("--cull-users, advised", CullSettings(cull_users=True), scopes.advised_scopes),
+        ("rules on groups, --exclude-groups",
+         CullSettings(rules=(RuleSettings("x", groups=("g",)),)), added),
+        ("--check-kernels", CullSettings(check_kernels=True), added),
+    ]
+    return [(feature, ", ".join(" or ".join(mark(scope) for scope in alternatives)
+                                for alternatives in pick(settings)) or "-")
+            for feature, settings, pick in features]
 
 
 def scopes_section() -> List[str]:
-    everything = CullSettings()
-    features = [
-        ("every pass (and `--dry-run`)", everything, scopes.read_scopes),
-        ("stopping servers", everything, scopes.write_scopes),
-        ("`--cull-users`", CullSettings(cull_users=True),
-         lambda settings: scopes.write_scopes(settings)[1:]),
-        ("`--cull-users`, advised", CullSettings(cull_users=True), scopes.advised_scopes),
-        ("rules on `groups`, `--exclude-groups`",
-         CullSettings(rules=(RuleSettings("x", groups=("g",)),)),
-         lambda settings: scopes.read_scopes(settings)[len(scopes.read_scopes(everything)):]),
-        ("`--check-kernels`", CullSettings(check_kernels=True),
-         lambda settings: scopes.read_scopes(settings)[len(scopes.read_scopes(everything)):]),
-    ]
-    rows = [[feature, _scopes(settings, pick)] for feature, settings, pick in features]
     return ["## Scopes", "", "What the token needs, by feature (JupyterHub 2 and later; "
-            "before 2.0 the token's owner must be an admin). Advised scopes only warn."
-            "", ""] + table(["feature", "scopes"], rows)
+            "before 2.0 the token's owner must be an admin). Advised scopes only warn: without "
+            "them some users are never deleted.", ""] + table(["feature", "scopes"],
+                                                               [list(row) for row in scope_rows()])
 
 
 def exit_codes_section() -> List[str]:
