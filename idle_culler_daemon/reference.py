@@ -19,16 +19,46 @@ from idle_culler_daemon.errors import EXIT_CODES, ConfigError
 from idle_culler_daemon.events import EVENTS
 from idle_culler_daemon.metrics import Metrics
 from idle_culler_daemon.settings import (
+    DEFAULT_URL,
     ENV_PREFIX,
     GROUPS,
     OPTIONS,
-    OTHER_ENVIRONMENT,
     PROG,
     RULE_KEYS_DECLARED,
     CullSettings,
     Option,
     RuleSettings,
     show,
+)
+
+#: The variables read besides the ``JUPYTERHUB_IDLE_CULLER_*`` ones of the options.
+OTHER_ENVIRONMENT: Tuple[Tuple[str, str], ...] = (
+    ("JUPYTERHUB_API_URL", "The hub API URL when --url is not given (default %s). JupyterHub "
+                           "sets it for the services it starts." % DEFAULT_URL),
+    ("JUPYTERHUB_API_TOKEN", "The API token, when neither --api-token-file nor a credential "
+                             "gives one. Prefer a file or a credential: the environment of a "
+                             "process is visible to the same user."),
+    ("JUPYTERHUB_REQUEST_TIMEOUT", "Read timeout in seconds when --request-timeout is not "
+                                   "given (default 60)."),
+    ("JUPYTERHUB_PUBLIC_HUB_URL", "The hub's public URL, set by JupyterHub for the services it "
+                                  "starts when it has public_url: its origin is the default of "
+                                  "--server-url-base."),
+    ("JUPYTERHUB_HOST", "The hub's public origin (or subdomain host), set the same way: the "
+                        "default of --server-url-base when JUPYTERHUB_PUBLIC_HUB_URL is not "
+                        "set."),
+    ("CREDENTIALS_DIRECTORY", "Set by systemd for LoadCredential=; the token is read from "
+                              "$CREDENTIALS_DIRECTORY/api-token when --api-token-file is not "
+                              "given."),
+    ("JUPYTERHUB_SSL_KEYFILE", "With --ssl-enabled: the client key, instead of the one under "
+                               "--internal-certs-location."),
+    ("JUPYTERHUB_SSL_CERTFILE", "With --ssl-enabled: the client certificate, instead of the "
+                                "one under --internal-certs-location."),
+    ("JUPYTERHUB_SSL_CLIENT_CA", "With --ssl-enabled: the CA bundle that verifies the hub, "
+                                 "instead of the one under --internal-certs-location."),
+    ("NOTIFY_SOCKET", "Set by systemd for Type=notify services: readiness, status lines and "
+                      "stopping are reported there (sd_notify(3))."),
+    ("WATCHDOG_USEC", "Set by systemd with WatchdogSec=: the culler pings the watchdog while "
+                      "its passes make progress."),
 )
 
 HEADER = """\

@@ -3,7 +3,7 @@
 
 The OPTIONS section is made from the same argparse parser that prints ``--help``
 (``idle_culler_daemon.options.build_parser``), the ENVIRONMENT section from the same
-declarations (``settings.OPTIONS`` and ``settings.OTHER_ENVIRONMENT``), the scopes from
+declarations (``settings.OPTIONS`` and ``reference.OTHER_ENVIRONMENT``), the scopes from
 ``scopes`` (as docs/reference.md), the exit codes from ``errors.EXIT_CODES``: the page cannot
 drift from the program. Standard library only: the package is imported from the source tree
 next to this script, nothing needs installing.
@@ -32,8 +32,8 @@ from idle_culler_daemon.options import (  # noqa: E402
     PROG,
     build_parser,
 )
-from idle_culler_daemon.reference import scope_rows  # noqa: E402
-from idle_culler_daemon.settings import ACTIONS, OTHER_ENVIRONMENT  # noqa: E402
+from idle_culler_daemon.reference import OTHER_ENVIRONMENT, scope_rows  # noqa: E402
+from idle_culler_daemon.settings import ACTIONS  # noqa: E402
 
 CONF_DIR = "/etc/jupyterhub-idle-culler"
 

@@ -13,7 +13,7 @@ from idle_culler_daemon import scopes
 from idle_culler_daemon.config import CullSettings
 from idle_culler_daemon.errors import EXIT_CODES
 from idle_culler_daemon.options import OPTIONS, build_parser, env_names
-from idle_culler_daemon.settings import OTHER_ENVIRONMENT
+from idle_culler_daemon.reference import OTHER_ENVIRONMENT
 
 REPO = Path(__file__).resolve().parents[2]
 SCRIPT = REPO / "packaging" / "make-manpage.py"
