@@ -397,6 +397,8 @@ def show(value: Any) -> str:
     """A value as the text a user would write for it (``KEY=PATTERN`` for pairs)."""
     if isinstance(value, bool):
         return "true" if value else "false"
+    if isinstance(value, float) and value.is_integer():
+        return "%d" % value
     if isinstance(value, (tuple, list)):
         return ",".join("=".join(item) if isinstance(item, tuple) else str(item)
                         for item in value)
