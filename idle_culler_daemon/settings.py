@@ -185,8 +185,9 @@ class HubSettings:
     (``hub.RetryPolicy``), not a setting.
     """
 
-    api_url: str = declare(text, DEFAULT_URL, "JupyterHub API URL; when not given, "
-                           "$JUPYTERHUB_API_URL if set.", "URL", group="hub", name="url")
+    api_url: str = declare(text, DEFAULT_URL, "JupyterHub API URL, http:// or https:// (a "
+                           "trailing / is ignored); when not given, $JUPYTERHUB_API_URL if "
+                           "set.", "URL", group="hub", name="url")
     token: str = field(default="", repr=False)
     read_timeout: float = declare(
         request_seconds, 60.0, "How long to wait for the hub on each request (read "
@@ -204,7 +205,7 @@ class HubSettings:
         "--check-kernels asks the servers. Default: the origin of $JUPYTERHUB_PUBLIC_HUB_URL, "
         "else $JUPYTERHUB_HOST.", "URL", group="hub")
     ssl_enabled: bool = declare(boolean, False, "Present the hub's internal-SSL client "
-                                "certificate.", group="hub")
+                                "certificate (JupyterHub's internal_ssl).", group="hub")
     internal_certs_location: str = declare(
         text, "internal-ssl", "Folder with the hub's internal certificates (hub-internal/, "
         "hub-ca/). $JUPYTERHUB_SSL_KEYFILE, $JUPYTERHUB_SSL_CERTFILE and "

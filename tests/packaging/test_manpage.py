@@ -139,3 +139,26 @@ def test_culler_env_example_shows_every_variable_at_its_declared_default():
             assert option.convert(value) == option.default, option.env_name
         else:
             assert option.default in (None, ()), option.env_name
+
+
+def env_example_comments():
+    """Each JUPYTERHUB_IDLE_CULLER_* variable of culler.env.example and the comment above it."""
+    text = (REPO / "packaging" / "systemd" / "culler.env.example").read_text(encoding="utf-8")
+    found, comment = {}, []
+    for line in text.splitlines():
+        match = re.match(r"#(JUPYTERHUB_IDLE_CULLER_\w+)=", line)
+        if match:
+            found[match.group(1)] = " ".join(comment)
+        comment = comment + [line[2:].strip()] if line.startswith("# ") else []
+    return found
+
+
+def test_culler_env_example_explains_each_variable_with_its_option_help():
+    # The file once said page size 0 "lets the hub choose (50, at most 200)" while --help
+    # said otherwise: each comment now starts with the declared help (notes for the units
+    # may follow).
+    comments = env_example_comments()
+    for option in OPTIONS:
+        if option.env_name:
+            assert comments[option.env_name].startswith(" ".join(option.help.split())), \
+                option.env_name
