@@ -32,6 +32,7 @@ from idle_culler_daemon.settings import (  # noqa: F401 - the settings types, re
     Option,
     RuleSettings,
     option_of,
+    restart_changes,
     show,
     value_of,
     with_values,

@@ -17,14 +17,7 @@ from typing import Callable, List, Optional, Set, Tuple
 from urllib.parse import urlsplit
 
 from idle_culler_daemon import scopes
-from idle_culler_daemon.config import (
-    OPTIONS_BY_NAME,
-    RESTART_ONLY,
-    Config,
-    relaxing_rules,
-    value_of,
-    with_values,
-)
+from idle_culler_daemon.config import Config, relaxing_rules, restart_changes, with_values
 from idle_culler_daemon.cull import Runtime, run_pass
 from idle_culler_daemon.errors import (
     ConfigError,
@@ -157,19 +150,15 @@ class Culler:
                           "previous configuration stays")
             return "reload refused (unexpected error); the previous configuration stays"
         self._logging(old, (new.hub.token,))  # the new token is a secret from now on
-        loaded = new
-        restart = [name for name in RESTART_ONLY if value_of(new, OPTIONS_BY_NAME[name])
-                   != value_of(old, OPTIONS_BY_NAME[name])]
-        new = with_values(new, {name: value_of(old, OPTIONS_BY_NAME[name]) for name in restart})
+        restart = restart_changes(old, new)
+        new = with_values(new, {name: running for name, (running, _) in restart.items()})
         try:
             hub, state_filter = self._try(new)
         except ConfigError as exc:
             self._logging(old, ())
             return self._refuse(str(exc))
-        for name in restart:
-            log.warning("reload-needs-restart", option=name,
-                        running=value_of(old, OPTIONS_BY_NAME[name]),
-                        new=value_of(loaded, OPTIONS_BY_NAME[name]),
+        for name, (running, wanted) in restart.items():
+            log.warning("reload-needs-restart", option=name, running=running, new=wanted,
                         detail="kept until the culler is restarted (systemctl restart)")
         changed = self._log_changes(old, new)
         if new.overridden:

@@ -394,6 +394,13 @@ def with_values(config: Any, changes: Dict[str, Any]) -> Any:
     return config
 
 
+def restart_changes(old: Any, new: Any) -> Dict[str, Tuple[Any, Any]]:
+    """The options a reload cannot apply that differ: name -> (running value, new value)."""
+    return {name: (value_of(old, OPTIONS_BY_NAME[name]), value_of(new, OPTIONS_BY_NAME[name]))
+            for name in RESTART_ONLY
+            if value_of(old, OPTIONS_BY_NAME[name]) != value_of(new, OPTIONS_BY_NAME[name])}
+
+
 def show(value: Any) -> str:
     """A value as the text a user would write for it (``KEY=PATTERN`` for pairs)."""
     if isinstance(value, bool):
