@@ -1,14 +1,15 @@
-"""The frozen configuration, and how it is built: merge the sources, convert, validate.
+"""How the frozen configuration is built: merge the sources, convert, validate, fill the fields.
 
 ``load_config`` takes the raw command-line values (``options.parse_command_line``), the
 environment mapping and a ``read_file`` callable, merges the sources with the precedence
 command line > environment > config file > default, converts each value with its option's
-converter and validates the whole into frozen dataclasses. Every problem is a ``ConfigError``
-naming the option (or the rule section and key) and the value: exit 78 before anything is sent
-to the hub. No network I/O and no ``os.environ`` here.
+converter, validates, and fills the settings dataclasses declared in ``settings`` (and
+re-exported here: ``config.Config``, ``config.CullSettings``, ...) by a loop over their fields:
+each declared field from its option, the others (the token, the rules) derived here. Every
+problem is a ``ConfigError`` naming the option (or the rule section and key) and the value:
+exit 78 before anything is sent to the hub. No network I/O and no ``os.environ`` here.
 """
 
-import fnmatch
 import re
 from dataclasses import fields, is_dataclass
 from typing import Any, Dict, List, Mapping, Optional, Tuple
@@ -16,15 +17,17 @@ from urllib.parse import urlsplit, urlunsplit
 
 from idle_culler_daemon.errors import ConfigError
 from idle_culler_daemon.log import REDACTED
-from idle_culler_daemon.options import did_you_mean, file_option
+from idle_culler_daemon.options import file_option
+from idle_culler_daemon.rules import (  # noqa: F401 - parse_rule_option, relaxing_rules too
+    all_rules,
+    parse_rule,
+    parse_rule_option,
+    relaxing_rules,
+    rule_text,
+)
 from idle_culler_daemon.settings import (  # noqa: F401 - the settings types, read from here
     OPTIONS,
     OPTIONS_BY_NAME,
-    RESTART_ONLY,
-    RULE_KEYS,
-    RULE_KEYS_DECLARED,
-    RULE_MATCHERS,
-    RULE_SETTINGS,
     UNLIMITED_CONCURRENCY,
     Config,
     CullSettings,
@@ -33,7 +36,6 @@ from idle_culler_daemon.settings import (  # noqa: F401 - the settings types, re
     RuleSettings,
     option_of,
     restart_changes,
-    show,
     value_of,
     with_values,
 )
@@ -56,110 +58,6 @@ def convert(option: Option, raw: Any, source: str) -> Any:
         return option.convert(raw)
     except ValueError as exc:
         raise ConfigError("%s (from %s): %r %s" % (option.flag, source, raw, exc)) from None
-
-
-# --- rules -----------------------------------------------------------------------------------
-
-# The idle limits of a rule, and what they would stop at 0 (refused, like --timeout=0).
-IDLE_LIMITS = {key.name: key.zero for key in RULE_KEYS_DECLARED if key.zero}
-
-
-def parse_rule(name: str, items: Mapping[str, Any], where: str) -> RuleSettings:
-    """Validate one rule's keys and values into ``RuleSettings``.
-
-    Raises ConfigError naming ``where`` and the key for unknown keys, bad patterns and bad
-    values, and for a rule with no matcher at all.
-    """
-    if not re.fullmatch(r"[A-Za-z0-9_.-]+", name):
-        raise ConfigError("%s: rule name %r may use only letters, digits, '_', '.' and '-'"
-                          % (where, name))
-    fields: Dict[str, Any] = {"name": name}
-    for key, raw in items.items():
-        key = key.strip().replace("-", "_")
-        if key not in RULE_KEYS:
-            raise ConfigError("%s: unknown key %r%s (matchers: %s; settings: %s)"
-                              % (where, key, did_you_mean(key, RULE_KEYS),
-                                 ", ".join(RULE_MATCHERS), ", ".join(RULE_SETTINGS)))
-        try:
-            fields[key] = RULE_KEYS[key](raw)
-        except ValueError as exc:
-            raise ConfigError("%s: key %r: %r %s" % (where, key, raw, exc)) from None
-        if key == "user_options":
-            _check_patterns(tuple(pattern for _, pattern in fields[key]),
-                            "%s: key %r" % (where, key))
-        elif key in RULE_MATCHERS:
-            _check_patterns(fields[key], "%s: key %r" % (where, key))
-        if key in IDLE_LIMITS and fields[key] == 0:
-            raise ConfigError("%s: key %r: 0 would stop every matching %s at once; give seconds "
-                              "> 0 (an age limit of 0 switches it off, an idle limit cannot)"
-                              % (where, key, IDLE_LIMITS[key]))
-    if not any(key in fields for key in RULE_MATCHERS):
-        raise ConfigError("%s: a rule needs at least one of %s" % (where, ", ".join(RULE_MATCHERS)))
-    return RuleSettings(**fields)
-
-
-def _check_patterns(patterns: Tuple[str, ...], where: str) -> None:
-    """Refuse fnmatch patterns that cannot mean what their author wanted."""
-    if not patterns:
-        raise ConfigError("%s: no pattern given" % where)
-    for pattern in patterns:
-        if pattern.count("[") != pattern.count("]"):
-            raise ConfigError("%s: bad pattern %r (unbalanced brackets)" % (where, pattern))
-        try:
-            re.compile(fnmatch.translate(pattern))
-        except re.error as exc:
-            raise ConfigError("%s: bad pattern %r (%s)" % (where, pattern, exc)) from None
-
-
-def parse_rule_option(text: str, where: str) -> RuleSettings:
-    """Parse ``NAME:key=value,key=value`` from ``--rule``.
-
-    A comma-separated segment without ``=`` continues the previous value, so
-    ``staff:groups=staff,admins,cull=false`` gives ``groups = staff, admins``. After
-    ``user_options=``, a ``KEY=PATTERN`` segment whose KEY is not a rule key continues it too:
-    ``big:user_options=image=*torch*,size=large,timeout=1h``.
-    """
-    name, colon, body = text.partition(":")
-    if not colon or not name.strip():
-        raise ConfigError("%s: %r is not NAME:key=value,..." % (where, text))
-    items: Dict[str, str] = {}
-    last_key = None
-    for segment in body.split(","):
-        key, equals, value = segment.partition("=")
-        if last_key is not None and equals and _continues_user_options(last_key, key):
-            items[last_key] += "," + segment.strip()
-        elif equals:
-            last_key = key.strip()
-            if last_key in items:
-                raise ConfigError("%s: key %r given twice in %r" % (where, last_key, text))
-            items[last_key] = value.strip()
-        elif last_key is not None and segment.strip():
-            items[last_key] += "," + segment.strip()
-        elif segment.strip():
-            raise ConfigError("%s: %r has no '=' in %r" % (where, segment, text))
-    return parse_rule(name.strip(), items, "%s %r" % (where, name.strip()))
-
-
-def _continues_user_options(last_key: str, key: str) -> bool:
-    """Is ``key=...`` another KEY=PATTERN pair of a ``user_options=`` value in ``--rule``?"""
-    return (last_key.replace("-", "_") == "user_options"
-            and key.strip().replace("-", "_") not in RULE_KEYS)
-
-
-def _all_rules(values: Mapping[str, Any], sections: List[RuleSection]) -> Tuple[RuleSettings, ...]:
-    """Exclusions first, then ``--rule`` options, then the config file's sections."""
-    rules: List[RuleSettings] = []
-    if values["exclude_users"]:
-        rules.append(RuleSettings("exclude-users", users=values["exclude_users"], cull=False))
-    if values["exclude_groups"]:
-        rules.append(RuleSettings("exclude-groups", groups=values["exclude_groups"], cull=False))
-    rules += [parse_rule_option(text, "--rule") for text in values["rule"]]
-    rules += [parse_rule(section.name, section.items, section.where) for section in sections]
-    names = [rule.name for rule in rules]
-    for name in names:
-        if names.count(name) > 1:
-            raise ConfigError("rule %r is defined more than once" % name)
-    return tuple(rules)
 
 
 # --- merging and validating ------------------------------------------------------------------
@@ -327,7 +225,7 @@ def load_config(cli_values: Mapping[str, Any], env: Mapping[str, str],
     """
     layers, sections, config_path, by_default = _layers(cli_values, env, read_file)
     values, sources, overridden = _merge(layers)
-    rules = _all_rules(values, sections)
+    rules = all_rules(values, sections)
     raw_cull_every = values["cull_every"]
     warnings = unknown_variables(env) + _settle(values, rules)
     if values["cull_every"] != raw_cull_every:
@@ -388,46 +286,7 @@ def show_config(config: Config) -> str:
         comment = "" if file_option(name) else "# "  # not a key of [culler]: shown only
         lines.append("%s%s = %s ; %s" % (comment, name, values.get(name, ""), source))
     for rule in config.culling.rules:
-        lines.append("# rule %s: %s" % (rule.name, _rule_text(rule)))
+        lines.append("# rule %s: %s" % (rule.name, rule_text(rule)))
     for warning in config.warnings:
         lines.append("# warning: %s" % warning)
     return "\n".join(lines) + "\n"
-
-
-def _rule_text(rule: RuleSettings) -> str:
-    parts = []
-    for key in RULE_MATCHERS + RULE_SETTINGS:
-        value = getattr(rule, key)
-        if value not in (None, ()):
-            parts.append("%s=%s" % (key, show(value)))
-    return ", ".join(parts)
-
-
-# --- rules on values users choose ---------------------------------------------------------------
-
-def relaxing_rules(culling: CullSettings) -> List[Tuple[str, str]]:
-    """The rules that match on values users choose (``profiles``, ``user_options``) and cull
-    less than the global settings, each with what it relaxes (``timeout=2h``, ``cull=false``).
-
-    A user who may set those values can pick such a rule for their own servers.
-    """
-    found = []
-    for rule in culling.rules:
-        if not rule.needs_user_options:
-            continue
-        relaxed = [key.name for key in RULE_KEYS_DECLARED if key.relaxes
-                   and _relaxes(key.relaxes, getattr(rule, key.name),
-                                getattr(culling, key.name, None))]
-        if relaxed:
-            found.append((rule.name, ", ".join("%s=%s" % (name, show(getattr(rule, name)))
-                                               for name in relaxed)))
-    return found
-
-
-def _relaxes(how: str, value: Any, global_value: Any) -> bool:
-    """Does a rule's ``value`` cull less than the global one? (``how``: see RuleKey)."""
-    if value is None:
-        return False
-    if how == "longer":  # an age limit of 0 is none at all
-        return bool(global_value) and (value == 0 or value > global_value)
-    return value is (how == "true") and value != global_value
