@@ -13,13 +13,21 @@ from typing import Any, Callable, Dict, Mapping, Optional, Sequence, Tuple
 from idle_culler_daemon import __version__
 from idle_culler_daemon.config import Config, load_config, show_config
 from idle_culler_daemon.daemon import Health, Signals, run_forever
-from idle_culler_daemon.errors import EXIT_BUG, EXIT_CONFIG, EXIT_OK, EXIT_USAGE, ConfigError
+from idle_culler_daemon.errors import (
+    EXIT_BUG,
+    EXIT_CONFIG,
+    EXIT_OK,
+    EXIT_TEMPFAIL,
+    EXIT_USAGE,
+    ConfigError,
+    HubError,
+)
 from idle_culler_daemon.log import configure_logging, get_logger
 from idle_culler_daemon.metrics import Endpoint, Metrics
 from idle_culler_daemon.notify import Notifier
 from idle_culler_daemon.options import PROG, generate_config, parse_command_line
 from idle_culler_daemon.report import plan_json, plan_table
-from idle_culler_daemon.service import Culler
+from idle_culler_daemon.service import Culler, warn_about_rules
 from idle_culler_daemon.sources import read_text
 
 log = get_logger(__name__)
@@ -96,6 +104,7 @@ def _run(config: Config, values: Mapping[str, Any], env: Mapping[str, str]) -> i
     apply_logging(config, ())
     for warning in config.warnings:
         log.warning("config-warning", detail=warning)
+    warn_about_rules(config)
     notifier = Notifier.from_environ(env, os.getpid())
     signals = Signals()
     if threading.current_thread() is threading.main_thread():
@@ -144,6 +153,31 @@ def _serve(culler: Culler, notifier: Notifier, signals: Signals, metrics: Option
     return code
 
 
+def _check_config(config: Config, env: Mapping[str, str], preflight: bool) -> int:
+    """``--check-config``: the configuration was read and validated as a start reads it (a
+    ConfigError has already ended the run with 78); what a start would still refuse is
+    checked here. With ``--preflight`` the hub is asked as before the first pass: 78 when it
+    refuses the token or a scope is missing, 75 when it cannot be asked."""
+    _logging_hook(env)(config, ())
+    for warning in config.warnings:
+        log.warning("config-warning", detail=warning)
+    warn_about_rules(config)
+    if config.metrics_file:
+        Metrics(config.metrics_file)  # ConfigError without prometheus-client, as at start
+    if preflight:
+        culler = Culler(config, lambda: config)
+        try:
+            culler.preflight()
+        except HubError as exc:
+            print("%s: the hub could not be asked: %s" % (PROG, exc), file=sys.stderr)
+            return EXIT_TEMPFAIL
+        finally:
+            culler.close()
+    print("%s: the configuration is good (config file: %s%s)"
+          % (PROG, config.config_file or "none", "; preflight passed" if preflight else ""))
+    return EXIT_OK
+
+
 def main(argv: Optional[Sequence[str]] = None, env: Optional[Mapping[str, str]] = None) -> int:
     """Run the culler; return the process exit code."""
     argv = list(sys.argv[1:] if argv is None else argv)
@@ -152,6 +186,9 @@ def main(argv: Optional[Sequence[str]] = None, env: Optional[Mapping[str, str]] 
         values: Dict[str, Any] = parse_command_line(argv)
     except SystemExit as exc:  # --help (0) and usage errors (2)
         return exc.code if isinstance(exc.code, int) else EXIT_USAGE
+    if values.get("preflight") and not values.get("check_config"):
+        print("%s: error: --preflight goes with --check-config" % PROG, file=sys.stderr)
+        return EXIT_USAGE
     if values.get("version"):
         print("%s %s" % (PROG, __version__))
         return EXIT_OK
@@ -164,6 +201,8 @@ def main(argv: Optional[Sequence[str]] = None, env: Optional[Mapping[str, str]] 
         if values.get("show_config"):
             print(show_config(config), end="")
             return EXIT_OK
+        if values.get("check_config"):
+            return _check_config(config, env, bool(values.get("preflight")))
     except ConfigError as exc:
         print("%s: configuration error: %s" % (PROG, exc), file=sys.stderr)
         return EXIT_CONFIG

@@ -1,32 +1,43 @@
-"""The frozen configuration, and how it is built: merge the sources, convert, validate.
+"""How the frozen configuration is built: merge the sources, convert, validate, fill the fields.
 
 ``load_config`` takes the raw command-line values (``options.parse_command_line``), the
 environment mapping and a ``read_file`` callable, merges the sources with the precedence
 command line > environment > config file > default, converts each value with its option's
-converter and validates the whole into frozen dataclasses. Every problem is a ``ConfigError``
-naming the option (or the rule section and key) and the value: exit 78 before anything is sent
-to the hub. No network I/O and no ``os.environ`` here.
+converter, validates, and fills the settings dataclasses declared in ``settings`` (and
+re-exported here: ``config.Config``, ``config.CullSettings``, ...) by a loop over their fields:
+each declared field from its option, the others (the token, the rules) derived here. Every
+problem is a ``ConfigError`` naming the option (or the rule section and key) and the value:
+exit 78 before anything is sent to the hub. No network I/O and no ``os.environ`` here.
 """
 
-import fnmatch
 import re
-from dataclasses import dataclass, field, replace
+from dataclasses import fields, is_dataclass
 from typing import Any, Dict, List, Mapping, Optional, Tuple
 from urllib.parse import urlsplit, urlunsplit
 
 from idle_culler_daemon.errors import ConfigError
-from idle_culler_daemon.options import (
-    DEFAULT_URL,
+from idle_culler_daemon.log import REDACTED
+from idle_culler_daemon.options import file_option
+from idle_culler_daemon.rules import (  # noqa: F401 - parse_rule_option, relaxing_rules too
+    all_rules,
+    parse_rule,
+    parse_rule_option,
+    relaxing_rules,
+    rule_text,
+)
+from idle_culler_daemon.settings import (  # noqa: F401 - the settings types, read from here
     OPTIONS,
     OPTIONS_BY_NAME,
-    RULE_KEYS,
-    RULE_MATCHERS,
-    RULE_SETTINGS,
     UNLIMITED_CONCURRENCY,
+    Config,
+    CullSettings,
+    HubSettings,
     Option,
-    did_you_mean,
-    file_option,
-    show,
+    RuleSettings,
+    option_of,
+    restart_changes,
+    value_of,
+    with_values,
 )
 from idle_culler_daemon.sources import (
     DEFAULT_CONFIG_FILES,
@@ -39,104 +50,6 @@ from idle_culler_daemon.sources import (
     unknown_variables,
 )
 
-
-@dataclass(frozen=True)
-class RuleSettings:
-    """One rule section: matchers (all must match) and the settings it overrides."""
-
-    name: str
-    users: Tuple[str, ...] = ()
-    groups: Tuple[str, ...] = ()
-    server_names: Tuple[str, ...] = ()
-    profiles: Tuple[str, ...] = ()
-    user_options: Tuple[Tuple[str, str], ...] = ()  # (key, pattern) pairs
-    cull: Optional[bool] = None
-    timeout: Optional[int] = None
-    max_age: Optional[int] = None
-    user_timeout: Optional[int] = None
-    user_max_age: Optional[int] = None
-    check_kernels: Optional[bool] = None
-
-    @property
-    def needs_user_options(self) -> bool:
-        return bool(self.profiles or self.user_options)
-
-
-@dataclass(frozen=True)
-class CullSettings:
-    """What to cull: the global settings and the rule sections that refine them."""
-
-    timeout: int = 600
-    max_age: int = 0
-    cull_users: bool = False
-    cull_admin_users: bool = True
-    remove_named_servers: bool = False
-    cull_default_servers: bool = True
-    cull_named_servers: bool = True
-    rules: Tuple[RuleSettings, ...] = ()
-    check_kernels: bool = False
-    max_stops_per_pass: int = 0            # 0: no limit
-    max_stop_fraction: Optional[float] = None  # None: no guard
-
-    @property
-    def needs_groups(self) -> bool:
-        return any(rule.groups for rule in self.rules)
-
-    @property
-    def needs_user_options(self) -> bool:
-        return any(rule.needs_user_options for rule in self.rules)
-
-    @property
-    def may_check_kernels(self) -> bool:
-        """Whether any server may be asked about its kernels (globally or by a rule)."""
-        return self.check_kernels or any(rule.check_kernels for rule in self.rules)
-
-
-@dataclass(frozen=True)
-class HubSettings:
-    """How to reach the hub. The token is kept out of ``repr``.
-
-    How often and how long a call is retried is the hub client's own policy
-    (``hub.RetryPolicy``), not a setting.
-    """
-
-    api_url: str
-    token: str = field(repr=False)
-    read_timeout: float = 60.0
-    page_size: int = 0
-    pool_size: int = 10
-    client_cert: Optional[Tuple[str, str]] = None  # (certfile, keyfile)
-    ca_bundle: Optional[str] = None
-    server_url_base: Optional[str] = None  # the proxy's origin, for --check-kernels
-
-
-@dataclass(frozen=True)
-class Config:
-    """The whole validated configuration, built once per (re)load."""
-
-    hub: HubSettings
-    culling: CullSettings
-    cull_every: int
-    concurrency: int
-    once: bool = False
-    dry_run: bool = False
-    output: str = "table"
-    log_level: str = "INFO"
-    log_format: str = "text"
-    config_file: Optional[str] = None
-    metrics_port: int = 0
-    metrics_address: str = "127.0.0.1"
-    metrics_file: Optional[str] = None
-    warnings: Tuple[str, ...] = ()
-    values: Tuple[Tuple[str, str], ...] = ()  # every effective option as text, token excluded
-    sources: Tuple[Tuple[str, str], ...] = ()  # where each option's value came from
-    token_source: str = ""
-
-    def describe(self) -> Dict[str, str]:
-        """Return the effective options as text, for logging what a reload changed."""
-        return dict(self.values)
-
-
 # --- converting ------------------------------------------------------------------------------
 
 def convert(option: Option, raw: Any, source: str) -> Any:
@@ -147,120 +60,19 @@ def convert(option: Option, raw: Any, source: str) -> Any:
         raise ConfigError("%s (from %s): %r %s" % (option.flag, source, raw, exc)) from None
 
 
-# --- rules -----------------------------------------------------------------------------------
-
-# The idle limits of a rule, and what they would stop at 0 (refused, like --timeout=0).
-IDLE_LIMITS = {"timeout": "server or user", "user_timeout": "user"}
-
-
-def parse_rule(name: str, items: Mapping[str, Any], where: str) -> RuleSettings:
-    """Validate one rule's keys and values into ``RuleSettings``.
-
-    Raises ConfigError naming ``where`` and the key for unknown keys, bad patterns and bad
-    values, and for a rule with no matcher at all.
-    """
-    if not re.fullmatch(r"[A-Za-z0-9_.-]+", name):
-        raise ConfigError("%s: rule name %r may use only letters, digits, '_', '.' and '-'"
-                          % (where, name))
-    fields: Dict[str, Any] = {"name": name}
-    for key, raw in items.items():
-        key = key.strip().replace("-", "_")
-        if key not in RULE_KEYS:
-            raise ConfigError("%s: unknown key %r%s (matchers: %s; settings: %s)"
-                              % (where, key, did_you_mean(key, RULE_KEYS),
-                                 ", ".join(RULE_MATCHERS), ", ".join(RULE_SETTINGS)))
-        try:
-            fields[key] = RULE_KEYS[key](raw)
-        except ValueError as exc:
-            raise ConfigError("%s: key %r: %r %s" % (where, key, raw, exc)) from None
-        if key == "user_options":
-            _check_patterns(tuple(pattern for _, pattern in fields[key]),
-                            "%s: key %r" % (where, key))
-        elif key in RULE_MATCHERS:
-            _check_patterns(fields[key], "%s: key %r" % (where, key))
-        if key in IDLE_LIMITS and fields[key] == 0:
-            raise ConfigError("%s: key %r: 0 would stop every matching %s at once; give seconds "
-                              "> 0 (an age limit of 0 switches it off, an idle limit cannot)"
-                              % (where, key, IDLE_LIMITS[key]))
-    if not any(key in fields for key in RULE_MATCHERS):
-        raise ConfigError("%s: a rule needs at least one of %s" % (where, ", ".join(RULE_MATCHERS)))
-    return RuleSettings(**fields)
-
-
-def _check_patterns(patterns: Tuple[str, ...], where: str) -> None:
-    """Refuse fnmatch patterns that cannot mean what their author wanted."""
-    if not patterns:
-        raise ConfigError("%s: no pattern given" % where)
-    for pattern in patterns:
-        if pattern.count("[") != pattern.count("]"):
-            raise ConfigError("%s: bad pattern %r (unbalanced brackets)" % (where, pattern))
-        try:
-            re.compile(fnmatch.translate(pattern))
-        except re.error as exc:
-            raise ConfigError("%s: bad pattern %r (%s)" % (where, pattern, exc)) from None
-
-
-def parse_rule_option(text: str, where: str) -> RuleSettings:
-    """Parse ``NAME:key=value,key=value`` from ``--rule``.
-
-    A comma-separated segment without ``=`` continues the previous value, so
-    ``staff:groups=staff,admins,cull=false`` gives ``groups = staff, admins``. After
-    ``user_options=``, a ``KEY=PATTERN`` segment whose KEY is not a rule key continues it too:
-    ``big:user_options=image=*torch*,size=large,timeout=1h``.
-    """
-    name, colon, body = text.partition(":")
-    if not colon or not name.strip():
-        raise ConfigError("%s: %r is not NAME:key=value,..." % (where, text))
-    items: Dict[str, str] = {}
-    last_key = None
-    for segment in body.split(","):
-        key, equals, value = segment.partition("=")
-        if last_key is not None and equals and _continues_user_options(last_key, key):
-            items[last_key] += "," + segment.strip()
-        elif equals:
-            last_key = key.strip()
-            if last_key in items:
-                raise ConfigError("%s: key %r given twice in %r" % (where, last_key, text))
-            items[last_key] = value.strip()
-        elif last_key is not None and segment.strip():
-            items[last_key] += "," + segment.strip()
-        elif segment.strip():
-            raise ConfigError("%s: %r has no '=' in %r" % (where, segment, text))
-    return parse_rule(name.strip(), items, "%s %r" % (where, name.strip()))
-
-
-def _continues_user_options(last_key: str, key: str) -> bool:
-    """Is ``key=...`` another KEY=PATTERN pair of a ``user_options=`` value in ``--rule``?"""
-    return (last_key.replace("-", "_") == "user_options"
-            and key.strip().replace("-", "_") not in RULE_KEYS)
-
-
-def _all_rules(values: Mapping[str, Any], sections: List[RuleSection]) -> Tuple[RuleSettings, ...]:
-    """Exclusions first, then ``--rule`` options, then the config file's sections."""
-    rules: List[RuleSettings] = []
-    if values["exclude_users"]:
-        rules.append(RuleSettings("exclude-users", users=values["exclude_users"], cull=False))
-    if values["exclude_groups"]:
-        rules.append(RuleSettings("exclude-groups", groups=values["exclude_groups"], cull=False))
-    rules += [parse_rule_option(text, "--rule") for text in values["rule"]]
-    rules += [parse_rule(section.name, section.items, section.where) for section in sections]
-    names = [rule.name for rule in rules]
-    for name in names:
-        if names.count(name) > 1:
-            raise ConfigError("rule %r is defined more than once" % name)
-    return tuple(rules)
-
-
 # --- merging and validating ------------------------------------------------------------------
 
 Layers = List[Tuple[str, Mapping[str, Any]]]
+_FILE = "config file "  # the name of the config file's layer, before its path
 
 
-def _merge(layers: Layers) -> Tuple[Dict[str, Any], Dict[str, str]]:
+def _merge(layers: Layers) -> Tuple[Dict[str, Any], Dict[str, str], List[str]]:
     """The value of each option from the first layer that has it (repeatables: all of them),
-    and the name of the layer (or layers) it came from."""
+    the name of the layer (or layers) it came from, and the options that the config file sets
+    but an earlier layer (command line, environment) overrides."""
     values: Dict[str, Any] = {}
     sources: Dict[str, str] = {}
+    overridden: List[str] = []
     for option in OPTIONS:
         if option.cli_only:
             continue
@@ -273,10 +85,12 @@ def _merge(layers: Layers) -> Tuple[Dict[str, Any], Dict[str, str]]:
         elif found:
             values[option.name] = convert(option, found[0][1], found[0][0])
             sources[option.name] = found[0][0]
+            if any(source.startswith(_FILE) for source, _ in found[1:]):
+                overridden.append(option.name)
         else:
             values[option.name] = option.default
             sources[option.name] = "default"
-    return values, sources
+    return values, sources, overridden
 
 
 def _check_url(url: str, warnings: List[str], flag: str = "--url") -> str:
@@ -390,7 +204,7 @@ def _layers(cli_values: Mapping[str, Any], env: Mapping[str, str], read_file: Re
     config_path, found, by_default = _config_file(cli_values, env_values, read_file, warnings)
     file_values, sections = found or ({}, [])
     if config_path is not None:
-        layers.append(("config file %s" % config_path, file_values))
+        layers.append((_FILE + config_path, file_values))
     for name, variable in (("url", "JUPYTERHUB_API_URL"),
                            ("request_timeout", "JUPYTERHUB_REQUEST_TIMEOUT")):
         if env.get(variable):
@@ -399,7 +213,6 @@ def _layers(cli_values: Mapping[str, Any], env: Mapping[str, str], read_file: Re
     if origin:
         layers.append(("$JUPYTERHUB_PUBLIC_HUB_URL or $JUPYTERHUB_HOST",
                        {"server_url_base": origin}))
-    layers.append(("default", {"url": DEFAULT_URL, "request_timeout": "60"}))
     return layers, sections, config_path, by_default
 
 
@@ -414,12 +227,13 @@ def load_config(cli_values: Mapping[str, Any], env: Mapping[str, str],
     file_warnings: List[str] = []
     layers, sections, config_path, by_default = _layers(cli_values, env, read_file,
                                                         file_warnings)
-    values, sources = _merge(layers)
-    rules = _all_rules(values, sections)
+    values, sources, overridden = _merge(layers)
+    rules = all_rules(values, sections)
     raw_cull_every = values["cull_every"]
     warnings = file_warnings + unknown_variables(env) + _settle(values, rules)
     if values["cull_every"] != raw_cull_every:
         sources["cull_every"] += " (0: half of --timeout)"
+    values["config"] = config_path
     if config_path and by_default:
         sources["config"] = "default (the file exists)"
     try:
@@ -428,38 +242,31 @@ def load_config(cli_values: Mapping[str, Any], env: Mapping[str, str],
         if token_required:
             raise
         token = ("", "none: %s" % exc)
-    config = _build(values, rules, env, token)
-    return replace(config, config_file=config_path, warnings=tuple(warnings),
-                   sources=tuple(sources.items()))
-
-
-def _build(values: Mapping[str, Any], rules: Tuple[RuleSettings, ...], env: Mapping[str, str],
-           token: Tuple[str, str]) -> Config:
     client_cert, ca_bundle = (ssl_files(values["internal_certs_location"], env)
                               if values["ssl_enabled"] else (None, None))
-    hub = HubSettings(
-        api_url=values["url"], token=token[0],
-        read_timeout=values["request_timeout"], page_size=values["api_page_size"],
-        pool_size=values["concurrency"], client_cert=client_cert, ca_bundle=ca_bundle,
-        server_url_base=values["server_url_base"])
-    culling = CullSettings(
-        timeout=values["timeout"], max_age=values["max_age"], cull_users=values["cull_users"],
-        cull_admin_users=values["cull_admin_users"],
-        remove_named_servers=values["remove_named_servers"],
-        cull_default_servers=values["cull_default_servers"],
-        cull_named_servers=values["cull_named_servers"], rules=rules,
-        check_kernels=values["check_kernels"],
-        max_stops_per_pass=values["max_stops_per_pass"],
-        max_stop_fraction=values["max_stop_fraction"])
-    shown = tuple((option.name, show(values[option.name])) for option in OPTIONS
-                  if not option.cli_only and values[option.name] is not None)
-    return Config(
-        hub=hub, culling=culling, cull_every=values["cull_every"],
-        concurrency=values["concurrency"], once=values["once"], dry_run=values["dry_run"],
-        output=values["output"], log_level=values["log_level"],
-        log_format=values["log_format"], metrics_port=values["metrics_port"],
-        metrics_address=values["metrics_address"], metrics_file=values["metrics_file"],
-        values=shown, token_source=token[1])
+    derived = {"hub.token": token[0], "hub.pool_size": values["concurrency"],
+               "hub.client_cert": client_cert, "hub.ca_bundle": ca_bundle,
+               "culling.rules": rules, "warnings": tuple(warnings),
+               "sources": tuple(sources.items()), "token_source": token[1],
+               "overridden": tuple(overridden)}
+    return _build(Config, values, derived)
+
+
+def _build(cls: type, values: Mapping[str, Any], derived: Mapping[str, Any],
+           prefix: str = "") -> Any:
+    """Settings of type ``cls``: each declared field from its option's value, each section
+    built the same way, each other field from ``derived`` (by its dotted path) or its
+    default."""
+    given: Dict[str, Any] = {}
+    for item in fields(cls):
+        option = option_of(item)
+        if option is not None:
+            given[item.name] = values[option.name]
+        elif isinstance(item.type, type) and is_dataclass(item.type):
+            given[item.name] = _build(item.type, values, derived, prefix + item.name + ".")
+        elif prefix + item.name in derived:
+            given[item.name] = derived[prefix + item.name]
+    return cls(**given)
 
 
 def show_config(config: Config) -> str:
@@ -469,7 +276,7 @@ def show_config(config: Config) -> str:
     lines = ["# Effective configuration of jupyterhub-idle-culler (value ; where it came from).",
              "# Precedence: command line > JUPYTERHUB_IDLE_CULLER_* environment > config file "
              "> default.",
-             "# api token: %s (%s)" % ("<redacted>" if config.hub.token else "-",
+             "# api token: %s (%s)" % (REDACTED if config.hub.token else "-",
                                        config.token_source),
              "", "[culler]"]
     for name, source in config.sources:
@@ -477,20 +284,12 @@ def show_config(config: Config) -> str:
             continue
         if source == "environment":
             source = "environment " + OPTIONS_BY_NAME[name].env_name
-        value = config.config_file or "" if name == "config" else values.get(name, "")
+        if name in config.overridden:
+            source += " (overrides the config file's value)"
         comment = "" if file_option(name) else "# "  # not a key of [culler]: shown only
-        lines.append("%s%s = %s ; %s" % (comment, name, value, source))
+        lines.append("%s%s = %s ; %s" % (comment, name, values.get(name, ""), source))
     for rule in config.culling.rules:
-        lines.append("# rule %s: %s" % (rule.name, _rule_text(rule)))
+        lines.append("# rule %s: %s" % (rule.name, rule_text(rule)))
     for warning in config.warnings:
         lines.append("# warning: %s" % warning)
     return "\n".join(lines) + "\n"
-
-
-def _rule_text(rule: RuleSettings) -> str:
-    parts = []
-    for key in RULE_MATCHERS + RULE_SETTINGS:
-        value = getattr(rule, key)
-        if value not in (None, ()):
-            parts.append("%s=%s" % (key, show(value)))
-    return ", ".join(parts)

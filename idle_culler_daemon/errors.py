@@ -14,6 +14,26 @@ EXIT_USAGE = 2      # argparse's own code for an unknown option or a missing val
 EXIT_TEMPFAIL = 75  # EX_TEMPFAIL: --once could not reach the hub, or the pass had failures
 EXIT_CONFIG = 78    # EX_CONFIG: a bad option, an unreadable file, no token, a missing scope
 
+#: What each exit code means: a few words (for ``--help``), then the whole story (for the man
+#: page and docs/reference.md).
+EXIT_CODES = {
+    EXIT_OK: ("done", "The daemon was stopped, or the single pass of --once succeeded, or "
+                      "--check-config found the configuration good. Also for --help, "
+                      "--version, --show-config and --generate-config."),
+    EXIT_BUG: ("unexpected error", "A bug: the log has the traceback."),
+    EXIT_USAGE: ("usage", "An unknown option or a missing option value."),
+    EXIT_TEMPFAIL: ("hub unreachable, failures or the mass-cull guard (--once)",
+                    "With --once: the hub could not be reached, some stops or deletions "
+                    "failed, or the mass-cull guard (--max-stop-fraction) stopped the pass; "
+                    "with --check-config --preflight: the hub could not be reached "
+                    "(EX_TEMPFAIL; try again later)."),
+    EXIT_CONFIG: ("configuration error", "A bad option value, an unreadable file, no API "
+                  "token, a token that lacks a needed scope, or a --url that answers but is "
+                  "not the JupyterHub API (EX_CONFIG). Nothing was changed on the hub. A "
+                  "reload never exits: a bad configuration is refused and the running one "
+                  "stays."),
+}
+
 
 class CullerError(Exception):
     """Base class of the culler's own errors."""

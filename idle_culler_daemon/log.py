@@ -22,9 +22,10 @@ from typing import Any, Dict, Iterable, List, Mapping, Optional, TextIO, Tuple
 
 PACKAGE_LOGGER = "idle_culler_daemon"
 REDACTED = "<redacted>"
-# Shorter strings are not redacted: no token is that short (the culler refuses them), and hiding
-# every "x" of every line would only garble the log.
-MIN_SECRET_LENGTH = 8
+#: JupyterHub's tokens have at least this many characters, and the culler refuses shorter ones
+#: (``sources.check_token``); shorter secrets are not redacted: hiding every "x" of every line
+#: would only garble the log.
+MIN_TOKEN_LENGTH = 8
 _PRIORITY = {logging.DEBUG: 7, logging.INFO: 6, logging.WARNING: 4, logging.ERROR: 3,
              logging.CRITICAL: 2}
 _NEEDS_QUOTES = re.compile(r'[\s"=]')
@@ -150,7 +151,7 @@ class _Redacting(logging.Formatter):
     def __init__(self, secrets: Iterable[str] = ()) -> None:
         super().__init__()
         self._secrets = sorted({secret for secret in secrets
-                                if secret and len(secret) >= MIN_SECRET_LENGTH},
+                                if secret and len(secret) >= MIN_TOKEN_LENGTH},
                                key=len, reverse=True)
         self._forms = sorted({form for secret in self._secrets
                               for form in [secret] + _escaped_forms(secret)},

@@ -12,13 +12,12 @@ problem refuses it and the running configuration stays (docs/behaviour.md#reload
 
 import threading
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import replace
 from datetime import datetime, timezone
 from typing import Callable, List, Optional, Set, Tuple
 from urllib.parse import urlsplit
 
 from idle_culler_daemon import scopes
-from idle_culler_daemon.config import Config
+from idle_culler_daemon.config import Config, relaxing_rules, restart_changes, with_values
 from idle_culler_daemon.cull import Runtime, run_pass
 from idle_culler_daemon.errors import (
     ConfigError,
@@ -37,8 +36,6 @@ log = get_logger(__name__)
 #: ``state=`` filters of ``GET /users`` exist from JupyterHub 1.3, roles and scopes from 2.0.
 STATE_FILTER_SINCE = (1, 3)
 SCOPES_SINCE = (2, 0)
-#: Options a running daemon cannot change: a reload keeps their old values and says so.
-RESTART_ONLY = ("metrics_port", "metrics_address", "once")
 API_PATH = "/hub/api"
 
 #: Applies a configuration's logging (level, format), redacting its token and these others.
@@ -76,15 +73,14 @@ def not_the_api(url: str, exc: HubError) -> ConfigError:
                        % (url, exc, hint))
 
 
-def _with_values(config: Config, **changes: object) -> Config:
-    """``config`` with some options changed, its text values (``describe``) kept in step."""
-    values = dict(config.values)
-    for name, value in changes.items():
-        if value is None:
-            values.pop(name, None)
-        else:
-            values[name] = str(value).lower() if isinstance(value, bool) else str(value)
-    return replace(config, values=tuple(values.items()), **changes)  # type: ignore[arg-type]
+def warn_about_rules(config: Config) -> None:
+    """One WARNING per rule that lets users who choose its values be culled less."""
+    for rule, relaxed in relaxing_rules(config.culling):
+        log.warning("rule-chosen-by-users", rule=rule, relaxes=relaxed,
+                    detail="this rule matches profiles or user_options, which users choose "
+                    "when they start a server: any user can pick it for their own servers and "
+                    "be culled less (KubeSpawner refuses a profile that is not in the "
+                    "profile_list it offers that user; user_options are not checked)")
 
 
 class Culler:
@@ -154,19 +150,22 @@ class Culler:
                           "previous configuration stays")
             return "reload refused (unexpected error); the previous configuration stays"
         self._logging(old, (new.hub.token,))  # the new token is a secret from now on
-        loaded = new
-        restart = [name for name in RESTART_ONLY if getattr(new, name) != getattr(old, name)]
-        new = _with_values(new, **{name: getattr(old, name) for name in restart})
+        restart = restart_changes(old, new)
+        new = with_values(new, {name: running for name, (running, _) in restart.items()})
         try:
             hub, state_filter = self._try(new)
         except ConfigError as exc:
             self._logging(old, ())
             return self._refuse(str(exc))
-        for name in restart:
-            log.warning("reload-needs-restart", option=name, running=getattr(old, name),
-                        new=getattr(loaded, name), detail="kept until the culler is restarted "
-                        "(systemctl restart)")
+        for name, (running, wanted) in restart.items():
+            log.warning("reload-needs-restart", option=name, running=running, new=wanted,
+                        detail="kept until the culler is restarted (systemctl restart)")
         changed = self._log_changes(old, new)
+        if new.overridden:
+            log.info("reload-overridden", options=",".join(new.overridden),
+                     detail="the config file sets them, but the command line or the "
+                     "environment wins: change them there, then restart")
+        warn_about_rules(new)
         self.close()
         self._apply(new, hub, state_filter)
         # Until the new configuration is preflighted, keep the last one that was.

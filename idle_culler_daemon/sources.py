@@ -14,6 +14,7 @@ import stat
 from typing import Any, Callable, Dict, List, Mapping, Optional, Tuple
 
 from idle_culler_daemon.errors import ConfigError
+from idle_culler_daemon.log import MIN_TOKEN_LENGTH
 from idle_culler_daemon.options import (
     DEFAULT_CONFIG_FILE,
     ENV_PREFIX,
@@ -27,7 +28,6 @@ from idle_culler_daemon.pyconfig import RuleSection, read_python_config
 # Raises OSError, UntrustedFile (see check_owner), or ValueError for a file that is not text.
 ReadFile = Callable[[str], str]
 TOKEN_CREDENTIAL = "api-token"  # the name of the systemd credential (LoadCredential=)
-MIN_TOKEN_LENGTH = 8  # JupyterHub refuses shorter tokens
 _CHARACTER_NAMES = {"\n": "a newline", "\r": "a carriage return", "\t": "a tab",
                     " ": "a space", "\ufeff": "a byte-order mark (U+FEFF)"}
 BOM = "\ufeff"
@@ -193,14 +193,10 @@ def _ini_config(text: str, path: str) -> Tuple[Dict[str, Any], List[RuleSection]
     return values, rules
 
 
-def read_token(token_file: Optional[str], env: Mapping[str, str], read_file: ReadFile) -> str:
-    """Find the API token: --api-token-file, then $CREDENTIALS_DIRECTORY, then the env var."""
-    return find_token(token_file, env, read_file)[0]
-
-
 def find_token(token_file: Optional[str], env: Mapping[str, str], read_file: ReadFile
                ) -> Tuple[str, str]:
-    """The API token and where it was found (for ``--show-config``), as ``read_token``."""
+    """The API token and where it was found (for ``--show-config``): --api-token-file, then
+    $CREDENTIALS_DIRECTORY, then $JUPYTERHUB_API_TOKEN."""
     candidates = []
     if token_file:
         candidates.append(("--api-token-file", token_file, True))

@@ -1,10 +1,12 @@
 #!/usr/bin/env python3
-"""Write the man page jupyterhub-idle-culler(1) from the option definitions.
+"""Write the man page jupyterhub-idle-culler(1) from the declarations in the package.
 
 The OPTIONS section is made from the same argparse parser that prints ``--help``
-(``idle_culler_daemon.options.build_parser``), and the ENVIRONMENT section from the same
-``OPTIONS`` table, so the page cannot drift from the program. Standard library only: the
-package is imported from the source tree next to this script, nothing needs installing.
+(``idle_culler_daemon.options.build_parser``), the ENVIRONMENT section from the same
+declarations (``settings.OPTIONS`` and ``reference.OTHER_ENVIRONMENT``), the scopes from
+``scopes`` (as docs/reference.md), the exit codes from ``errors.EXIT_CODES``: the page cannot
+drift from the program. Standard library only: the package is imported from the source tree
+next to this script, nothing needs installing.
 
     python3 packaging/make-manpage.py                  # roff on stdout
     python3 packaging/make-manpage.py -o build/jupyterhub-idle-culler.1
@@ -15,6 +17,7 @@ without it the page is dated by the version only, never by the current time.
 
 import argparse
 import os
+import re
 import sys
 import time
 
@@ -22,63 +25,17 @@ SOURCE_TREE = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, SOURCE_TREE)
 
 from idle_culler_daemon import __version__  # noqa: E402
+from idle_culler_daemon.errors import EXIT_CODES  # noqa: E402
 from idle_culler_daemon.options import (  # noqa: E402
-    DEFAULT_URL,
     ENV_PREFIX,
     OPTIONS,
     PROG,
     build_parser,
 )
+from idle_culler_daemon.reference import OTHER_ENVIRONMENT, scope_rows  # noqa: E402
+from idle_culler_daemon.settings import ACTIONS  # noqa: E402
 
 CONF_DIR = "/etc/jupyterhub-idle-culler"
-
-EXIT_CODES = (
-    ("0", "Done: the daemon was stopped, or the single pass of \\fB\\-\\-once\\fR succeeded. "
-          "Also for \\fB\\-\\-help\\fR, \\fB\\-\\-version\\fR and "
-          "\\fB\\-\\-generate\\-config\\fR."),
-    ("1", "An unexpected error: a bug. The log has the traceback."),
-    ("2", "Usage error: an unknown option or a missing option value."),
-    ("75", "With \\fB\\-\\-once\\fR: the hub could not be reached, some stops or deletions "
-           "failed, or the mass\\-cull guard (\\fB\\-\\-max\\-stop\\-fraction\\fR) stopped "
-           "the pass (EX_TEMPFAIL; try again later)."),
-    ("78", "Configuration error: a bad option value, an unreadable file, no API token, a "
-           "token that lacks a needed scope, or a \\fB\\-\\-url\\fR that answers but is not "
-           "the JupyterHub API (EX_CONFIG). Nothing was changed on the hub. A reload never "
-           "exits: a bad configuration is refused and the running one stays."),
-)
-
-# Variables read besides the JUPYTERHUB_IDLE_CULLER_* ones made from OPTIONS.
-OTHER_ENV = (
-    ("JUPYTERHUB_API_URL", "The hub API URL when \\fB\\-\\-url\\fR is not given "
-                           "(default " + DEFAULT_URL + "). JupyterHub sets it for the services "
-                           "it starts."),
-    ("JUPYTERHUB_API_TOKEN", "The API token, when neither \\fB\\-\\-api\\-token\\-file\\fR nor "
-                             "a credential gives one. Prefer a file or a credential: the "
-                             "environment of a process is visible to the same user."),
-    ("JUPYTERHUB_REQUEST_TIMEOUT", "Read timeout in seconds when \\fB\\-\\-request\\-timeout\\fR "
-                                   "is not given (default 60)."),
-    ("JUPYTERHUB_PUBLIC_HUB_URL", "The hub's public URL, set by JupyterHub for the services it "
-                                  "starts when it has \\fBpublic_url\\fR: its origin is the "
-                                  "default of \\fB\\-\\-server\\-url\\-base\\fR."),
-    ("JUPYTERHUB_HOST", "The hub's public origin (or subdomain host), set the same way: the "
-                        "default of \\fB\\-\\-server\\-url\\-base\\fR when "
-                        "\\fBJUPYTERHUB_PUBLIC_HUB_URL\\fR is not set."),
-    ("CREDENTIALS_DIRECTORY", "Set by systemd for \\fBLoadCredential=\\fR; the token is read "
-                              "from \\fI$CREDENTIALS_DIRECTORY/api\\-token\\fR when "
-                              "\\fB\\-\\-api\\-token\\-file\\fR is not given."),
-    ("JUPYTERHUB_SSL_KEYFILE", "With \\fB\\-\\-ssl\\-enabled\\fR: the client key, instead of "
-                               "the one under \\fB\\-\\-internal\\-certs\\-location\\fR."),
-    ("JUPYTERHUB_SSL_CERTFILE", "With \\fB\\-\\-ssl\\-enabled\\fR: the client certificate, "
-                                "instead of the one under "
-                                "\\fB\\-\\-internal\\-certs\\-location\\fR."),
-    ("JUPYTERHUB_SSL_CLIENT_CA", "With \\fB\\-\\-ssl\\-enabled\\fR: the CA bundle that "
-                                 "verifies the hub, instead of the one under "
-                                 "\\fB\\-\\-internal\\-certs\\-location\\fR."),
-    ("NOTIFY_SOCKET", "Set by systemd for \\fBType=notify\\fR services: readiness, status "
-                      "lines and stopping are reported there (\\fBsd_notify\\fR(3))."),
-    ("WATCHDOG_USEC", "Set by systemd with \\fBWatchdogSec=\\fR: the culler pings the "
-                      "watchdog while its passes make progress."),
-)
 
 FILES = (
     (CONF_DIR + "/culler.env",
@@ -145,8 +102,10 @@ EXAMPLES = (
 
 
 def roff_text(text: str) -> str:
-    """Escape plain text for a roff body line: backslashes, hyphens and leading control dots."""
+    """Escape plain text for a roff body line: backslashes, hyphens and leading control dots;
+    option names (``--name``) in bold."""
     text = text.replace("\\", "\\e").replace("-", "\\-")
+    text = re.sub(r"(?<![\w\\])((?:\\-){2}[a-z](?:[a-z]|\\-)*[a-z])", r"\\fB\1\\fR", text)
     if text.startswith((".", "'")):
         text = "\\&" + text
     return text
@@ -205,22 +164,24 @@ def option_entries(actions: list, by_name: dict) -> list:
         if option is not None and option.env_name:
             lines.append(".br")
             lines.append("Environment: \\fB%s\\fR." % option.env_name.replace("-", "\\-"))
+        if option is not None and option.path and not option.reload:
+            lines += [".br", "A reload keeps the running value: a change needs a restart."]
     return lines
 
 
 def environment_section() -> list:
+    actions = [action.flag for action in ACTIONS]
     lines = [".SH ENVIRONMENT",
-             "Every option except \\fB\\-\\-generate\\-config\\fR, \\fB\\-\\-show\\-config\\fR and "
-             "\\fB\\-\\-version\\fR "
-             "has a variable \\fB%s\\fR\\fINAME\\fR, the option's name in capitals with "
+             roff_text("Every option except %s and %s" % (", ".join(actions[:-1]), actions[-1]))
+             + " has a variable \\fB%s\\fR\\fINAME\\fR, the option's name in capitals with "
              "underscores. Booleans take the same words as on the command line; repeatable "
              "options take a comma\\-separated list." % ENV_PREFIX]
     for option in OPTIONS:
         if option.env_name:
             lines += [".TP", "\\fB%s\\fR" % option.env_name,
                       "Same as \\fB%s\\fR." % option.flag.replace("-", "\\-")]
-    for name, text in OTHER_ENV:
-        lines += [".TP", "\\fB%s\\fR" % name, text]
+    for name, text in OTHER_ENVIRONMENT:
+        lines += [".TP", "\\fB%s\\fR" % name, roff_text(text)]
     return lines
 
 
@@ -250,18 +211,18 @@ def render() -> str:
         "The API token is looked for, first found wins, in the file of "
         "\\fB\\-\\-api\\-token\\-file\\fR, in \\fI$CREDENTIALS_DIRECTORY/api\\-token\\fR "
         "(systemd \\fBLoadCredential=\\fR) and in \\fB$JUPYTERHUB_API_TOKEN\\fR. The token "
-        "needs the scopes list:users, read:users:activity, read:servers and delete:servers; "
-        "admin:users or delete:users with \\fB\\-\\-cull\\-users\\fR; read:users:groups for "
-        "rules on groups; access:servers with \\fB\\-\\-check\\-kernels\\fR.",
+        "needs these scopes (JupyterHub 2 and later; before 2.0 its owner must be an admin):",
     ]
+    for feature, needed in scope_rows(mark=lambda scope: scope):
+        lines += [".IP \\(bu 2", roff_text("%s: %s" % (feature, needed))]
     lines += options_section(parser)
     lines += environment_section()
     lines.append(".SH FILES")
     for path, text in FILES:
         lines += [".TP", "\\fI%s\\fR" % path, text]
     lines.append(".SH EXIT STATUS")
-    for code, text in EXIT_CODES:
-        lines += [".TP", "\\fB%s\\fR" % code, text]
+    for code, (_, text) in EXIT_CODES.items():
+        lines += [".TP", "\\fB%d\\fR" % code, roff_text(text)]
     lines.append(".SH EXAMPLES")
     for text, command in EXAMPLES:
         lines += [".PP", text, ".PP", ".nf", ".RS 4"]

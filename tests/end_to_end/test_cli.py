@@ -333,3 +333,85 @@ def test_cli_reload_with_a_new_token_keeps_it_out_of_the_log(fake_hub, tmp_path)
     aborted = [line for line in output.splitlines() if "event=pass-aborted" in line]
     assert aborted and "invalid token <redacted> for request" in aborted[0]
     assert new_token not in output and fake_hub.token not in output
+
+
+# --- --check-config: what systemctl reload runs first (docs/behaviour.md#check-config) -------
+
+def test_cli_check_config_good_exits_0_and_asks_the_hub_nothing(run_culler, fake_hub, tmp_path):
+    config = tmp_path / "c.ini"
+    config.write_text("[culler]\ntimeout = 900\n[rule:gpu]\nserver_names = gpu-*\n"
+                      "timeout = 15m\n")
+    result = run_culler("--url=" + fake_hub.api_url, "--config=%s" % config,
+                        "--check-config", token=fake_hub.token)
+    assert result.returncode == 0, result.stderr
+    assert "the configuration is good" in result.stdout and str(config) in result.stdout
+    assert fake_hub.records() == []
+
+
+@pytest.mark.parametrize("conf,error", [
+    ("[culler]\ntimeout = soon\n", "--timeout"),
+    ("[culler]\ntimout = 60\n", "did you mean timeout?"),
+    ("[rule:x]\nusers = *\nbogus = 1\n", "'bogus'"),
+])
+def test_cli_check_config_refuses_what_a_start_refuses_with_the_same_message(
+        run_culler, fake_hub, tmp_path, conf, error):
+    config = tmp_path / "c.ini"
+    config.write_text(conf)
+    args = ["--url=" + fake_hub.api_url, "--config=%s" % config]
+    checked = run_culler(*args, "--check-config", token=fake_hub.token)
+    started = run_culler(*args, "--once", token=fake_hub.token)
+    assert checked.returncode == started.returncode == 78
+    assert error in checked.stderr and checked.stderr == started.stderr
+    assert fake_hub.records() == []
+
+
+def test_cli_check_config_without_a_token_exits_78(run_culler, fake_hub):
+    result = run_culler("--url=" + fake_hub.api_url, "--check-config")
+    assert result.returncode == 78 and "no API token" in result.stderr
+
+
+def test_cli_check_config_preflight_asks_the_hub_for_the_scopes(run_culler, fake_hub):
+    args = ["--url=" + fake_hub.api_url, "--cull-users", "--check-config", "--preflight"]
+    good = run_culler(*args, token=fake_hub.token)
+    assert good.returncode == 0, good.stderr
+    assert "preflight passed" in good.stdout
+    assert fake_hub.records(route="self")
+    fake_hub.scopes = ["list:users", "read:users:activity", "read:servers", "delete:servers"]
+    lacking = run_culler(*args, token=fake_hub.token)
+    assert lacking.returncode == 78 and "delete:users or admin:users" in lacking.stderr
+    assert fake_hub.stopped_servers() == [] and fake_hub.deleted_users() == []
+
+
+def test_cli_check_config_preflight_on_an_unreachable_hub_exits_75(run_culler, unused_port):
+    result = run_culler("--url=http://127.0.0.1:%d/hub/api" % unused_port, "--check-config",
+                        "--preflight", "--request-timeout=1", token="t0k3n-abcdef", timeout=60)
+    assert result.returncode == 75, result.stderr
+    assert "the hub could not be asked" in result.stderr
+
+
+def test_cli_preflight_alone_is_a_usage_error(run_culler):
+    result = run_culler("--preflight", token="t0k3n-abcdef")
+    assert result.returncode == 2 and "--check-config" in result.stderr
+
+
+# --- rules on what users choose (docs/behaviour.md#rules-on-what-users-choose) ---------------
+
+def test_cli_show_config_with_a_user_options_rule_exits_0(run_culler):
+    # It crashed with a TypeError (exit 1) on any rule with user_options.
+    result = run_culler("--rule", "vip:user_options=tier=vip,cull=false", "--show-config",
+                        token="t0k3n-abcdef")
+    assert result.returncode == 0, result.stderr
+    assert "# rule vip: user_options=tier=vip, cull=false" in result.stdout.splitlines()
+
+
+def test_cli_start_warns_once_per_rule_that_users_can_choose_to_cull_less(run_culler, fake_hub):
+    result = run_culler("--url=" + fake_hub.api_url, "--once", "--timeout=1h",
+                        "--rule", "vip:user_options=tier=vip,cull=false",
+                        "--rule", "gpu:profiles=gpu-*,timeout=15m",
+                        "--rule", "long:profiles=big-*,timeout=1d", token=fake_hub.token)
+    assert result.returncode == 0, result.stderr
+    warnings = [line for line in result.stderr.splitlines() if "rule-chosen-by-users" in line]
+    assert len(warnings) == 2 and "level=WARNING" in warnings[0]
+    assert 'rule=vip relaxes="cull=false"' in warnings[0]
+    assert 'rule=long relaxes="timeout=86400"' in warnings[1]
+    assert all("KubeSpawner" in line for line in warnings)

@@ -4,6 +4,8 @@ The culler is built as cli builds it, with a ``load`` that re-reads an in-memory
 (the config file and the token file), so each test changes a file and calls ``reload``.
 """
 
+import logging
+
 import pytest
 
 from idle_culler_daemon.config import load_config
@@ -125,3 +127,28 @@ def test_reload_while_the_hub_is_down_is_checked_before_the_next_pass(fake_hub, 
     assert not culler.config.culling.cull_users
     assert calls[-1] == ("INFO", fake_hub.token, ())
     assert fake_hub.stopped_servers() == []  # 30 minutes idle is within the 1 h of before
+
+
+def test_reload_names_the_file_values_that_the_command_line_overrides(fake_hub, make_culler,
+                                                                      caplog):
+    culler, files, _ = make_culler("[culler]\ntimeout = 3600\n", "--timeout=600")
+    files["c.ini"] = "[culler]\ntimeout = 1200\nmax_age = 7d\n"
+    with caplog.at_level(logging.INFO):
+        status = culler.reload()
+    assert culler.config.culling.timeout == 600  # the command line still wins
+    assert status == "reloaded: max_age changed"
+    overridden = [record.getMessage() for record in caplog.records
+                  if "reload-overridden" in record.getMessage()]
+    assert len(overridden) == 1 and "options=timeout" in overridden[0]
+
+
+def test_reload_warns_about_rules_on_values_users_choose(fake_hub, make_culler, caplog):
+    culler, files, _ = make_culler()
+    files["c.ini"] = ("[culler]\ntimeout = 3600\n[rule:vip]\nuser_options = tier=vip\n"
+                      "cull = false\n[rule:gpu]\nprofiles = gpu-*\ntimeout = 15m\n")
+    with caplog.at_level(logging.WARNING):
+        culler.reload()
+    warnings = [record.getMessage() for record in caplog.records
+                if "rule-chosen-by-users" in record.getMessage()]
+    assert len(warnings) == 1 and "rule=vip" in warnings[0] and "cull=false" in warnings[0]
+    assert "KubeSpawner" in warnings[0]

@@ -3,15 +3,27 @@
 import codecs
 import pathlib
 import threading
+from dataclasses import fields
 from datetime import datetime, timedelta, timezone
 
 import pytest
 
 from idle_culler_daemon.config import (
     CullSettings,
+    RuleSettings,
     load_config,
     parse_rule_option,
+    relaxing_rules,
     show_config,
+    value_of,
+)
+from idle_culler_daemon.converters import (
+    boolean,
+    entries,
+    option_patterns,
+    patterns,
+    server_patterns,
+    text,
 )
 from idle_culler_daemon.errors import ConfigError
 from idle_culler_daemon.model import Server, User
@@ -21,16 +33,10 @@ from idle_culler_daemon.options import (
     OPTIONS,
     OPTIONS_BY_NAME,
     RULE_KEYS,
-    boolean,
     build_parser,
-    entries,
     env_names,
     generate_config,
-    option_patterns,
     parse_command_line,
-    patterns,
-    server_patterns,
-    text,
 )
 from idle_culler_daemon.policy import Action, judge_server
 from idle_culler_daemon.sources import read_text
@@ -428,8 +434,9 @@ def test_show_config_names_the_source_of_every_value_and_redacts_the_token():
     text = show_config(load(["--timeout=300", "--rule=gpu:server_names=gpu-*,timeout=60"],
                             env, files))
     lines = text.splitlines()
-    assert "timeout = 300 ; command line" in lines
-    assert "max_age = 8 ; environment JUPYTERHUB_IDLE_CULLER_MAX_AGE" in lines
+    assert "timeout = 300 ; command line (overrides the config file's value)" in lines
+    assert ("max_age = 8 ; environment JUPYTERHUB_IDLE_CULLER_MAX_AGE (overrides the config "
+            "file's value)") in lines
     assert "url = http://10.0.0.1:8081/hub/api ; $JUPYTERHUB_API_URL" in lines
     assert "concurrency = 10 ; default" in lines
     assert "cull_every = 150 ; default (0: half of --timeout)" in lines
@@ -675,6 +682,70 @@ def test_readme_rule_example_loads_and_its_default_server_rule_matches_it():
     assert home, "the README shows how to match the default server"
     default, named = _judge_default_and_named(CullSettings(timeout=600, rules=tuple(home)))
     assert default.rule == home[0].name and named.rule == "default"
+
+
+def test_show_config_shows_rules_on_user_options_including_the_readme_example():
+    # It raised TypeError (exit 1) on any rule with user_options.
+    readme = (pathlib.Path(__file__).resolve().parents[2] / "README.md").read_text("utf-8")
+    example = readme.split("```ini\n", 1)[1].split("```", 1)[0]
+    config = load(["--config=r.ini", "--server-url-base=https://hub.example.org",
+                   "--rule=big:user_options=image=*torch*,size=large,timeout=1h"],
+                  files={"r.ini": example})
+    lines = show_config(config).splitlines()
+    assert "# rule big: user_options=image=*torch*,size=large, timeout=3600" in lines
+
+
+@pytest.mark.parametrize("rule,relaxed", [
+    ("vip:user_options=tier=vip,cull=false", "cull=false"),
+    ("long:profiles=big-*,timeout=2h", "timeout=7200"),
+    ("old:profiles=big-*,max_age=0", "max_age=0"),
+    ("older:profiles=big-*,max_age=2d", "max_age=172800"),
+    ("asks:user_options=kernel=yes,check_kernels=true", "check_kernels=true"),
+    ("both:profiles=x,timeout=2h,cull=false", "cull=false, timeout=7200"),
+    ("short:profiles=gpu-*,timeout=15m,max_age=8h", None),
+    ("staff:groups=staff,cull=false", None),  # groups are the operator's, not the user's
+    ("gpu:server_names=gpu-*,timeout=2h", None),
+])
+def test_rules_on_values_users_choose_that_cull_less_are_found(rule, relaxed):
+    config = load(["--timeout=1h", "--max-age=1d", "--rule=" + rule,
+                   "--server-url-base=https://hub.example.org"])
+    found = relaxing_rules(config.culling)
+    assert found == ([(rule.split(":")[0], relaxed)] if relaxed else [])
+
+
+def test_every_declared_option_reaches_its_field_from_every_source():
+    # The settings are built from the declarations by a loop: no option can be read into the
+    # wrong field or forgotten. Each option gets a value other than its default.
+    samples = {"url": "http://10.1.2.3:8081/hub/api", "request_timeout": "7",
+               "api_page_size": "7", "server_url_base": "https://hub.example.org",
+               "internal_certs_location": "certs", "api_token_file": "tok",
+               "output": "json", "log_level": "DEBUG", "log_format": "json",
+               "max_stop_fraction": "0.5", "metrics_address": "::1", "metrics_file": "m.prom",
+               "exclude_users": "ann", "exclude_groups": "staff", "rule": "r:users=bob",
+               "config": ""}
+    files = {"tok": TOKEN}
+    base = dict(ENV, JUPYTERHUB_PUBLIC_HUB_URL="https://proxy.example.org/hub/")  # for kernels
+    for option in OPTIONS:
+        if not option.path or option.name == "ssl_enabled":  # ssl needs real files
+            continue
+        raw = samples[option.name] if option.name in samples else (
+            "true" if option.is_flag and not option.default else "false" if option.is_flag
+            else "7")
+        expected = option.convert(raw) if option.name != "config" else None
+        for argv, env in ([["%s=%s" % (option.flag, raw)], base],
+                          [[], dict(base, **{option.env_name: raw})]):
+            config = load(argv, env, files)
+            assert value_of(config, option) == expected, (option.name, argv, env)
+            source = dict(config.sources)[option.name]
+            assert source.startswith("command line" if argv else "environment"), option.name
+
+
+def test_rule_keys_are_the_declared_fields_of_rule_settings():
+    declared = [item.name for item in fields(RuleSettings) if item.name != "name"]
+    assert list(RULE_KEYS) == declared
+    text = generate_config()
+    for key in declared:
+        assert ";   %s: " % key in text, key
 
 
 # --- tokens that cannot be sent, or cannot be a hub's token (docs/behaviour.md#token-lookup) ---

@@ -10,12 +10,16 @@ ALLOWED = {
     "__init__": set(),
     "__main__": {"cli"},
     "errors": set(),
+    "events": set(),
     "log": set(),
     "notify": {"log"},
-    "options": set(),
+    "converters": set(),
+    "settings": {"converters"},
+    "options": {"settings", "converters", "errors"},
     "pyconfig": {"options", "errors"},
-    "sources": {"options", "pyconfig", "errors"},
-    "config": {"options", "sources", "errors"},
+    "sources": {"options", "pyconfig", "errors", "log"},
+    "rules": {"settings", "options", "sources", "errors"},
+    "config": {"settings", "options", "sources", "rules", "errors", "log"},
     "model": {"errors"},
     "policy": {"model", "config", "errors"},
     "scopes": {"config"},
@@ -27,11 +31,13 @@ ALLOWED = {
     "metrics": {"stats", "errors"},
     "service": {"scopes", "config", "cull", "stats", "errors", "hub", "log", "metrics"},
     "daemon": {"stats", "notify", "errors", "log", "report"},
+    "reference": {"scopes", "converters", "errors", "events", "metrics", "settings"},
     "cli": {"config", "daemon", "errors", "log", "metrics", "notify", "options", "report",
             "service", "sources"},
 }
 PURE = {"requests", "urllib3", "logging", "time", "os", "socket", "threading"}
-FORBIDDEN_EXTERNAL = {"policy": PURE, "model": PURE, "scopes": PURE, "options": PURE}
+FORBIDDEN_EXTERNAL = {"policy": PURE, "model": PURE, "scopes": PURE, "options": PURE,
+                      "converters": PURE, "settings": PURE}
 
 
 def imports_of(path):
