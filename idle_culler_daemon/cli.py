@@ -26,15 +26,29 @@ log = get_logger(__name__)
 
 
 def _install_signal_handlers(signals: Signals) -> None:
+    """Handlers that only record the signal (no lock, no I/O, no logging: a handler runs
+    between two bytecodes of the main thread, wherever it is), and the wakeup fd through
+    which the interpreter wakes the loop's wait for each signal."""
     def on_stop(signum: int, frame: Any) -> None:
-        signals.request_stop()  # nothing else here: no logging, no I/O
+        signals.record(Signals.STOP)
 
     def on_reload(signum: int, frame: Any) -> None:
-        signals.request_reload()
+        signals.record(Signals.RELOAD)
 
+    signal.set_wakeup_fd(signals.wakeup_fd, warn_on_full_buffer=False)
     signal.signal(signal.SIGTERM, on_stop)
     signal.signal(signal.SIGINT, on_stop)
     signal.signal(signal.SIGHUP, on_reload)
+
+
+def _release_signals(signals: Signals) -> None:
+    """Default handlers again, and no wakeup fd, before the pipe is closed (a wakeup fd left
+    on a closed descriptor would write into whatever reuses its number)."""
+    if threading.current_thread() is threading.main_thread():
+        for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+            signal.signal(signum, signal.SIG_DFL)
+        signal.set_wakeup_fd(-1)
+    signals.close()
 
 
 def _start_metrics(config: Config) -> Optional[Metrics]:
@@ -115,6 +129,7 @@ def _run(config: Config, values: Mapping[str, Any], env: Mapping[str, str]) -> i
         return _serve(culler, notifier, signals, metrics)
     finally:
         culler.close()
+        _release_signals(signals)
 
 
 def _serve(culler: Culler, notifier: Notifier, signals: Signals, metrics: Optional[Metrics]
