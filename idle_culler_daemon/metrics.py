@@ -5,7 +5,8 @@ a registry of their own and are updated once per pass from the pass's figures, s
 are exactly what the pass did. Every labelled series exists from the start, at zero, and no
 ``*_created`` series is written (they double the output and no alert needs them).
 
-The endpoint is a small standard-library HTTP server on one thread, so that ``/healthz``
+The endpoint is a small standard-library HTTP server (a thread per connection, at most
+``MAX_CONNECTIONS`` of them, each idle one closed after ``IDLE_TIMEOUT_S``), so that ``/healthz``
 works without the extra: 200 while the loop makes progress, 503 once it has stalled (the same
 condition that stops the watchdog pings). With the extra it also serves ``/metrics``.
 """
@@ -31,6 +32,12 @@ SERVER_KINDS = ("default", "named")
 STATUS_CLASSES = ("4xx", "5xx", "connection")
 DEFAULT_RULE = "default"
 TEXT_FORMAT = "text/plain; version=0.0.4; charset=utf-8"
+
+#: The endpoint serves at most this many connections at once (a scraper and a probe or two
+#: need far fewer); one more is closed as soon as it is accepted, without a thread.
+MAX_CONNECTIONS = 16
+#: A connection that sends nothing for this long is closed (a scrape takes milliseconds).
+IDLE_TIMEOUT_S = 5.0
 
 #: ``/healthz``: (healthy, one line saying why).
 HealthCheck = Callable[[], Tuple[bool, str]]
@@ -188,6 +195,10 @@ class _Handler(BaseHTTPRequestHandler):
 
     server: "_Server"
 
+    def setup(self) -> None:
+        self.timeout = self.server.idle_timeout_s  # the socket's timeout, set by setup()
+        super().setup()
+
     def do_GET(self) -> None:  # noqa: N802 - http.server's name
         path = self.path.split("?", 1)[0]
         if path == "/healthz":
@@ -214,16 +225,47 @@ class _Handler(BaseHTTPRequestHandler):
 
 
 class _Server(ThreadingHTTPServer):
+    """A thread per connection, but at most ``slots`` of them; each idle one times out.
+
+    Without the cap, idle clients held a thread and a descriptor each for ever: 300 of them
+    used up the process's descriptors, and every request to the hub failed with EMFILE.
+    """
+
     daemon_threads = True
+    block_on_close = False  # keep no list of the connection threads; they are daemons
+    request_queue_size = 64  # listen() backlog: a burst waits to be accepted (and maybe closed)
     metrics: Optional[Metrics] = None
     health: HealthCheck
+    idle_timeout_s: float = IDLE_TIMEOUT_S
+    slots: threading.BoundedSemaphore
+
+    def process_request(self, request: Any, client_address: Any) -> None:
+        if not self.slots.acquire(blocking=False):
+            self.shutdown_request(request)  # over the cap: closed at once, no thread
+            return
+        try:
+            super().process_request(request, client_address)
+        except BaseException:
+            self.slots.release()
+            raise
+
+    def process_request_thread(self, request: Any, client_address: Any) -> None:
+        try:
+            super().process_request_thread(request, client_address)
+        finally:
+            self.slots.release()
 
 
 class Endpoint:
-    """``/metrics`` (with prometheus-client) and ``/healthz`` on one address and port."""
+    """``/metrics`` (with prometheus-client) and ``/healthz`` on one address and port.
 
+    At most ``max_connections`` at once, each closed after ``idle_timeout_s`` of silence.
+    """
+
+    # shape: where to listen, what to serve, and the two limits (defaulted)
     def __init__(self, address: str, port: int, metrics: Optional[Metrics],
-                 health: HealthCheck) -> None:
+                 health: HealthCheck, max_connections: int = MAX_CONNECTIONS,
+                 idle_timeout_s: float = IDLE_TIMEOUT_S) -> None:
         server_class = type("_Server6", (_Server,), {"address_family": socket.AF_INET6}) \
             if ":" in address else _Server
         try:
@@ -232,6 +274,8 @@ class Endpoint:
             raise ConfigError("--metrics-port: cannot listen on %s:%d: %s"
                               % (address, port, exc.strerror or exc)) from None
         self._server.metrics, self._server.health = metrics, health
+        self._server.idle_timeout_s = idle_timeout_s
+        self._server.slots = threading.BoundedSemaphore(max_connections)
         self.port = self._server.server_address[1]
         self._thread = threading.Thread(target=self._server.serve_forever, name="endpoint",
                                         kwargs={"poll_interval": 0.5}, daemon=True)

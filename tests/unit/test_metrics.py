@@ -1,15 +1,19 @@
-"""Metrics: counters equal what the pass did; the textfile is replaced atomically."""
+"""Metrics: counters equal what the pass did; the textfile is replaced atomically; the
+endpoint stays small whatever its clients do."""
 
+import socket
+import threading
+import time
+import urllib.request
 from collections import Counter
 
 import pytest
 
+from idle_culler_daemon.metrics import Endpoint, Metrics
 from idle_culler_daemon.stats import PassStats
 
 prometheus_client = pytest.importorskip("prometheus_client")
 from prometheus_client.parser import text_string_to_metric_families  # noqa: E402
-
-from idle_culler_daemon.metrics import Metrics  # noqa: E402
 
 
 def samples(text):
@@ -90,3 +94,48 @@ def test_metrics_count_guard_trips_and_servers_held_back():
     values = samples(metrics.text())
     assert values[(prefix + "mass_cull_guard_trips_total", ())] == 1
     assert values[(prefix + "servers_held_back_total", ())] == 170
+
+
+def healthz(port, timeout=2.0):
+    with urllib.request.urlopen("http://127.0.0.1:%d/healthz" % port, timeout=timeout) as answer:
+        return answer.status, answer.read().decode()
+
+
+def test_endpoint_caps_its_connections_and_times_idle_ones_out():
+    # Seen: 300 idle connections left 254 threads and the culler's own requests failing with
+    # EMFILE. Idle clients now hold at most ``max_connections`` threads and descriptors, and
+    # lose them after ``idle_timeout_s``.
+    before = threading.active_count()
+    endpoint = Endpoint("127.0.0.1", 0, None, lambda: (True, "ok"), max_connections=4,
+                        idle_timeout_s=0.5)
+    idle = []
+    try:
+        for _ in range(100):
+            idle.append(socket.create_connection(("127.0.0.1", endpoint.port), timeout=5))
+        refused = 0
+        for client in idle:  # beyond the cap, a connection is closed at once
+            client.settimeout(2)
+            try:
+                refused += client.recv(1) == b""
+            except socket.timeout:
+                pass
+            except OSError:
+                refused += 1
+            if refused >= 90:
+                break
+        assert threading.active_count() <= before + 1 + 4  # serve_forever + the cap
+        assert refused >= 90
+        # The idle ones within the cap are timed out; then a real client is answered.
+        deadline = time.monotonic() + 10
+        while True:
+            try:
+                assert healthz(endpoint.port) == (200, "ok\n")
+                break
+            except OSError:
+                if time.monotonic() > deadline:
+                    raise
+    finally:
+        for client in idle:
+            client.close()
+        endpoint.close()
+    assert threading.active_count() <= before + 4
