@@ -160,7 +160,9 @@ class Metrics:
         self.held_back.inc(stats.held_back)
         for status_class, count in stats.errors.items():
             self.errors.labels(status_class=status_class).inc(count)
-        if result == "ok":
+        # Only a pass that did all it had to: an interrupted pass, or one the mass-cull guard
+        # stopped, is not a success even when nothing failed.
+        if result == "ok" and stats.ok:
             self.last_success.set(time.time() if now is None else now)
         if self._file:
             self.write_file(self._file)

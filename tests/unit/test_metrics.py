@@ -139,3 +139,18 @@ def test_endpoint_caps_its_connections_and_times_idle_ones_out():
             client.close()
         endpoint.close()
     assert threading.active_count() <= before + 4
+
+
+@pytest.mark.parametrize("stats", [
+    PassStats(users_seen=5, interrupted=True),
+    PassStats(users_seen=5, guard_tripped="mass-cull guard: would stop 9 of 10"),
+    PassStats(users_seen=5, failed=1),
+    PassStats(listing_error="down"),
+    PassStats(users_seen=5, auth_error="403"),
+], ids=["interrupted", "guard-tripped", "failures", "hub-error", "refused"])
+def test_metrics_last_success_is_refreshed_only_by_an_ok_pass(stats):
+    metrics = Metrics()
+    metrics.record(PassStats(users_seen=5), now=1000.0)
+    metrics.record(stats, now=2000.0)
+    values = samples(metrics.text())
+    assert values[("jupyterhub_idle_culler_last_success_timestamp_seconds", ())] == 1000.0
