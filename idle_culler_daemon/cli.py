@@ -57,7 +57,7 @@ def _start_metrics(config: Config) -> Optional[Metrics]:
     ``--metrics-file`` needs prometheus-client; ``--metrics-port`` without it still serves
     ``/healthz`` (its ``/metrics`` answers 503 with the install command), with a warning.
     """
-    if not (config.metrics_port or config.metrics_file):
+    if not ((config.metrics_port and not config.once) or config.metrics_file):
         return None
     try:
         metrics = Metrics(config.metrics_file)
@@ -80,11 +80,15 @@ def _start_endpoint(config: Config, metrics: Optional[Metrics], health: Health
                     ) -> Optional[Endpoint]:
     """``/metrics`` and ``/healthz`` on ``--metrics-port``; ConfigError when it cannot bind."""
     endpoint = None
-    if config.metrics_port:
+    if config.metrics_port and config.once:  # a pass writes a textfile; the port is the daemon's
+        log.info("metrics-port-ignored", port=config.metrics_port, detail="--once opens no "
+                 "port (a running daemon may hold it); --metrics-file writes the metrics")
+    elif config.metrics_port:
         endpoint = Endpoint(config.metrics_address, config.metrics_port, metrics, health.check)
     if endpoint is not None or metrics is not None:
-        log.info("metrics", port=config.metrics_port or "-", address=config.metrics_address,
-                 file=config.metrics_file or "-", prometheus=metrics is not None)
+        log.info("metrics", port=endpoint.port if endpoint is not None else "-",
+                 address=config.metrics_address, file=config.metrics_file or "-",
+                 prometheus=metrics is not None)
     return endpoint
 
 

@@ -2,8 +2,10 @@
 
 The metrics are optional: they need the ``[metrics]`` extra (prometheus-client). They live in
 a registry of their own and are updated once per pass from the pass's figures, so the counters
-are exactly what the pass did. Every labelled series exists from the start, at zero, and no
-``*_created`` series is written (they double the output and no alert needs them).
+are exactly what the pass did; ``/metrics`` adds prometheus-client's process series (the
+textfile does not: node_exporter has its own). Every labelled series exists from the start,
+at zero, and no ``*_created`` series is written (they double the output and no alert needs
+them).
 
 The endpoint is a small standard-library HTTP server (a thread per connection, at most
 ``MAX_CONNECTIONS`` of them, each idle one closed after ``IDLE_TIMEOUT_S``), so that ``/healthz``
@@ -29,7 +31,7 @@ INSTALL_HINT = ("pip install 'jupyterhub-idle-culler-daemon[metrics]' (or the di
 PASS_RESULTS = ("ok", "failures", "hub_error", "refused")
 STOP_REASONS = ("idle", "max-age")
 SERVER_KINDS = ("default", "named")
-STATUS_CLASSES = ("4xx", "5xx", "connection")
+STATUS_CLASSES = ("3xx", "4xx", "5xx", "connection")
 DEFAULT_RULE = "default"
 TEXT_FORMAT = "text/plain; version=0.0.4; charset=utf-8"
 
@@ -113,6 +115,12 @@ class Metrics:
         self.interval = gauge(PREFIX + "interval_seconds", "The configured time from the "
                               "start of one pass to the start of the next (--cull-every).",
                               registry=registry)
+        # The process's own series (CPU, memory, descriptors, start time; python_info), on
+        # /metrics only: node_exporter, which reads the textfile, exports process_* of its own,
+        # and a textfile's would be those of a process that has ended.
+        self.process_registry = prometheus_client.CollectorRegistry(auto_describe=True)
+        prometheus_client.ProcessCollector(registry=self.process_registry)
+        prometheus_client.PlatformCollector(registry=self.process_registry)
         self._create_series()
 
     def _create_series(self) -> None:
@@ -167,8 +175,12 @@ class Metrics:
         if self._file:
             self.write_file(self._file)
 
-    def text(self) -> str:
-        return self._client.generate_latest(_WithoutCreated(self.registry)).decode("utf-8")
+    def text(self, process: bool = True) -> str:
+        """The exposition text; with ``process``, the process's own series too."""
+        text = self._client.generate_latest(_WithoutCreated(self.registry))
+        if process:
+            text += self._client.generate_latest(self.process_registry)
+        return text.decode("utf-8")
 
     def write_file(self, path: str) -> None:
         """Write the metrics atomically: a temporary file in the same folder, then rename.
@@ -179,7 +191,7 @@ class Metrics:
         handle, temporary = tempfile.mkstemp(prefix=".metrics-", dir=folder)
         try:
             with os.fdopen(handle, "w", encoding="utf-8") as stream:
-                stream.write(self.text())
+                stream.write(self.text(process=False))
             os.chmod(temporary, 0o644)
             os.replace(temporary, path)
         except BaseException:

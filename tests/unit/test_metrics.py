@@ -72,7 +72,7 @@ def test_metrics_have_no_created_series_and_every_labelled_series_from_the_start
                 key = (prefix + "servers_stopped_total",
                        (("kind", kind), ("reason", reason), ("rule", rule)))
                 assert values[key] == 0, key
-    for status_class in ("4xx", "5xx", "connection"):
+    for status_class in ("3xx", "4xx", "5xx", "connection"):  # every class documented
         assert values[(prefix + "request_errors_total",
                        (("status_class", status_class),))] == 0
     for result in ("ok", "failures", "hub_error", "refused"):
