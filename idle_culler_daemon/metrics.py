@@ -34,6 +34,8 @@ SERVER_KINDS = ("default", "named")
 STATUS_CLASSES = ("3xx", "4xx", "5xx", "connection")
 DEFAULT_RULE = "default"
 TEXT_FORMAT = "text/plain; version=0.0.4; charset=utf-8"
+#: The most of an earlier run's textfile read back (ours is a few kB).
+CARRY_OVER_MAX_BYTES = 1 << 20
 
 #: The endpoint serves at most this many connections at once (a scraper and a probe or two
 #: need far fewer); one more is closed as soon as it is accepted, without a thread.
@@ -115,13 +117,54 @@ class Metrics:
         self.interval = gauge(PREFIX + "interval_seconds", "The configured time from the "
                               "start of one pass to the start of the next (--cull-every).",
                               registry=registry)
-        # The process's own series (CPU, memory, descriptors, start time; python_info), on
-        # /metrics only: node_exporter, which reads the textfile, exports process_* of its own,
-        # and a textfile's would be those of a process that has ended.
-        self.process_registry = prometheus_client.CollectorRegistry(auto_describe=True)
-        prometheus_client.ProcessCollector(registry=self.process_registry)
-        prometheus_client.PlatformCollector(registry=self.process_registry)
+        self.process_registry = self._process_series()
         self._create_series()
+        if metrics_file:
+            self._carry_over(metrics_file)
+
+    def _process_series(self) -> Any:
+        """The process's own series (CPU, memory, descriptors, start time; python_info), for
+        /metrics only: node_exporter, which reads the textfile, exports process_* of its own,
+        and a textfile's would be those of a process that has ended."""
+        registry = self._client.CollectorRegistry(auto_describe=True)
+        self._client.ProcessCollector(registry=registry)
+        self._client.PlatformCollector(registry=registry)
+        return registry
+
+    def _carry_over(self, path: str) -> None:
+        """Go on from the counters and the last success in the file an earlier run wrote.
+
+        A timer runs each ``--once`` pass as a process of its own: starting every file at 0
+        made one failed pass look like "never succeeded" and hid failures from ``increase()``.
+        A file that cannot be read back (absent, not ours, from another version) is ignored.
+        """
+        from prometheus_client.parser import text_string_to_metric_families
+
+        counters = {PREFIX + name + "_total": counter for name, counter in (
+            ("passes", self.passes), ("servers_stopped", self.stopped),
+            ("servers_stop_failed", self.stop_failed), ("users_deleted", self.deleted),
+            ("users_delete_failed", self.delete_failed), ("request_errors", self.errors),
+            ("mass_cull_guard_trips", self.guard_trips),
+            ("servers_held_back", self.held_back))}
+        try:
+            with open(path, encoding="utf-8") as stream:
+                text = stream.read(CARRY_OVER_MAX_BYTES)
+            samples = [sample for family in text_string_to_metric_families(text)
+                       for sample in family.samples]
+        except (OSError, ValueError, UnicodeDecodeError):
+            return
+        for sample in samples:
+            if not (sample.value >= 0 and sample.value != float("inf")):
+                continue
+            try:
+                if sample.name == PREFIX + "last_success_timestamp_seconds":
+                    self.last_success.set(sample.value)
+                elif sample.name in counters:
+                    counter = counters[sample.name]
+                    (counter.labels(**sample.labels) if sample.labels else counter).inc(
+                        sample.value)
+            except ValueError:  # labels this version does not have
+                continue
 
     def _create_series(self) -> None:
         """The build information, and every labelled series at zero: there from the start."""

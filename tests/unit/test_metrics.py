@@ -154,3 +154,30 @@ def test_metrics_last_success_is_refreshed_only_by_an_ok_pass(stats):
     metrics.record(stats, now=2000.0)
     values = samples(metrics.text())
     assert values[("jupyterhub_idle_culler_last_success_timestamp_seconds", ())] == 1000.0
+
+
+def test_metrics_file_carries_counters_and_last_success_over_from_the_previous_run(tmp_path):
+    # A timer runs each --once pass as a process of its own: every run's file restarted at 0,
+    # so one failed pass set last_success to 0 (the staleness alert's condition at once) and
+    # increase() over counters that were 0 or 1 in every file saw almost nothing.
+    path = tmp_path / "culler.prom"
+    Metrics(str(path)).record(PassStats(users_seen=3, stopped=1, stopped_by=Counter(
+        {("idle", "named", "gpu"): 1})), now=1000.0)
+    second = Metrics(str(path))
+    second.record(PassStats(listing_error="down", errors=Counter({"connection": 1})), now=2000.0)
+    values = samples(path.read_text())
+    prefix = "jupyterhub_idle_culler_"
+    assert values[(prefix + "last_success_timestamp_seconds", ())] == 1000.0
+    assert values[(prefix + "passes_total", (("result", "ok"),))] == 1
+    assert values[(prefix + "passes_total", (("result", "hub_error"),))] == 1
+    assert values[(prefix + "servers_stopped_total",
+                   (("kind", "named"), ("reason", "idle"), ("rule", "gpu")))] == 1
+    assert values[(prefix + "request_errors_total", (("status_class", "connection"),))] == 1
+
+
+@pytest.mark.parametrize("content", [b"not { metrics", b"\xff\xfe", b""])
+def test_metrics_file_that_cannot_be_read_back_starts_from_zero(tmp_path, content):
+    path = tmp_path / "culler.prom"
+    path.write_bytes(content)
+    values = samples(Metrics(str(path)).text())
+    assert values[("jupyterhub_idle_culler_passes_total", (("result", "ok"),))] == 0
