@@ -153,9 +153,13 @@ class Metrics:
                        for sample in family.samples]
         except (OSError, ValueError, UnicodeDecodeError):
             return
+        known = {"result": PASS_RESULTS, "status_class": STATUS_CLASSES,
+                 "reason": STOP_REASONS, "kind": SERVER_KINDS}
         for sample in samples:
-            if not (sample.value >= 0 and sample.value != float("inf")):
-                continue
+            if not (0 <= sample.value < float("inf")) or any(
+                    value not in known.get(label, (value,))
+                    for label, value in sample.labels.items()):
+                continue  # not a figure, or a label value this version does not export
             try:
                 if sample.name == PREFIX + "last_success_timestamp_seconds":
                     self.last_success.set(sample.value)

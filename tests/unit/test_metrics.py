@@ -175,9 +175,14 @@ def test_metrics_file_carries_counters_and_last_success_over_from_the_previous_r
     assert values[(prefix + "request_errors_total", (("status_class", "connection"),))] == 1
 
 
-@pytest.mark.parametrize("content", [b"not { metrics", b"\xff\xfe", b""])
+@pytest.mark.parametrize("content", [
+    b"not { metrics", b"\xff\xfe", b"",
+    b'jupyterhub_idle_culler_passes_total{result="retired-label"} 4.0\n'
+    b'jupyterhub_idle_culler_passes_total{result="ok",extra="x"} 4.0\n'
+    b'jupyterhub_idle_culler_passes_total{result="ok"} -1.0\n'])
 def test_metrics_file_that_cannot_be_read_back_starts_from_zero(tmp_path, content):
     path = tmp_path / "culler.prom"
     path.write_bytes(content)
     values = samples(Metrics(str(path)).text())
     assert values[("jupyterhub_idle_culler_passes_total", (("result", "ok"),))] == 0
+    assert not any("retired-label" in str(key) for key in values)
