@@ -42,11 +42,9 @@ def _install_signal_handlers(signals: Signals) -> None:
 
 
 def _release_signals(signals: Signals) -> None:
-    """Default handlers again, and no wakeup fd, before the pipe is closed (a wakeup fd left
-    on a closed descriptor would write into whatever reuses its number)."""
+    """No wakeup fd before the pipe is closed: one left on a closed descriptor would write
+    into whatever reuses its number. The handlers stay: a late signal is only recorded."""
     if threading.current_thread() is threading.main_thread():
-        for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
-            signal.signal(signum, signal.SIG_DFL)
         signal.set_wakeup_fd(-1)
     signals.close()
 
