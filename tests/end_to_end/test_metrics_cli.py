@@ -215,3 +215,31 @@ def test_metrics_endpoint_exports_the_process_series(fake_hub, unused_port):
     for name in ("process_cpu_seconds_total", "process_resident_memory_bytes",
                  "process_open_fds", "process_start_time_seconds", "python_info"):
         assert any(line.startswith(name) for line in text.splitlines()), name
+
+
+def test_idle_connections_to_the_endpoint_do_not_starve_the_culler(fake_hub, unused_port):
+    # Seen: 300 idle connections under a limit of 256 descriptors left 254 threads and every
+    # request to the hub failing with EMFILE. Now at most 16 are served, the rest closed.
+    import resource
+
+    def limit_descriptors():
+        resource.setrlimit(resource.RLIMIT_NOFILE, (256, 256))
+
+    process = subprocess.Popen(
+        [sys.executable, "-m", "idle_culler_daemon", "--url=" + fake_hub.api_url,
+         "--timeout=3600", "--cull-every=1", "--metrics-port=%d" % unused_port],
+        env=culler_env(fake_hub.token), stderr=subprocess.PIPE, text=True,
+        preexec_fn=limit_descriptors)
+    idle = []
+    try:
+        wait_for_passes(process, 1)
+        for _ in range(300):
+            idle.append(socket.create_connection(("127.0.0.1", unused_port), timeout=5))
+        fake_hub.add(idle_user("late", 7200))
+        lines = wait_for_passes(process, 3)
+        assert fake_hub.stopped_servers() == [("late", "")], "".join(lines)
+        assert not any("Too many open files" in line for line in lines)
+    finally:
+        for client in idle:
+            client.close()
+        stop(process)
