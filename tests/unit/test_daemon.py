@@ -60,8 +60,11 @@ class FakeService:
 
 def loop(service, clock, signals, notifier=None, once=False):
     notifier = notifier or RecordingNotifier(tick_s=7.0)
-    code = run_forever(service, notifier, signals, once=once,
-                       clock=LoopClock(monotonic=clock, wait=clock.sleep))
+    try:
+        code = run_forever(service, notifier, signals, once=once,
+                           clock=LoopClock(monotonic=clock, wait=clock.sleep))
+    finally:
+        signals.close()
     return code, notifier
 
 
