@@ -362,31 +362,32 @@ FileContents = Tuple[Dict[str, Any], List[RuleSection]]
 
 
 def _config_file(cli_values: Mapping[str, Any], env_values: Mapping[str, Any],
-                 read_file: ReadFile) -> Tuple[Optional[str], Optional[FileContents], bool]:
+                 read_file: ReadFile, warnings: List[str]
+                 ) -> Tuple[Optional[str], Optional[FileContents], bool]:
     """The config file, its contents, and whether it is a default one.
 
     ``--config`` wins over its variable; an empty value given either way means no file at
     all; with neither, the first default file that exists is read
-    (``sources.DEFAULT_CONFIG_FILES``).
+    (``sources.DEFAULT_CONFIG_FILES``); one that is skipped adds to ``warnings``.
     """
     for given in (cli_values, env_values):
         if "config" in given:
             named = str(given["config"]).strip() or None
             return named, read_config_file(named, read_file) if named else None, False
     for path in DEFAULT_CONFIG_FILES:
-        found = read_config_file(path, read_file, required=False)
+        found = read_config_file(path, read_file, required=False, warnings=warnings)
         if found is not None:
             return path, found, True
     return None, None, True
 
 
-def _layers(cli_values: Mapping[str, Any], env: Mapping[str, str], read_file: ReadFile
-            ) -> Tuple[Layers, List[RuleSection], Optional[str], bool]:
+def _layers(cli_values: Mapping[str, Any], env: Mapping[str, str], read_file: ReadFile,
+            warnings: List[str]) -> Tuple[Layers, List[RuleSection], Optional[str], bool]:
     """The sources in precedence order, the config file's rule sections, its path, and
     whether that path is a default one."""
     env_values = environment_values(env)
     layers: Layers = [("command line", cli_values), ("environment", env_values)]
-    config_path, found, by_default = _config_file(cli_values, env_values, read_file)
+    config_path, found, by_default = _config_file(cli_values, env_values, read_file, warnings)
     file_values, sections = found or ({}, [])
     if config_path is not None:
         layers.append(("config file %s" % config_path, file_values))
@@ -410,11 +411,13 @@ def load_config(cli_values: Mapping[str, Any], env: Mapping[str, str],
     naming the option and the value at the first problem. Without ``token_required``
     (``--show-config``) a missing token is described instead of refused.
     """
-    layers, sections, config_path, by_default = _layers(cli_values, env, read_file)
+    file_warnings: List[str] = []
+    layers, sections, config_path, by_default = _layers(cli_values, env, read_file,
+                                                        file_warnings)
     values, sources = _merge(layers)
     rules = _all_rules(values, sections)
     raw_cull_every = values["cull_every"]
-    warnings = unknown_variables(env) + _settle(values, rules)
+    warnings = file_warnings + unknown_variables(env) + _settle(values, rules)
     if values["cull_every"] != raw_cull_every:
         sources["cull_every"] += " (0: half of --timeout)"
     if config_path and by_default:

@@ -6,12 +6,11 @@ are read through a ``read_file`` callable and the environment is a mapping passe
 module never touches ``os.environ`` and tests need no real files.
 """
 
-import ast
 import codecs
 import configparser
-import operator
-import os.path
-from dataclasses import dataclass
+import os
+import pwd
+import stat
 from typing import Any, Callable, Dict, List, Mapping, Optional, Tuple
 
 from idle_culler_daemon.errors import ConfigError
@@ -19,14 +18,14 @@ from idle_culler_daemon.options import (
     DEFAULT_CONFIG_FILE,
     ENV_PREFIX,
     OPTIONS,
-    RULE_MATCHERS,
-    RULE_SETTINGS,
     did_you_mean,
     env_names,
     file_option,
 )
+from idle_culler_daemon.pyconfig import RuleSection, read_python_config
 
-ReadFile = Callable[[str], str]  # raises OSError, or ValueError for a file that is not text
+# Raises OSError, UntrustedFile (see check_owner), or ValueError for a file that is not text.
+ReadFile = Callable[[str], str]
 TOKEN_CREDENTIAL = "api-token"  # the name of the systemd credential (LoadCredential=)
 MIN_TOKEN_LENGTH = 8  # JupyterHub refuses shorter tokens
 _CHARACTER_NAMES = {"\n": "a newline", "\r": "a carriage return", "\t": "a tab",
@@ -34,16 +33,48 @@ _CHARACTER_NAMES = {"\n": "a newline", "\r": "a carriage return", "\t": "a tab",
 BOM = "\ufeff"
 # Read when present and no --config is given, the first found: the reference's traitlets file
 # from the working directory (as the reference reads it), then the packaged location.
-DEFAULT_CONFIG_FILES = ("idle_culler_config.py", DEFAULT_CONFIG_FILE)
+WORKING_DIRECTORY_CONFIG = "idle_culler_config.py"
+DEFAULT_CONFIG_FILES = (WORKING_DIRECTORY_CONFIG, DEFAULT_CONFIG_FILE)
+# A culler's config file is a few KB, its token a few dozen bytes: more is refused unread.
+MAX_FILE_BYTES = 1 << 20
 
 
-@dataclass(frozen=True)
-class RuleSection:
-    """A ``[rule:NAME]`` section as read: its raw items and where it came from."""
+class UntrustedFile(ValueError):
+    """A file that someone other than the culler's user or root could have written."""
 
-    name: str
-    items: Dict[str, str]
-    where: str
+
+def _name(uid: int) -> str:
+    try:
+        return pwd.getpwuid(uid).pw_name
+    except KeyError:
+        return str(uid)
+
+
+def _user(uid: int) -> str:
+    name = _name(uid)
+    return "uid %d" % uid if name == str(uid) else "uid %d (%s)" % (uid, name)
+
+
+def check_owner(info: os.stat_result, path: str) -> None:
+    """Refuse (UntrustedFile) a file not owned by the culler's user or root, or writable by its
+    group or by others: as ssh treats ``authorized_keys``, since such a file may set where the
+    token is read from and where it is sent."""
+    euid = os.geteuid()
+    problems, fixes = [], []
+    if info.st_uid not in (euid, 0):
+        problems.append("it is owned by %s, not by root or the culler's user (%s)"
+                        % (_user(info.st_uid), _name(euid)))
+        fixes.append("chown %s %s" % (_name(euid), path))
+    writable = [who for who, bit in (("group", stat.S_IWGRP), ("others", stat.S_IWOTH))
+                if info.st_mode & bit]
+    if writable:
+        problems.append("it is writable by %s" % " and ".join(writable))
+        fixes.append("chmod go-w %s" % path)
+    if problems:
+        raise UntrustedFile(
+            "owner %s, mode %04o: %s, so another user could have written it (if it is the "
+            "intended file: %s)" % (_user(info.st_uid), stat.S_IMODE(info.st_mode),
+                                    "; ".join(problems), ", ".join(fixes)))
 
 
 # Byte-order marks of UTF-16 and UTF-32 (UTF-32 LE starts like UTF-16 LE): such a file is not
@@ -53,13 +84,19 @@ _OTHER_BYTE_ORDER_MARKS = (codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE, codecs.BOM_
 
 
 def read_text(path: str) -> str:
-    """The text of a UTF-8 file (a ``ReadFile``).
+    """The text of a UTF-8 file (a ``ReadFile``) that only the culler's user or root can write.
 
-    Raises OSError when the file cannot be read, and ValueError, with the reason, when it is
-    not UTF-8 text. The callers turn both into a ConfigError naming the file.
+    Raises OSError when the file cannot be read, UntrustedFile when someone else could have
+    written it (``check_owner``, on the opened file: what is read is what was checked), and
+    ValueError, with the reason, when it is larger than ``MAX_FILE_BYTES`` or not UTF-8 text.
+    The callers turn these into a ConfigError naming the file, or skip an untrusted file that
+    nobody named (``read_config_file``).
     """
     with open(path, "rb") as handle:
-        data = handle.read()
+        check_owner(os.fstat(handle.fileno()), path)
+        data = handle.read(MAX_FILE_BYTES + 1)
+    if len(data) > MAX_FILE_BYTES:
+        raise ValueError("it is larger than 1 MiB (a culler's file is a few KB)")
     if data.startswith(_OTHER_BYTE_ORDER_MARKS):
         raise ValueError("it is UTF-16 or UTF-32 text (it starts with such a byte-order mark); "
                          "save it as UTF-8")
@@ -90,11 +127,15 @@ def _file_keys() -> List[str]:
     return [option.name for option in OPTIONS if file_option(option.name)]
 
 
-def read_config_file(path: str, read_file: ReadFile, required: bool = True
+def read_config_file(path: str, read_file: ReadFile, required: bool = True,
+                     warnings: Optional[List[str]] = None
                      ) -> Optional[Tuple[Dict[str, Any], List[RuleSection]]]:
     """Read a config file into raw option values and rule sections.
 
     A file that does not exist is an error when ``required``, else None (a default file).
+    A file that fails ``check_owner`` is an error, except the working directory's default
+    file, which anyone who can write to that directory could have put there: that one is
+    skipped (None) with a warning added to ``warnings``.
     """
     try:
         text = read_file(path)
@@ -102,113 +143,26 @@ def read_config_file(path: str, read_file: ReadFile, required: bool = True
         if not required:
             return None
         raise ConfigError("--config: cannot read %s: no such file" % path) from None
+    except UntrustedFile as exc:
+        if required or path != WORKING_DIRECTORY_CONFIG or warnings is None:
+            raise ConfigError("config file %s is not obeyed: %s" % (path, exc)) from None
+        warnings.append("config file %s in the working directory is ignored: %s"
+                        % (path, exc))
+        return None
     except OSError as exc:
         raise ConfigError("--config: cannot read %s: %s" % (path, exc.strerror or exc)) from None
     except UnicodeDecodeError as exc:  # from a reader that decodes for itself
         raise ConfigError("config file %s is not UTF-8 text (byte 0x%02x at offset %d)"
                           % (path, exc.object[exc.start], exc.start)) from None
-    except ValueError as exc:  # read_text's own: not UTF-8 text
+    except ValueError as exc:  # read_text's own: too large, not UTF-8 text
         raise ConfigError("--config: cannot read %s: %s" % (path, exc)) from None
+    if len(text) > MAX_FILE_BYTES:  # from a reader that does not bound it
+        raise ConfigError("--config: cannot read %s: it is larger than 1 MiB" % path)
     if text.startswith(BOM):  # editors on some systems write one; it is not part of the text
         text = text[len(BOM):]
     if path.endswith(".py"):
-        return _python_config(text, path), []
+        return read_python_config(text, path)
     return _ini_config(text, path)
-
-
-def _is_get_config(statement: ast.stmt) -> bool:
-    """``c = get_config()``, the first line of every traitlets config file."""
-    return (isinstance(statement, ast.Assign) and isinstance(statement.value, ast.Call)
-            and isinstance(statement.value.func, ast.Name)
-            and statement.value.func.id == "get_config")
-
-
-def _config_target(statement: ast.stmt) -> Optional[Tuple[str, str]]:
-    """``(Class, name)`` of a ``c.Class.name = ...`` statement, else None."""
-    if not isinstance(statement, ast.Assign) or len(statement.targets) != 1:
-        return None
-    target = statement.targets[0]
-    if (isinstance(target, ast.Attribute) and isinstance(target.value, ast.Attribute)
-            and isinstance(target.value.value, ast.Name) and target.value.value.id == "c"):
-        return target.value.attr, target.attr
-    return None
-
-
-# Arithmetic allowed on numbers in a .py config file (``60 * 60``, ``7 * 24 * 3600``): no
-# powers (``10 ** 10 ** 10`` would never end) and nothing on strings (``"x" * 10 ** 9``).
-_ARITHMETIC = {ast.Add: operator.add, ast.Sub: operator.sub, ast.Mult: operator.mul,
-               ast.Div: operator.truediv, ast.FloorDiv: operator.floordiv, ast.Mod: operator.mod}
-_SIGNS = {ast.UAdd: operator.pos, ast.USub: operator.neg}
-
-
-def _literal(node: ast.AST) -> Any:
-    """The value of a literal, or of constant arithmetic on numbers; ValueError otherwise."""
-    if isinstance(node, ast.BinOp) and type(node.op) in _ARITHMETIC:
-        left, right = _literal(node.left), _literal(node.right)
-        if not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in (left, right)):
-            raise ValueError("arithmetic on something other than numbers")
-        try:
-            return _ARITHMETIC[type(node.op)](left, right)
-        except ArithmeticError as exc:
-            raise ValueError(str(exc)) from None
-    if isinstance(node, ast.UnaryOp) and type(node.op) in _SIGNS:
-        value = _literal(node.operand)
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise ValueError("a sign on something other than a number")
-        return _SIGNS[type(node.op)](value)
-    if isinstance(node, (ast.List, ast.Tuple)):
-        return [_literal(item) for item in node.elts]
-    return ast.literal_eval(node)
-
-
-def _python_option(klass: str, key: str, where: str) -> str:
-    """The option a ``c.<klass>.<key>`` line sets; ConfigError when it sets none."""
-    if klass == "IdleCuller" and key == "cull_arbiter_hook":
-        raise ConfigError(
-            "%s: cull_arbiter_hook is Python code, which this culler never runs; describe the "
-            "decision with [rule:NAME] sections instead (matchers: %s; settings: %s) in an INI "
-            "file given with --config" % (where, ", ".join(RULE_MATCHERS),
-                                          ", ".join(RULE_SETTINGS)))
-    if klass == "Application" and key == "log_level":
-        return "log_level"
-    option = file_option(key) if klass == "IdleCuller" else None
-    if option is None:
-        raise ConfigError("%s: unknown option c.%s.%s%s" % (where, klass, key,
-                                                            did_you_mean(key, _file_keys())))
-    return option.name
-
-
-def _python_config(text: str, path: str) -> Dict[str, Any]:
-    """Read ``c.IdleCuller.<name> = <literal>`` lines of a traitlets file without running it.
-
-    A value may be a literal or constant arithmetic on numbers; ``None`` means the default.
-    """
-    try:
-        tree = ast.parse(text, filename=path)
-    except SyntaxError as exc:
-        raise ConfigError("config file %s: line %s: %s" % (path, exc.lineno, exc.msg)) from None
-    except ValueError as exc:  # Python < 3.12: "source code string cannot contain null bytes"
-        raise ConfigError("config file %s: %s" % (path, exc)) from None
-    values: Dict[str, Any] = {}
-    for statement in tree.body:
-        if isinstance(statement, ast.Expr) and isinstance(statement.value, ast.Constant):
-            continue  # a docstring
-        if _is_get_config(statement):
-            continue
-        where = "config file %s: line %d" % (path, statement.lineno)
-        target = _config_target(statement)
-        if target is None:
-            raise ConfigError("%s: only 'c.IdleCuller.<name> = <literal>' assignments are read "
-                              "from .py files" % where)
-        name = _python_option(*target, where)
-        try:
-            value = _literal(statement.value)  # type: ignore[attr-defined]
-        except (ValueError, TypeError, SyntaxError):
-            raise ConfigError("%s: the value of %s must be a literal or arithmetic on numbers"
-                              % (where, target[1])) from None
-        if value is not None:
-            values[name] = value
-    return values
 
 
 def _ini_config(text: str, path: str) -> Tuple[Dict[str, Any], List[RuleSection]]:
