@@ -34,15 +34,27 @@ log = get_logger(__name__)
 
 
 def _install_signal_handlers(signals: Signals) -> None:
+    """Handlers that only record the signal (no lock, no I/O, no logging: a handler runs
+    between two bytecodes of the main thread, wherever it is), and the wakeup fd through
+    which the interpreter wakes the loop's wait for each signal."""
     def on_stop(signum: int, frame: Any) -> None:
-        signals.request_stop()  # nothing else here: no logging, no I/O
+        signals.record(Signals.STOP)
 
     def on_reload(signum: int, frame: Any) -> None:
-        signals.request_reload()
+        signals.record(Signals.RELOAD)
 
+    signal.set_wakeup_fd(signals.wakeup_fd, warn_on_full_buffer=False)
     signal.signal(signal.SIGTERM, on_stop)
     signal.signal(signal.SIGINT, on_stop)
     signal.signal(signal.SIGHUP, on_reload)
+
+
+def _release_signals(signals: Signals) -> None:
+    """No wakeup fd before the pipe is closed: one left on a closed descriptor would write
+    into whatever reuses its number. The handlers stay: a late signal is only recorded."""
+    if threading.current_thread() is threading.main_thread():
+        signal.set_wakeup_fd(-1)
+    signals.close()
 
 
 def _start_metrics(config: Config) -> Optional[Metrics]:
@@ -51,7 +63,7 @@ def _start_metrics(config: Config) -> Optional[Metrics]:
     ``--metrics-file`` needs prometheus-client; ``--metrics-port`` without it still serves
     ``/healthz`` (its ``/metrics`` answers 503 with the install command), with a warning.
     """
-    if not (config.metrics_port or config.metrics_file):
+    if not ((config.metrics_port and not config.once) or config.metrics_file):
         return None
     try:
         metrics = Metrics(config.metrics_file)
@@ -74,11 +86,15 @@ def _start_endpoint(config: Config, metrics: Optional[Metrics], health: Health
                     ) -> Optional[Endpoint]:
     """``/metrics`` and ``/healthz`` on ``--metrics-port``; ConfigError when it cannot bind."""
     endpoint = None
-    if config.metrics_port:
+    if config.metrics_port and config.once:  # a pass writes a textfile; the port is the daemon's
+        log.info("metrics-port-ignored", port=config.metrics_port, detail="--once opens no "
+                 "port (a running daemon may hold it); --metrics-file writes the metrics")
+    elif config.metrics_port:
         endpoint = Endpoint(config.metrics_address, config.metrics_port, metrics, health.check)
     if endpoint is not None or metrics is not None:
-        log.info("metrics", port=config.metrics_port or "-", address=config.metrics_address,
-                 file=config.metrics_file or "-", prometheus=metrics is not None)
+        log.info("metrics", port=endpoint.port if endpoint is not None else "-",
+                 address=config.metrics_address, file=config.metrics_file or "-",
+                 prometheus=metrics is not None)
     return endpoint
 
 
@@ -124,6 +140,7 @@ def _run(config: Config, values: Mapping[str, Any], env: Mapping[str, str]) -> i
         return _serve(culler, notifier, signals, metrics)
     finally:
         culler.close()
+        _release_signals(signals)
 
 
 def _serve(culler: Culler, notifier: Notifier, signals: Signals, metrics: Optional[Metrics]

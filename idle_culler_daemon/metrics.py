@@ -2,10 +2,13 @@
 
 The metrics are optional: they need the ``[metrics]`` extra (prometheus-client). They live in
 a registry of their own and are updated once per pass from the pass's figures, so the counters
-are exactly what the pass did. Every labelled series exists from the start, at zero, and no
-``*_created`` series is written (they double the output and no alert needs them).
+are exactly what the pass did; ``/metrics`` adds prometheus-client's process series (the
+textfile does not: node_exporter has its own). Every labelled series exists from the start,
+at zero, and no ``*_created`` series is written (they double the output and no alert needs
+them).
 
-The endpoint is a small standard-library HTTP server on one thread, so that ``/healthz``
+The endpoint is a small standard-library HTTP server (a thread per connection, at most
+``MAX_CONNECTIONS`` of them, each idle one closed after ``IDLE_TIMEOUT_S``), so that ``/healthz``
 works without the extra: 200 while the loop makes progress, 503 once it has stalled (the same
 condition that stops the watchdog pings). With the extra it also serves ``/metrics``.
 """
@@ -28,9 +31,17 @@ INSTALL_HINT = ("pip install 'jupyterhub-idle-culler-daemon[metrics]' (or the di
 PASS_RESULTS = ("ok", "failures", "hub_error", "refused")
 STOP_REASONS = ("idle", "max-age")
 SERVER_KINDS = ("default", "named")
-STATUS_CLASSES = ("4xx", "5xx", "connection")
+STATUS_CLASSES = ("3xx", "4xx", "5xx", "connection")
 DEFAULT_RULE = "default"
 TEXT_FORMAT = "text/plain; version=0.0.4; charset=utf-8"
+#: The most of an earlier run's textfile read back (ours is a few kB).
+CARRY_OVER_MAX_BYTES = 1 << 20
+
+#: The endpoint serves at most this many connections at once (a scraper and a probe or two
+#: need far fewer); one more is closed as soon as it is accepted, without a thread.
+MAX_CONNECTIONS = 16
+#: A connection that sends nothing for this long is closed (a scrape takes milliseconds).
+IDLE_TIMEOUT_S = 5.0
 
 #: ``/healthz``: (healthy, one line saying why).
 HealthCheck = Callable[[], Tuple[bool, str]]
@@ -106,7 +117,58 @@ class Metrics:
         self.interval = gauge(PREFIX + "interval_seconds", "The configured time from the "
                               "start of one pass to the start of the next (--cull-every).",
                               registry=registry)
+        self.process_registry = self._process_series()
         self._create_series()
+        if metrics_file:
+            self._carry_over(metrics_file)
+
+    def _process_series(self) -> Any:
+        """The process's own series (CPU, memory, descriptors, start time; python_info), for
+        /metrics only: node_exporter, which reads the textfile, exports process_* of its own,
+        and a textfile's would be those of a process that has ended."""
+        registry = self._client.CollectorRegistry(auto_describe=True)
+        self._client.ProcessCollector(registry=registry)
+        self._client.PlatformCollector(registry=registry)
+        return registry
+
+    def _carry_over(self, path: str) -> None:
+        """Go on from the counters and the last success in the file an earlier run wrote.
+
+        A timer runs each ``--once`` pass as a process of its own: starting every file at 0
+        made one failed pass look like "never succeeded" and hid failures from ``increase()``.
+        A file that cannot be read back (absent, not ours, from another version) is ignored.
+        """
+        from prometheus_client.parser import text_string_to_metric_families
+
+        counters = {PREFIX + name + "_total": counter for name, counter in (
+            ("passes", self.passes), ("servers_stopped", self.stopped),
+            ("servers_stop_failed", self.stop_failed), ("users_deleted", self.deleted),
+            ("users_delete_failed", self.delete_failed), ("request_errors", self.errors),
+            ("mass_cull_guard_trips", self.guard_trips),
+            ("servers_held_back", self.held_back))}
+        try:
+            with open(path, encoding="utf-8") as stream:
+                text = stream.read(CARRY_OVER_MAX_BYTES)
+            samples = [sample for family in text_string_to_metric_families(text)
+                       for sample in family.samples]
+        except (OSError, ValueError, UnicodeDecodeError):
+            return
+        known = {"result": PASS_RESULTS, "status_class": STATUS_CLASSES,
+                 "reason": STOP_REASONS, "kind": SERVER_KINDS}
+        for sample in samples:
+            if not (0 <= sample.value < float("inf")) or any(
+                    value not in known.get(label, (value,))
+                    for label, value in sample.labels.items()):
+                continue  # not a figure, or a label value this version does not export
+            try:
+                if sample.name == PREFIX + "last_success_timestamp_seconds":
+                    self.last_success.set(sample.value)
+                elif sample.name in counters:
+                    counter = counters[sample.name]
+                    (counter.labels(**sample.labels) if sample.labels else counter).inc(
+                        sample.value)
+            except ValueError:  # labels this version does not have
+                continue
 
     def _create_series(self) -> None:
         """The build information, and every labelled series at zero: there from the start."""
@@ -153,13 +215,19 @@ class Metrics:
         self.held_back.inc(stats.held_back)
         for status_class, count in stats.errors.items():
             self.errors.labels(status_class=status_class).inc(count)
-        if result == "ok":
+        # Only a pass that did all it had to: an interrupted pass, or one the mass-cull guard
+        # stopped, is not a success even when nothing failed.
+        if result == "ok" and stats.ok:
             self.last_success.set(time.time() if now is None else now)
         if self._file:
             self.write_file(self._file)
 
-    def text(self) -> str:
-        return self._client.generate_latest(_WithoutCreated(self.registry)).decode("utf-8")
+    def text(self, process: bool = True) -> str:
+        """The exposition text; with ``process``, the process's own series too."""
+        text = self._client.generate_latest(_WithoutCreated(self.registry))
+        if process:
+            text += self._client.generate_latest(self.process_registry)
+        return text.decode("utf-8")
 
     def write_file(self, path: str) -> None:
         """Write the metrics atomically: a temporary file in the same folder, then rename.
@@ -170,7 +238,7 @@ class Metrics:
         handle, temporary = tempfile.mkstemp(prefix=".metrics-", dir=folder)
         try:
             with os.fdopen(handle, "w", encoding="utf-8") as stream:
-                stream.write(self.text())
+                stream.write(self.text(process=False))
             os.chmod(temporary, 0o644)
             os.replace(temporary, path)
         except BaseException:
@@ -187,6 +255,10 @@ class _Handler(BaseHTTPRequestHandler):
     """``GET /metrics`` and ``GET /healthz``; anything else is 404. Logs nothing."""
 
     server: "_Server"
+
+    def setup(self) -> None:
+        self.timeout = self.server.idle_timeout_s  # the socket's timeout, set by setup()
+        super().setup()
 
     def do_GET(self) -> None:  # noqa: N802 - http.server's name
         path = self.path.split("?", 1)[0]
@@ -214,16 +286,47 @@ class _Handler(BaseHTTPRequestHandler):
 
 
 class _Server(ThreadingHTTPServer):
+    """A thread per connection, but at most ``slots`` of them; each idle one times out.
+
+    Without the cap, idle clients held a thread and a descriptor each for ever: 300 of them
+    used up the process's descriptors, and every request to the hub failed with EMFILE.
+    """
+
     daemon_threads = True
+    block_on_close = False  # keep no list of the connection threads; they are daemons
+    request_queue_size = 64  # listen() backlog: a burst waits to be accepted (and maybe closed)
     metrics: Optional[Metrics] = None
     health: HealthCheck
+    idle_timeout_s: float = IDLE_TIMEOUT_S
+    slots: threading.BoundedSemaphore
+
+    def process_request(self, request: Any, client_address: Any) -> None:
+        if not self.slots.acquire(blocking=False):
+            self.shutdown_request(request)  # over the cap: closed at once, no thread
+            return
+        try:
+            super().process_request(request, client_address)
+        except BaseException:
+            self.slots.release()
+            raise
+
+    def process_request_thread(self, request: Any, client_address: Any) -> None:
+        try:
+            super().process_request_thread(request, client_address)
+        finally:
+            self.slots.release()
 
 
 class Endpoint:
-    """``/metrics`` (with prometheus-client) and ``/healthz`` on one address and port."""
+    """``/metrics`` (with prometheus-client) and ``/healthz`` on one address and port.
 
+    At most ``max_connections`` at once, each closed after ``idle_timeout_s`` of silence.
+    """
+
+    # shape: where to listen, what to serve, and the two limits (defaulted)
     def __init__(self, address: str, port: int, metrics: Optional[Metrics],
-                 health: HealthCheck) -> None:
+                 health: HealthCheck, max_connections: int = MAX_CONNECTIONS,
+                 idle_timeout_s: float = IDLE_TIMEOUT_S) -> None:
         server_class = type("_Server6", (_Server,), {"address_family": socket.AF_INET6}) \
             if ":" in address else _Server
         try:
@@ -232,6 +335,8 @@ class Endpoint:
             raise ConfigError("--metrics-port: cannot listen on %s:%d: %s"
                               % (address, port, exc.strerror or exc)) from None
         self._server.metrics, self._server.health = metrics, health
+        self._server.idle_timeout_s = idle_timeout_s
+        self._server.slots = threading.BoundedSemaphore(max_connections)
         self.port = self._server.server_address[1]
         self._thread = threading.Thread(target=self._server.serve_forever, name="endpoint",
                                         kwargs={"poll_interval": 0.5}, daemon=True)

@@ -5,7 +5,7 @@ outside systemd (with ``debug=True`` sdnotify raises when ``NOTIFY_SOCKET`` is u
 ``STATUS=`` text made ASCII, short and free of control characters (sdnotify silently drops
 text that is not Latin-1, and a user name must not start a new ``KEY=VALUE`` line such as
 ``\\nREADY=1``); ``WATCHDOG_USEC``/``WATCHDOG_PID`` (sdnotify reads neither); failures that
-never raise and are logged once at DEBUG. Imports nothing from this package.
+never raise and are logged once at DEBUG. Of this package it imports only ``log``.
 """
 
 import re

@@ -1,5 +1,6 @@
 """Metrics from a running daemon: scraped over HTTP, and as a textfile never half-written."""
 
+import socket
 import subprocess
 import sys
 import threading
@@ -176,3 +177,69 @@ def test_healthz_turns_503_when_the_loop_stalls_as_the_watchdog_pings_stop(fake_
     assert "(limit 1s)" in stalled[1]  # the watchdog interval
     assert stalled_after < 2.5  # about one watchdog interval after the last progress
     assert pings == []  # and no watchdog ping since: the same condition
+
+
+def test_once_never_opens_the_metrics_port_and_writes_the_textfile(run_culler, fake_hub,
+                                                                    tmp_path):
+    # The oneshot unit shares culler.env with the daemon: with a metrics port set there it
+    # exited 78 ("Address already in use") while the daemon ran. A pass writes a textfile.
+    fake_hub.add(active_user("bob"))
+    path = tmp_path / "culler.prom"
+    with socket.socket() as daemon_port:  # the running daemon's endpoint
+        daemon_port.bind(("127.0.0.1", 0))
+        daemon_port.listen(1)
+        port = daemon_port.getsockname()[1]
+        result = run_culler("--url=" + fake_hub.api_url, "--once", "--cull-every=300",
+                            "--metrics-port=%d" % port, "--metrics-file=%s" % path,
+                            token=fake_hub.token)
+    assert result.returncode == 0, result.stderr
+    ignored = [line for line in result.stderr.splitlines() if "metrics-port-ignored" in line]
+    assert len(ignored) == 1 and "level=INFO" in ignored[0]
+    text = path.read_text()
+    # The period the timer gives (passed by the oneshot unit), not half the timeout.
+    assert "jupyterhub_idle_culler_interval_seconds 300.0" in text
+    assert 'jupyterhub_idle_culler_passes_total{result="ok"} 1.0' in text
+    # node_exporter has process_* series of its own: a textfile must not repeat them.
+    assert "\nprocess_" not in text and "python_info" not in text
+
+
+def test_metrics_endpoint_exports_the_process_series(fake_hub, unused_port):
+    process = start_daemon(fake_hub, "--metrics-port=%d" % unused_port)
+    try:
+        wait_for_passes(process, 1)
+        with urllib.request.urlopen("http://127.0.0.1:%d/metrics" % unused_port,
+                                    timeout=5) as answer:
+            text = answer.read().decode()
+    finally:
+        stop(process)
+    for name in ("process_cpu_seconds_total", "process_resident_memory_bytes",
+                 "process_open_fds", "process_start_time_seconds", "python_info"):
+        assert any(line.startswith(name) for line in text.splitlines()), name
+
+
+def test_idle_connections_to_the_endpoint_do_not_starve_the_culler(fake_hub, unused_port):
+    # Seen: 300 idle connections under a limit of 256 descriptors left 254 threads and every
+    # request to the hub failing with EMFILE. Now at most 16 are served, the rest closed.
+    import resource
+
+    def limit_descriptors():
+        resource.setrlimit(resource.RLIMIT_NOFILE, (256, 256))
+
+    process = subprocess.Popen(
+        [sys.executable, "-m", "idle_culler_daemon", "--url=" + fake_hub.api_url,
+         "--timeout=3600", "--cull-every=1", "--metrics-port=%d" % unused_port],
+        env=culler_env(fake_hub.token), stderr=subprocess.PIPE, text=True,
+        preexec_fn=limit_descriptors)
+    idle = []
+    try:
+        wait_for_passes(process, 1)
+        for _ in range(300):
+            idle.append(socket.create_connection(("127.0.0.1", unused_port), timeout=5))
+        fake_hub.add(idle_user("late", 7200))
+        assert fake_hub.wait_until(lambda: fake_hub.stopped_servers() == [("late", "")],
+                                   timeout=15)
+    finally:
+        for client in idle:
+            client.close()
+        stop(process)
+    assert "Too many open files" not in process.stderr.read()

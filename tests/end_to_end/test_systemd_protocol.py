@@ -2,10 +2,12 @@
 
 import json
 import math
+import random
 import re
 import signal
 import subprocess
 import sys
+import threading
 import time
 
 import pytest
@@ -224,3 +226,71 @@ def test_protocol_sighup_reload_reloading_then_ready_and_a_broken_file_keeps_the
     assert records[0]["event"] == "reloaded"
     assert any(r["level"] == "DEBUG" for r in records)
     assert any(r["event"] == "reload-refused" for r in records)
+
+
+@pytest.mark.parametrize("run", range(3))
+def test_protocol_a_burst_of_sighups_then_sigterm_exits_0_promptly(fake_hub, listener, run):
+    # Seen: 400 SIGHUPs 0-1.2 ms apart hung the daemon (a handler nested in another one's
+    # Event.set waited for ever; SIGTERM was then ignored) or killed it (RecursionError).
+    fake_hub.add(active_user("bob"))
+    process = start(fake_hub, listener, "--cull-every=60", watchdog_usec=20000000)
+    # Read as systemd does, all along: a full notification queue would block the sender.
+    reader = threading.Thread(target=listener.collect, args=(30,),
+                              kwargs={"until": lambda m: m.has("STOPPING", "1")})
+    try:
+        listener.wait_for(lambda m: (m.get("STATUS") or "").startswith("users 1"), timeout=10)
+        reader.start()
+        spacing = random.Random(run)
+        for _ in range(400):
+            process.send_signal(signal.SIGHUP)
+            pause_until = time.perf_counter() + spacing.uniform(0, 0.0012)
+            while time.perf_counter() < pause_until:  # the burst's own spacing, not a wait
+                pass
+        started = time.monotonic()
+        process.send_signal(signal.SIGTERM)
+        code = process.wait(timeout=15)
+        took = time.monotonic() - started
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+        if reader.is_alive():
+            reader.join(timeout=35)
+    reloads = sum(m.has("RELOADING", "1") for m in listener.messages)
+    print("400 SIGHUPs: %d reloads; exit %d %.2fs after SIGTERM" % (reloads, code, took))
+    assert code == 0 and took < 10
+    assert listener.messages[-1].has("STOPPING", "1")
+    assert 1 <= reloads < 400  # a burst is taken in at once, not signal by signal
+
+
+def test_protocol_missing_scope_at_start_exits_78_before_ready(make_fake_hub, listener):
+    # systemd's start (`systemctl enable --now`) must fail on a configuration error: the
+    # preflight runs before READY=1.
+    hub = make_fake_hub(scopes=["read:users"])
+    process = start(hub, listener, "--cull-every=60")
+    try:
+        code = process.wait(timeout=20)
+    finally:
+        if process.poll() is None:
+            terminate(process)
+    listener.drain()
+    assert code == 78
+    assert not any(m.has("READY", "1") for m in listener.messages), listener.messages
+    assert hub.records(route="list_users") == []
+
+
+def test_protocol_hub_down_at_start_is_ready_with_a_status_saying_it_waits(listener,
+                                                                           unused_port):
+    # A hub that does not answer is not a configuration error: the daemon is ready, says so
+    # and tries again at each pass.
+    env = culler_env("a-token-of-32-characters-0123456789", NOTIFY_SOCKET=listener.notify_socket)
+    process = subprocess.Popen(
+        [sys.executable, "-m", "idle_culler_daemon",
+         "--url=http://127.0.0.1:%d/hub/api" % unused_port, "--cull-every=60",
+         "--request-timeout=1"], env=env, stderr=subprocess.DEVNULL)
+    try:
+        ready = listener.wait_for(lambda m: m.has("READY", "1"), timeout=20)
+    finally:
+        code = terminate(process)
+    assert code == 0
+    assert "waiting for the hub" in ready.get("STATUS"), ready

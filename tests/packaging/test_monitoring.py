@@ -137,6 +137,39 @@ def test_alert_rules_name_only_metrics_the_culler_exports(scraped_names):
 
 def test_dashboard_shows_every_metric_the_culler_exports(scraped_names):
     used = {name for query in dashboard_queries() for name in METRIC.findall(query)}
-    families = {re.sub(r"_(bucket|sum|count)$", "", name) for name in scraped_names}
+    families = {re.sub(r"_(bucket|sum|count)$", "", name) for name in scraped_names
+                if METRIC.match(name)}
     shown = {re.sub(r"_(bucket|sum|count)$", "", name) for name in used}
     assert families - shown == set()
+
+
+def test_dashboard_shows_the_process_series_the_endpoint_exports(scraped_names):
+    process = {"process_cpu_seconds_total", "process_resident_memory_bytes"}
+    assert process <= scraped_names
+    queries = " ".join(dashboard_queries())
+    assert all(name in queries for name in process)
+
+
+def unit_values(name, key):
+    found = []
+    for line in (REPO / "packaging" / "systemd" / name).read_text().splitlines():
+        if line.startswith(key + "="):
+            found.append(line.split("=", 1)[1].strip())
+    return found
+
+
+def systemd_seconds(span):
+    factors = {"s": 1, "sec": 1, "min": 60, "m": 60, "h": 3600}
+    parts = re.findall(r"(\d+)\s*([a-z]*)", span)
+    return sum(int(number) * factors[unit or "s"] for number, unit in parts)
+
+
+def test_oneshot_unit_exports_the_timer_period_as_its_interval():
+    # Under --once, interval_seconds was half the timeout, not the timer's period, so the
+    # staleness alert was wrong for timer users. The unit passes the period, last (it wins
+    # over $CULLER_ARGS, which the daemon shares).
+    (exec_start,) = unit_values("jupyterhub-idle-culler-oneshot.service", "ExecStart")
+    (period,) = unit_values("jupyterhub-idle-culler-oneshot.timer", "OnUnitInactiveSec")
+    words = exec_start.split()
+    assert words[1:3] == ["--once", "$CULLER_ARGS"]
+    assert words[-1] == "--cull-every=%d" % systemd_seconds(period)

@@ -124,7 +124,8 @@ def test_units_exec_start_is_the_console_script():
     for unit in SERVICES:
         (exec_start,) = values(unit, "ExecStart")
         assert exec_start.split()[0] == "/usr/bin/" + name, unit
-    assert values(ONESHOT, "ExecStart")[0].split()[1:] == ["--once", "$CULLER_ARGS"]
+    assert values(ONESHOT, "ExecStart")[0].split()[1:] == ["--once", "$CULLER_ARGS",
+                                                           "--cull-every=300"]
     assert values(TEMPLATE, "ExecStart")[0].split()[1:] == ["$CULLER_ARGS"]
     assert values(SERVICE, "ExecStart")[0].split()[1:] == ["$CULLER_ARGS"]
 

@@ -1,9 +1,15 @@
 """The main loop on a manual clock: interval start to start, overruns, signals, reloads."""
 
 import logging
+import os
+import signal
+import threading
+import time
+
+import pytest
 
 from idle_culler_daemon.daemon import Health, LoopClock, Signals, run_forever
-from idle_culler_daemon.errors import EXIT_CONFIG, EXIT_TEMPFAIL, ConfigError
+from idle_culler_daemon.errors import EXIT_CONFIG, EXIT_TEMPFAIL, ConfigError, HubError
 from idle_culler_daemon.stats import PassStats
 from tests.fakes import RecordingNotifier
 
@@ -25,7 +31,13 @@ class FakeService:
     def __init__(self, clock, signals, interval_s=60.0, pass_s=5.0, passes=3, results=None):
         self.clock, self.signals, self.interval_s, self.pass_s = clock, signals, interval_s, pass_s
         self.passes, self.results = passes, list(results or [])
-        self.starts, self.reloads = [], 0
+        self.starts, self.reloads, self.preflights = [], 0, 0
+        self.preflight_error = None
+
+    def preflight(self):
+        self.preflights += 1
+        if self.preflight_error is not None:
+            raise self.preflight_error
 
     def run_pass(self, heartbeat, should_stop):
         self.starts.append(self.clock.now)
@@ -48,8 +60,11 @@ class FakeService:
 
 def loop(service, clock, signals, notifier=None, once=False):
     notifier = notifier or RecordingNotifier(tick_s=7.0)
-    code = run_forever(service, notifier, signals, once=once,
-                       clock=LoopClock(monotonic=clock, wait=clock.sleep))
+    try:
+        code = run_forever(service, notifier, signals, once=once,
+                           clock=LoopClock(monotonic=clock, wait=clock.sleep))
+    finally:
+        signals.close()
     return code, notifier
 
 
@@ -118,13 +133,13 @@ def test_run_forever_reload_between_passes_changes_the_interval():
     assert service.reloads == 1 and service.starts[1] - service.starts[0] == 30.0
 
 
-def test_run_forever_stop_before_the_first_pass_sends_ready_and_stopping_only():
+def test_run_forever_stop_before_the_first_pass_sends_stopping_only():
     clock, signals = Clock(), Signals()
     signals.request_stop()
     service = FakeService(clock, signals)
     code, notifier = loop(service, clock, signals)
-    assert code == 0 and service.starts == []
-    assert notifier.messages == ["READY=1", "STOPPING=1"]
+    assert code == 0 and service.starts == [] and service.preflights == 0
+    assert notifier.messages == ["STOPPING=1"]
 
 
 def test_run_forever_reload_is_announced_with_reloading_then_ready_with_what_changed():
@@ -170,3 +185,92 @@ def test_health_is_ok_while_beats_come_and_stalled_after_the_limit():
     assert not healthy and why == "stalled: no progress for 31.0s (limit 30s)"
     health.beat()
     assert health.check()[0]
+
+
+def test_run_forever_sends_ready_only_after_the_first_preflight_passed():
+    clock, signals = Clock(), Signals()
+    service = FakeService(clock, signals, passes=1)
+    order = []
+    notifier = RecordingNotifier(tick_s=7.0)
+    original = service.preflight
+    service.preflight = lambda: (order.append(list(notifier.messages)), original())
+    code, _ = loop(service, clock, signals, notifier)
+    assert code == 0 and order == [[]] and notifier.messages[0] == "READY=1"
+
+
+def test_run_forever_config_error_at_start_exits_78_without_ready():
+    clock, signals = Clock(), Signals()
+    service = FakeService(clock, signals)
+    service.preflight_error = ConfigError("the API token lacks the scope list:users")
+    code, notifier = loop(service, clock, signals)
+    assert code == EXIT_CONFIG and service.starts == []
+    assert "READY=1" not in notifier.messages and notifier.messages[-1] == "STOPPING=1"
+
+
+def test_run_forever_hub_down_at_start_is_ready_with_a_status_and_runs_the_passes():
+    clock, signals = Clock(), Signals()
+    service = FakeService(clock, signals, passes=2)
+    service.preflight_error = HubError("GET / : connection refused")
+    code, notifier = loop(service, clock, signals)
+    assert code == 0 and len(service.starts) == 2  # each pass preflights again
+    assert notifier.messages[0] == "READY=1"
+    assert notifier.ready_statuses[0].startswith("waiting for the hub")
+
+
+def test_run_forever_once_sends_no_ready_and_leaves_the_preflight_to_the_pass():
+    clock, signals = Clock(), Signals()
+    service = FakeService(clock, signals)
+    code, notifier = loop(service, clock, signals, once=True)
+    assert code == 0 and service.preflights == 0 and "READY=1" not in notifier.messages
+
+
+@pytest.fixture
+def signals():
+    made = Signals()
+    yield made
+    made.close()
+
+
+def test_signals_record_is_only_seen_once_collected_and_a_burst_of_reloads_is_one(signals):
+    for _ in range(400):
+        signals.record(Signals.RELOAD)
+    assert not signals.reload.is_set()  # a handler only records
+    signals.collect()
+    assert signals.reload.is_set() and not signals.stop.is_set()
+
+
+def test_signals_stop_is_seen_by_any_reader_of_the_stop_event(signals):
+    signals.record(Signals.RELOAD)
+    signals.record(Signals.STOP)
+    seen = []
+    reader = threading.Thread(target=lambda: seen.append(signals.stop.is_set()))
+    reader.start()
+    reader.join(timeout=5)
+    assert seen == [True] and signals.stopping() and signals.reload.is_set()
+
+
+def test_signals_wait_ends_when_the_wakeup_fd_is_written_and_drains_it(signals):
+    signals.record(Signals.STOP)
+    os.write(signals.wakeup_fd, b"\x0f" * 300)  # what the interpreter writes per signal
+    started = time.monotonic()
+    signals.wait(5.0)
+    assert time.monotonic() - started < 2.0 and signals.stopping()
+    started = time.monotonic()
+    signals.wait(0.05)  # drained: this one waits its time
+    assert time.monotonic() - started >= 0.04
+
+
+def test_signals_real_handlers_record_a_burst_and_the_wait_wakes(signals):
+    if threading.current_thread() is not threading.main_thread():
+        pytest.skip("signal handlers need the main thread")
+    previous = signal.signal(signal.SIGHUP, lambda signum, frame: signals.record(
+        Signals.RELOAD))
+    old_fd = signal.set_wakeup_fd(signals.wakeup_fd, warn_on_full_buffer=False)
+    try:
+        for _ in range(200):
+            os.kill(os.getpid(), signal.SIGHUP)
+        signals.wait(5.0)
+    finally:
+        signal.set_wakeup_fd(old_fd)
+        signal.signal(signal.SIGHUP, previous)
+    assert signals.reload.is_set() and not signals.stopping()
