@@ -34,6 +34,12 @@ EVENTS: Dict[str, Event] = {event.name: event for event in (
           "one call can outlast half the watchdog interval"),
     Event("metrics", "INFO",
           "the metrics endpoint or file is set up: `port`, `address`, `file`, `prometheus`"),
+    Event("metrics-port-ignored", "INFO",
+          "`--once` opens no port: `--metrics-port` is ignored and the textfile is written "
+          "(`port`, `detail`)"),
+    Event("hub-unavailable-at-start", "WARNING",
+          "the first preflight found no hub: READY=1 goes out with a STATUS= saying it waits, "
+          "and the preflight is tried again before each pass (`error`, `detail`)"),
     Event("metrics-unavailable", "WARNING",
           "`--metrics-port` without prometheus-client: `/healthz` only"),
     Event("hub-attempt-failed", "WARNING",
