@@ -14,6 +14,7 @@ from idle_culler_daemon import __version__
 from idle_culler_daemon.config import Config, load_config, show_config
 from idle_culler_daemon.daemon import Health, Signals, run_forever
 from idle_culler_daemon.errors import EXIT_BUG, EXIT_CONFIG, EXIT_OK, EXIT_USAGE, ConfigError
+from idle_culler_daemon.installed import reference_warning, version_line
 from idle_culler_daemon.log import configure_logging, get_logger
 from idle_culler_daemon.metrics import Endpoint, Metrics
 from idle_culler_daemon.notify import Notifier
@@ -96,6 +97,8 @@ def _run(config: Config, values: Mapping[str, Any], env: Mapping[str, str]) -> i
     apply_logging(config, ())
     for warning in config.warnings:
         log.warning("config-warning", detail=warning)
+    for warning in filter(None, [reference_warning()]):
+        log.warning("reference-also-installed", detail=warning)
     notifier = Notifier.from_environ(env, os.getpid())
     signals = Signals()
     if threading.current_thread() is threading.main_thread():
@@ -153,7 +156,7 @@ def main(argv: Optional[Sequence[str]] = None, env: Optional[Mapping[str, str]] 
     except SystemExit as exc:  # --help (0) and usage errors (2)
         return exc.code if isinstance(exc.code, int) else EXIT_USAGE
     if values.get("version"):
-        print("%s %s" % (PROG, __version__))
+        print(version_line(__version__, __file__))
         return EXIT_OK
     if values.get("generate_config"):
         print(generate_config())

@@ -130,10 +130,12 @@ def test_units_exec_start_is_the_console_script():
 
 
 @pytest.mark.parametrize("unit", DAEMONS)
-def test_units_daemon_reload_sends_sighup_to_the_main_process(unit):
+def test_units_daemon_reload_checks_the_configuration_then_sends_sighup(unit):
+    # A bad file fails `systemctl reload` (the check exits 78) and the signal is never sent.
     # systemd 252 (Debian 12, RHEL 9) has no Type=notify-reload: ExecReload sends SIGHUP and
     # the daemon itself sends RELOADING=1 + MONOTONIC_USEC=, then READY=1.
-    assert values(unit, "ExecReload") == ["/bin/kill -HUP $MAINPID"]
+    assert values(unit, "ExecReload") == [
+        "/usr/bin/jupyterhub-idle-culler --check-config $CULLER_ARGS", "/bin/kill -HUP $MAINPID"]
     assert values(unit, "Type") == ["notify"]
 
 
