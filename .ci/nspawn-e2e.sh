@@ -21,7 +21,7 @@
 # drop-ins pointing ExecStart at /usr/local/bin.
 #
 # Needs root, a kernel allowing namespaces/seccomp, and the Debian packages below
-# (installed when missing): systemd-container (nspawn), python3 (the fake hub), and for
+# (installed when missing, under CI=true): systemd-container (nspawn), python3 (the fake hub), and for
 # the fallback python3-requests python3-urllib3 python3-dateutil python3-sdnotify
 # python3-pip python3-setuptools python3-wheel.
 # Bounded: the container is killed after CONTAINER_LIMIT_S, every wait has its own limit;

@@ -48,7 +48,7 @@ def version_line(version: str, module_file: str) -> str:
     """What ``--version`` prints: this program's version and the distribution it runs from."""
     dist = provider(module_file)
     if dist is None:
-        where = "not from an installed distribution's files (a source tree or editable install)"
+        where = "from a source tree or an editable install"
     else:
         where = "from %s %s" % (dist.metadata["Name"], dist.version)
     return "%s %s (%s)" % (PROG, version, where)
