@@ -39,7 +39,7 @@ REPO = Path(__file__).resolve().parent.parent
 TIMEOUT = 3600
 IDLE = 2 * 3600  # how long the idle ones have been idle
 CULLER_TIME_LIMIT = 120  # seconds; the demo kills the culler after this
-CULLER_SCOPES = [  # the minimal role for --cull-users (README, "Minimal roles")
+CULLER_SCOPES = [  # the README's role for --cull-users ("Run it against your hub"), + groups
     "list:users",
     "read:users",  # shows `created`: users who were never active can be judged
     "read:users:activity",
