@@ -73,13 +73,22 @@ def readme_block_after(heading_text: str) -> str:
     return re.search(r"^```sh\n(.*?)^```", rest, flags=re.MULTILINE | re.DOTALL).group(1)
 
 
+def readme_dockerfile_run() -> str:
+    """The RUN command of the README's Zero-to-JupyterHub Dockerfile, continuations joined."""
+    text = (REPO / "README.md").read_text(encoding="utf-8")
+    block = re.search(r"^```dockerfile\n(.*?)^```", text, flags=re.MULTILINE | re.DOTALL).group(1)
+    joined = re.sub(r"\\\n\s*", " ", block)
+    (line,) = [line for line in joined.splitlines() if line.startswith("RUN ")]
+    return line[len("RUN "):]
+
+
 def run_readme_lines(block: str, python: Path, wheel: Path, cwd: Path) -> list:
     """Run the block's pip lines as written, with this venv's pip and the built wheel."""
     ran = []
     for line in block.splitlines():
         command = line.split("#", 1)[0].strip()
         if "pip " not in command:
-            continue  # tljh-config, make, ...
+            continue  # tljh-config, make, rm, ...
         command = re.sub(r"^(sudo )?\S*pip ", "%s -m pip " % python, command)
         command = re.sub(r"\S*jupyterhub_idle_culler_daemon-\*\.whl", str(wheel), command)
         result = subprocess.run(command, shell=True, capture_output=True, text=True, cwd=cwd,
@@ -113,6 +122,14 @@ def test_swap_reference_over_this_one_then_the_readme_lines_restore_it(wheels, t
     result = version(python, elsewhere)
     assert result.returncode == 0 and result.stdout.strip() == OURS, result.stderr
     assert (python.parent / "jupyterhub-idle-culler").exists()
+
+    # Zero-to-JupyterHub: the Dockerfile's RUN line, on an image whose reference came back.
+    pip(python, "--no-deps", reference)
+    run_line = readme_dockerfile_run()
+    ran = run_readme_lines(run_line.replace(" && ", "\n"), python, ours, elsewhere)
+    assert len(ran) == 2, ran
+    assert version(python, elsewhere).stdout.strip() == OURS
+    assert "jupyterhub-idle-culler" not in installed_names(python)
 
 
 def start_once(python: Path, cwd: Path) -> subprocess.CompletedProcess:

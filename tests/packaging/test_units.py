@@ -208,3 +208,10 @@ def test_units_timer_runs_the_oneshot_after_the_previous_pass():
     assert values(TIMER, "OnBootSec", "Timer")  # the first run; OnUnitInactiveSec needs one
     assert values(TIMER, "WantedBy", "Install") == ["timers.target"]
     assert not values(ONESHOT, "WantedBy", "Install")  # started by the timer only
+
+
+def test_units_timer_period_is_what_the_readme_says():
+    readme = (REPO / "README.md").read_text(encoding="utf-8")
+    (minutes,) = re.findall(r"oneshot\.timer\s+# one pass every (\d+) minutes", readme)
+    (period,) = values(TIMER, "OnUnitInactiveSec", "Timer")
+    assert seconds(period) == int(minutes) * 60
