@@ -34,10 +34,13 @@ def _named(name: str, dists: Optional[Iterable[metadata.Distribution]] = None
 
 def provider(module_file: str, dists: Optional[Iterable[metadata.Distribution]] = None
              ) -> Optional[metadata.Distribution]:
-    """The distribution whose record lists ``module_file``, or None (a source tree, an
-    editable install)."""
+    """The installed distribution whose RECORD lists ``module_file``, or None (a source tree,
+    an editable install). An ``.egg-info`` in a source tree lists its files too, in
+    SOURCES.txt, but is no installation: only distributions with a RECORD count."""
     target = Path(module_file).resolve()
     for dist in dists if dists is not None else metadata.distributions():
+        if dist.read_text("RECORD") is None:
+            continue
         for entry in dist.files or ():
             if entry.name == target.name and Path(str(dist.locate_file(entry))).resolve() == target:
                 return dist
@@ -47,22 +50,30 @@ def provider(module_file: str, dists: Optional[Iterable[metadata.Distribution]] 
 def version_line(version: str, module_file: str) -> str:
     """What ``--version`` prints: this program's version and the distribution it runs from."""
     dist = provider(module_file)
-    if dist is None:
-        where = "from a source tree or an editable install"
-    else:
-        where = "from %s %s" % (dist.metadata["Name"], dist.version)
-    return "%s %s (%s)" % (PROG, version, where)
+    if dist is not None:
+        return "%s %s (from %s %s)" % (PROG, version, dist.metadata["Name"], dist.version)
+    for ours in _named(THIS):
+        if (_direct_url(ours).get("dir_info") or {}).get("editable"):
+            return "%s %s (from %s %s, an editable install of %s)" % (
+                PROG, version, ours.metadata["Name"], ours.version, _direct_url(ours)["url"])
+    return "%s %s (from a source tree, not an installed distribution)" % (PROG, version)
+
+
+def _direct_url(dist: metadata.Distribution) -> dict:
+    """What pip recorded about where ``dist`` was installed from (PEP 610), or {}."""
+    try:
+        found = json.loads(dist.read_text("direct_url.json") or "null")
+    except ValueError:
+        return {}
+    return found if isinstance(found, dict) else {}
 
 
 def _reinstall_source(dists: Optional[Iterable[metadata.Distribution]]) -> str:
     """What to give ``pip install --force-reinstall``: the file or folder this package was
     installed from when pip recorded it (PEP 610), else its name and version."""
     for dist in _named(THIS, dists):
-        try:
-            direct = json.loads(dist.read_text("direct_url.json") or "null")
-        except ValueError:
-            direct = None
-        url = (direct or {}).get("url", "")
+        direct = _direct_url(dist)
+        url = str(direct.get("url", ""))
         if url.startswith("file://") and not (direct.get("dir_info") or {}).get("editable"):
             return url[len("file://"):]
         return "%s==%s" % (THIS, dist.version)
