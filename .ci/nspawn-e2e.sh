@@ -130,11 +130,19 @@ else
         --disable-pip-version-check --no-deps --no-build-isolation --no-cache-dir "$WORK/src"
     BIN=/usr/local/bin/jupyterhub-idle-culler
     cp packaging/systemd/*.service packaging/systemd/*.timer "$WORK/units/"
+    # Every ExecStart= and ExecReload= line, each list reset first, with the binary in
+    # /usr/local/bin (ExecReload='s --check-config runs it too).
     for unit in "$UNIT" jupyterhub-idle-culler@.service "$ONESHOT"; do
         mkdir -p "$WORK/units/$unit.d"
-        exec_start=$(sed -n 's|^ExecStart=/usr/bin/jupyterhub-idle-culler|ExecStart='"$BIN"'|p' \
-            "packaging/systemd/$unit")
-        printf '[Service]\nExecStart=\n%s\n' "$exec_start" > "$WORK/units/$unit.d/10-usr-local.conf"
+        {
+            echo '[Service]'
+            for key in ExecStart ExecReload; do
+                grep -q "^$key=" "packaging/systemd/$unit" || continue
+                echo "$key="
+                sed -n "s|^\($key=[+]\{0,1\}\)/usr/bin/jupyterhub-idle-culler|\1$BIN|p; /^$key=\/bin\//p" \
+                    "packaging/systemd/$unit"
+            done
+        } > "$WORK/units/$unit.d/10-usr-local.conf"
     done
 fi
 "$BIN" --version >/dev/null || { echo "FAIL: $BIN --version does not run on the host"; exit 1; }
