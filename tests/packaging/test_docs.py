@@ -195,3 +195,15 @@ def test_readme_install_starts_with_a_line_that_works_today():
     first = re.search(r"^pip install (\S+)", install, flags=re.MULTILINE).group(1)
     assert first in (".", "./dist/jupyterhub_idle_culler_daemon-*.whl")
     assert "python3-jupyterhub-idle-culler" in install  # what the RPM and the deb replace
+
+
+def test_every_behaviour_marker_names_a_section_of_behaviour_md():
+    # Traceability lives on the tests: @pytest.mark.behaviour("reload") names the section.
+    anchors = set(behaviour_anchors())
+    named = []
+    for path in sorted((REPO / "tests").rglob("*.py")):
+        text = path.read_text(encoding="utf-8")
+        named += [(path.name, section) for section in
+                  re.findall(r"mark\.behaviour\(\s*[\"']([^\"']*)[\"']", text)]
+    assert named, "no test names a behaviour.md section"
+    assert [(name, s) for name, s in named if s not in anchors] == []

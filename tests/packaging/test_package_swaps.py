@@ -98,6 +98,7 @@ def run_readme_lines(block: str, python: Path, wheel: Path, cwd: Path) -> list:
     return ran
 
 
+@pytest.mark.behaviour("names")
 @pytest.mark.timeout(3 * BUILD_TIMEOUT)
 def test_swap_reference_over_this_one_then_the_readme_lines_restore_it(wheels, tmp_path):
     ours, reference = wheels
@@ -147,6 +148,7 @@ def warnings_about_the_reference(stderr: str) -> list:
     return [line for line in lines if line.get("event") == "reference-also-installed"]
 
 
+@pytest.mark.behaviour("names")
 @pytest.mark.timeout(3 * BUILD_TIMEOUT)
 def test_swap_this_one_over_the_reference_warns_and_its_repair_works(wheels, tmp_path):
     ours, reference = wheels

@@ -129,6 +129,7 @@ def test_units_exec_start_is_the_console_script():
     assert values(SERVICE, "ExecStart")[0].split()[1:] == ["$CULLER_ARGS"]
 
 
+@pytest.mark.behaviour("reload")
 @pytest.mark.parametrize("unit", DAEMONS)
 def test_units_daemon_reload_checks_the_configuration_then_sends_sighup(unit):
     # A bad file fails `systemctl reload` (the check exits 78) and the signal is never sent.

@@ -4,6 +4,8 @@ distribution shares the environment (read from dist-info folders made here)."""
 import json
 from importlib import metadata
 
+import pytest
+
 from idle_culler_daemon.installed import provider, reference_warning
 
 
@@ -41,6 +43,7 @@ def test_installed_no_record_no_provider(tmp_path):
     assert provider(str(site / "idle_culler_daemon" / "cli.py"), [tree]) is None
 
 
+@pytest.mark.behaviour("names")
 def test_installed_warning_names_the_reference_and_the_safe_repair(tmp_path):
     site = tmp_path / "site"
     wheel = "/srv/wheels/jupyterhub_idle_culler_daemon-1.0-py3-none-any.whl"
