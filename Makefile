@@ -19,7 +19,8 @@ help:
 	@echo "make lint      ruff (target Python 3.9)"
 	@echo "make bench     benchmark against the reference culler (bench/README.md)"
 	@echo "make bench-realhub   the same on a real JupyterHub (bench/README.md, ~15-20 min)"
-	@echo "make sdist wheel rpm deb   build the packages into dist/"
+	@echo "make sdist wheel rpm deb   build the packages into dist/ (rpm and deb print the"
+	@echo "                           system packages they lack; CI=true installs them)"
 
 $(BIN)/.installed: setup.cfg pyproject.toml requirements-test.txt
 	$(PYTHON) -m venv $(VENV)
@@ -47,7 +48,15 @@ hubs:
 
 old-venv: .venv-old/.installed
 
-demo: venv hub
+# The demo needs the culler and JupyterHub 6.1 only: no test tools, no second hub.
+$(BIN)/.demo-installed: setup.cfg pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -qq --upgrade pip
+	$(BIN)/python -m pip install -qq -e .
+	touch $@
+
+demo: $(BIN)/.demo-installed
+	bash scripts/install-realhub.sh
 	$(BIN)/python -m scripts.demo
 
 lint: venv

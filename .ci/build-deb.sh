@@ -64,7 +64,8 @@ step "dpkg-deb --field: relations and conffiles"
 fields=$(dpkg-deb --field "$deb" Depends Recommends Suggests Conflicts Replaces Provides)
 echo "$fields"
 field() { dpkg-deb --field "$deb" "$1"; }
-for name in python3-requests python3-urllib3 python3-dateutil python3-sdnotify; do
+# procps: ExecReload='s /bin/kill.
+for name in python3-requests python3-urllib3 python3-dateutil python3-sdnotify procps; do
     expect "$(field Depends)" "(^|[ ,])$name([ ,(]|$)" "Depends: $name"
 done
 expect "$(field Recommends)" '(^|[ ,])python3-prometheus-client([ ,(]|$)' \

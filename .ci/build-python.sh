@@ -79,9 +79,9 @@ if [ "$what" != sdist ]; then
         "the project's own PyPI page as its home page"
     refuse "$metadata" '^(Home-page|Project-URL|Download-URL):.*github\.com/jupyterhub' \
         "the reference's repository given as this project's home"
-    # The long description (README.md) tells pip users to remove the reference first.
-    expect "$metadata" '^pip uninstall jupyterhub-idle-culler$' \
-        "the long description to tell pip users: pip uninstall jupyterhub-idle-culler"
+    # The long description (README.md) tells pip users to remove both, then install this one.
+    expect "$metadata" '^pip uninstall -y jupyterhub-idle-culler jupyterhub-idle-culler-daemon$' \
+        "the long description to tell pip users the safe order (uninstall both, then install)"
 fi
 mkdir -p dist
 for file in "${files[@]}"; do

@@ -21,12 +21,14 @@ binary=/usr/bin/jupyterhub-idle-culler
 if installed "$PKG"; then
     die "$PKG is already installed here; remove it first (this check installs and purges it)"
 fi
-for leftover in "$confdir/api-token" "$confdir/culler.conf"; do
+# The files README.md and the units tell the administrator to write there.
+admin_files=("$confdir/api-token" "$confdir/culler.conf" "$confdir/servers.env" "$confdir/servers.token")
+for leftover in "${admin_files[@]}"; do
     [ ! -e "$leftover" ] || die "$leftover exists already: refusing to touch an admin's files"
 done
 cleanup() {
     purge_if_present "$PKG"
-    rm -f "$confdir/api-token" "$confdir/culler.conf"
+    rm -f "${admin_files[@]}"
     rmdir "$confdir" 2>/dev/null || true
 }
 trap cleanup EXIT
@@ -39,6 +41,7 @@ apt-get install -y --no-install-recommends -o Dpkg::Use-Pty=0 "$deb" 2>&1 \
 installed "$PKG" || die "apt-get did not install $PKG"
 dpkg-query -W -f='${Package} ${Version}\n' python3-requests python3-urllib3 python3-dateutil \
     python3-sdnotify
+installed procps || die "procps (ExecReload='s /bin/kill) was not installed with the package"
 dpkg-query -W -f='${Version}' python3-urllib3 | grep -q '^1\.26\.' \
     || die "expected Debian's python3-urllib3 1.26"
 dpkg-query -W -f='${Version}' python3-sdnotify | grep -q '^0\.3\.1' \
@@ -64,6 +67,8 @@ step "apt-get purge keeps only the admin's own files"
 printf 'not-a-real-token\n' >"$confdir/api-token"
 chmod 0600 "$confdir/api-token"
 printf '[culler]\ntimeout = 3600\n' >"$confdir/culler.conf"
+printf 'CULLER_ARGS=--timeout=3600\n' >"$confdir/servers.env"
+install -m 0600 /dev/null "$confdir/servers.token" && echo not-a-real-token >"$confdir/servers.token"
 echo "JUPYTERHUB_IDLE_CULLER_TIMEOUT=7200" >>"$confdir/culler.env"  # an edited conffile
 owned=$(dpkg -L "$PKG")
 apt-get purge -y -o Dpkg::Use-Pty=0 "$PKG" 2>&1 | grep -Ev "^(\(?Reading|Building)" || true
@@ -81,8 +86,10 @@ while IFS= read -r path; do
     [ ! -e "$path" ] || die "apt-get purge left $path behind"
 done <<<"$owned"
 [ ! -e "$confdir/culler.env" ] || die "purge left the conffile culler.env"
-[ -f "$confdir/api-token" ] && [ -f "$confdir/culler.conf" ] \
-    || die "purge removed the admin's api-token or culler.conf"
+for kept in "${admin_files[@]}"; do
+    [ -f "$kept" ] || die "apt-get purge removed the admin's $kept"
+done
+[ "$(cat "$confdir/api-token")" = not-a-real-token ] || die "purge changed the admin's api-token"
 # units, enablement state of deb-systemd-helper, man pages, docs, Python files
 leftovers=$(find /etc /lib/systemd /usr/lib/systemd /var/lib/systemd /usr/bin /usr/share/man \
     /usr/share/doc /usr/lib/python3/dist-packages \( -name '*jupyterhub-idle-culler*' \

@@ -41,13 +41,21 @@ installed() {  # installed PACKAGE: is the Debian package installed (not just it
     dpkg-query -W -f='${Status}\n' "$1" 2>/dev/null | grep -q '^install ok installed$'
 }
 
-# ensure_packages PKG...: install the Debian packages that are missing, after one apt-get update.
+# ensure_packages PKG...: the Debian packages that are missing are installed (after one
+# apt-get update) under CI=true only; otherwise they are named with the command, and the
+# script stops: installing system packages is the administrator's call.
 ensure_packages() {
     local missing=() package
     for package in "$@"; do
         installed "$package" || missing+=("$package")
     done
     [ ${#missing[@]} -eq 0 ] && return 0
+    if [ "${CI:-}" != true ]; then
+        echo "missing Debian packages: ${missing[*]}" >&2
+        echo "install them with:  apt-get install --no-install-recommends ${missing[*]}" >&2
+        echo "(or run with CI=true to have this script install them)" >&2
+        exit 1
+    fi
     step "apt-get install ${missing[*]}"
     if [ -z "${_APT_UPDATED:-}" ]; then
         apt-get update -qq

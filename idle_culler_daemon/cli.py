@@ -22,6 +22,7 @@ from idle_culler_daemon.errors import (
     ConfigError,
     HubError,
 )
+from idle_culler_daemon.installed import reference_warning, version_line
 from idle_culler_daemon.log import configure_logging, get_logger
 from idle_culler_daemon.metrics import Endpoint, Metrics
 from idle_culler_daemon.notify import Notifier
@@ -121,6 +122,8 @@ def _run(config: Config, values: Mapping[str, Any], env: Mapping[str, str]) -> i
     for warning in config.warnings:
         log.warning("config-warning", detail=warning)
     warn_about_rules(config)
+    for warning in filter(None, [reference_warning()]):
+        log.warning("reference-also-installed", detail=warning)
     notifier = Notifier.from_environ(env, os.getpid())
     signals = Signals()
     if threading.current_thread() is threading.main_thread():
@@ -207,7 +210,7 @@ def main(argv: Optional[Sequence[str]] = None, env: Optional[Mapping[str, str]] 
         print("%s: error: --preflight goes with --check-config" % PROG, file=sys.stderr)
         return EXIT_USAGE
     if values.get("version"):
-        print("%s %s" % (PROG, __version__))
+        print(version_line(__version__, __file__))
         return EXIT_OK
     if values.get("generate_config"):
         print(generate_config())

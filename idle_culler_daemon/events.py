@@ -40,6 +40,10 @@ EVENTS: Dict[str, Event] = {event.name: event for event in (
     Event("hub-unavailable-at-start", "WARNING",
           "the first preflight found no hub: READY=1 goes out with a STATUS= saying it waits, "
           "and the preflight is tried again before each pass (`error`, `detail`)"),
+    Event("reference-also-installed", "WARNING",
+          "at start: the reference's distribution (jupyterhub-idle-culler) shares this "
+          "environment; uninstalling it would remove this culler's module and command "
+          "(`detail` gives the repair command)"),
     Event("metrics-unavailable", "WARNING",
           "`--metrics-port` without prometheus-client: `/healthz` only"),
     Event("hub-attempt-failed", "WARNING",

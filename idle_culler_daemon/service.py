@@ -83,6 +83,21 @@ def warn_about_rules(config: Config) -> None:
                     "profile_list it offers that user; user_options are not checked)")
 
 
+def plain_http_hint(url: str, error: str) -> str:
+    """A hint for an ``https://`` URL whose hub seems to speak plain HTTP, else "".
+
+    Such a hub either answers the TLS handshake with bytes that are not TLS (SSL's "wrong
+    version number") or waits for an HTTP request that never comes (a timeout per attempt).
+    """
+    parts = urlsplit(url)
+    if parts.scheme != "https" or not any(sign in error for sign in (
+            "WRONG_VERSION_NUMBER", "wrong version number", "SSLError", "timed out",
+            "Timeout")):
+        return ""
+    return ("; if the hub serves plain HTTP there (JupyterHub's own port does unless "
+            "internal_ssl is on), use --url=http://%s%s" % (parts.netloc, parts.path))
+
+
 class Culler:
     """One configured culler; the hub client and the pool are rebuilt on reload.
 
@@ -303,7 +318,8 @@ class Culler:
             try:
                 self._preflight_or_fall_back()
             except HubError as exc:
-                stats = PassStats(listing_error=str(exc), dry_run=self.config.dry_run)
+                stats = PassStats(listing_error=str(exc) + plain_http_hint(
+                    self.config.hub.api_url, str(exc)), dry_run=self.config.dry_run)
                 stats.count_error(exc.status)
                 self._record(stats)
                 return stats

@@ -1,19 +1,21 @@
 """`make demo`: watch the culler work on a real JupyterHub, in about ten seconds.
 
-Run from the repository root, after the project is installed in .venv and
-scripts/install-realhub.sh has run:
+Run from the repository root, after the project is installed in .venv (the culler alone is
+enough) and scripts/install-realhub.sh has run:
 
     .venv/bin/python -m scripts.demo
 
 It starts a throw-away JupyterHub 6.1.1 on 127.0.0.1 (state in a temporary folder), creates
 about ten users in different situations, makes some of them look idle for two hours (the hub's
-timestamps are rewritten; nobody waits), runs the culler once:
+timestamps are rewritten; nobody waits), runs the culler once with --dry-run (its plan), then
+once for real:
 
     jupyterhub-idle-culler --once --timeout=3600 --cull-users --remove-named-servers \\
         --cull-admin-users=false --url=<hub API>
 
-with its token in the environment only, and shows what changed. The exit code is the
-culler's, or 1 if the hub ended up in a state the culler should not have left it in.
+with its token in the environment only, shows what changed, and ends with the two commands to
+run on one's own hub. The exit code is the culler's, or 1 if the hub ended up in a state the
+culler should not have left it in.
 """
 
 from __future__ import annotations
@@ -37,7 +39,7 @@ REPO = Path(__file__).resolve().parent.parent
 TIMEOUT = 3600
 IDLE = 2 * 3600  # how long the idle ones have been idle
 CULLER_TIME_LIMIT = 120  # seconds; the demo kills the culler after this
-CULLER_SCOPES = [  # the minimal role for --cull-users (README, "Minimal roles")
+CULLER_SCOPES = [  # the README's role for --cull-users ("Run it against your hub"), + groups
     "list:users",
     "read:users",  # shows `created`: users who were never active can be judged
     "read:users:activity",
@@ -161,7 +163,9 @@ def culler_binary() -> Path:
     return here if here.exists() else REPO / ".venv" / "bin" / "jupyterhub-idle-culler"
 
 
-def run_culler(hub: RealHub, service: str) -> tuple[int, list[str]]:
+def run_culler(hub: RealHub, service: str, *extra: str) -> tuple[int, list[str]]:
+    """Run the culler once; show and return its output. With --dry-run its stdout is the
+    plan table, and only that is shown (the log lines follow the real pass)."""
     binary = culler_binary()
     args = [
         "--once",
@@ -170,7 +174,9 @@ def run_culler(hub: RealHub, service: str) -> tuple[int, list[str]]:
         "--remove-named-servers",
         "--cull-admin-users=false",
         f"--url={hub.api_url}",
+        *extra,
     ]
+    dry_run = "--dry-run" in extra
     env = {k: v for k, v in os.environ.items() if not k.startswith("JUPYTERHUB_")}
     env.pop("CREDENTIALS_DIRECTORY", None)  # the token must come from the variable below
     env["JUPYTERHUB_API_TOKEN"] = hub.token(service)
@@ -184,7 +190,7 @@ def run_culler(hub: RealHub, service: str) -> tuple[int, list[str]]:
             env=env,
             stdin=subprocess.DEVNULL,
             stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
+            stderr=subprocess.DEVNULL if dry_run else subprocess.STDOUT,
             text=True,
             errors="replace",
         )
@@ -290,6 +296,16 @@ def after_table(hub: RealHub, why: dict, service: str) -> list[str]:
     return mismatches
 
 
+def on_your_own_hub() -> None:
+    heading("On your own hub")
+    say("  Give the culler a token with the role of README.md (\"Run it against your hub\"),")
+    say("  then look first and act second:")
+    say()
+    for last in ("--once --dry-run", ""):
+        say("  jupyterhub-idle-culler --url=https://hub.example.org/hub/api \\")
+        say(f"      --api-token-file=/path/to/token --timeout=1h --cull-users {last}".rstrip())
+
+
 def main() -> int:
     ok, why_not = installed()
     if not ok:
@@ -308,7 +324,12 @@ def main() -> int:
             build_scenario(hub)
             before_table(hub)
 
-            heading(f"Running the culler once (idle limit {TIMEOUT} s = 1 hour)")
+            heading("First a dry run: what the culler would do (it sends no DELETE)")
+            code, _ = run_culler(hub, "culler", "--dry-run")
+            if code != 0:
+                return code
+
+            heading(f"Now the real pass (idle limit {TIMEOUT} s = 1 hour)")
             code, lines = run_culler(hub, "culler")
 
             heading("After")
@@ -328,6 +349,8 @@ def main() -> int:
                 say("  Last lines of the hub's log:")
                 for line in hub.log_tail(15).splitlines():
                     say("  | " + line)
+            else:
+                on_your_own_hub()
             return code
         except RealHubError as exc:
             say(f"demo: the hub failed: {exc}")

@@ -61,7 +61,9 @@ def test_wheel_in_a_fresh_venv_runs_python_m_jupyterhub_idle_culler(tmp_path):
     elsewhere = tmp_path / "elsewhere"  # not the checkout: only the installed files can answer
     elsewhere.mkdir()
     result = run([python, "-m", "jupyterhub_idle_culler", "--version"], cwd=elsewhere)
-    assert result.stdout.strip() == "jupyterhub-idle-culler %s" % __version__
+    assert result.stdout.strip() == (
+        "jupyterhub-idle-culler %s (from jupyterhub-idle-culler-daemon %s)"
+        % (__version__, __version__))
     where = run([python, "-c", "import jupyterhub_idle_culler, idle_culler_daemon; "
                  "print(jupyterhub_idle_culler.__file__); print(idle_culler_daemon.__file__)"],
                 cwd=elsewhere).stdout.split()

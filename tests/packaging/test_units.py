@@ -130,11 +130,18 @@ def test_units_exec_start_is_the_console_script():
     assert values(SERVICE, "ExecStart")[0].split()[1:] == ["$CULLER_ARGS"]
 
 
+@pytest.mark.behaviour("reload")
 @pytest.mark.parametrize("unit", DAEMONS)
-def test_units_daemon_reload_sends_sighup_to_the_main_process(unit):
+def test_units_daemon_reload_checks_the_configuration_then_sends_sighup(unit):
+    # A bad file fails `systemctl reload` (the check exits 78) and the signal is never sent.
     # systemd 252 (Debian 12, RHEL 9) has no Type=notify-reload: ExecReload sends SIGHUP and
     # the daemon itself sends RELOADING=1 + MONOTONIC_USEC=, then READY=1.
-    assert values(unit, "ExecReload") == ["/bin/kill -HUP $MAINPID"]
+    # The check runs as root ("+") with the token file the credential is copied from: a
+    # reload's control process cannot read the service's credential under systemd 252.
+    token = values(unit, "LoadCredential")[0].split(":", 1)[1]
+    assert values(unit, "ExecReload") == [
+        "+/usr/bin/jupyterhub-idle-culler --check-config --api-token-file=%s $CULLER_ARGS"
+        % token, "/bin/kill -HUP $MAINPID"]
     assert values(unit, "Type") == ["notify"]
 
 
@@ -203,3 +210,10 @@ def test_units_timer_runs_the_oneshot_after_the_previous_pass():
     assert values(TIMER, "OnBootSec", "Timer")  # the first run; OnUnitInactiveSec needs one
     assert values(TIMER, "WantedBy", "Install") == ["timers.target"]
     assert not values(ONESHOT, "WantedBy", "Install")  # started by the timer only
+
+
+def test_units_timer_period_is_what_the_readme_says():
+    readme = (REPO / "README.md").read_text(encoding="utf-8")
+    (minutes,) = re.findall(r"oneshot\.timer\s+# one pass every (\d+) minutes", readme)
+    (period,) = values(TIMER, "OnUnitInactiveSec", "Timer")
+    assert seconds(period) == int(minutes) * 60

@@ -32,8 +32,9 @@ ALLOWED = {
     "service": {"scopes", "config", "cull", "stats", "errors", "hub", "log", "metrics"},
     "daemon": {"stats", "notify", "errors", "log", "report"},
     "reference": {"scopes", "converters", "errors", "events", "metrics", "settings"},
-    "cli": {"config", "daemon", "errors", "log", "metrics", "notify", "options", "report",
-            "service", "sources"},
+    "installed": set(),
+    "cli": {"config", "daemon", "errors", "installed", "log", "metrics", "notify", "options",
+            "report", "service", "sources"},
 }
 PURE = {"requests", "urllib3", "logging", "time", "os", "socket", "threading"}
 FORBIDDEN_EXTERNAL = {"policy": PURE, "model": PURE, "scopes": PURE, "options": PURE,
