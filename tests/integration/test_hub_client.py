@@ -282,3 +282,35 @@ def test_client_asks_for_the_largest_page_by_default(fake_hub):
     record = fake_hub.records(route="list_users")[-1]
     assert int(record.query.get("limit", "0")) >= 200
     assert len(page.items) == 200 and page.next_offset == 200
+
+
+def test_client_every_request_has_a_timeout_follows_no_redirect_and_the_token_stays_home(
+        fake_hub, monkeypatch):
+    # Whatever the method, each request reaches requests' Session.send with both timeouts
+    # and redirects off, and only those to the API carry the hub's token.
+    import requests
+    fake_hub.add(idle_user("ann", 3600), idle_user("bob", 3600))
+    sent = []
+    original = requests.Session.send
+
+    def spy(session, request, **kwargs):
+        sent.append((request.url, dict(request.headers), kwargs))
+        return original(session, request, **kwargs)
+
+    monkeypatch.setattr(requests.Session, "send", spy)
+    hub = client(fake_hub, server_url_base=fake_hub.url)
+    hub.version()
+    hub.whoami()
+    hub.users_page("ready", 0)
+    token = hub.server_token("ann", "", 60)
+    hub.server_status("/user/ann/", token)
+    hub.server_kernels("/user/ann/", token)
+    hub.revoke_token("ann", token.id)
+    hub.stop_server("bob", "", False)
+    hub.delete_user("bob")
+    assert len(sent) == 9
+    for url, headers, kwargs in sent:
+        assert kwargs["timeout"] == (FAST_RETRIES.connect_timeout, 0.5)
+        assert kwargs["allow_redirects"] is False
+        home = url.startswith(fake_hub.api_url + "/")
+        assert (headers.get("Authorization") == "token " + fake_hub.token) is home, url
