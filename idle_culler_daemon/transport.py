@@ -356,6 +356,11 @@ class Transport:
             except requests.RequestException as exc:
                 raise self._failed(where, exc, deadline) from None
             with response:
+                if session is self.servers and response.headers.get(
+                        "Content-Encoding", "identity").lower() != "identity":
+                    # asked for identity: a compressed answer could pass the cap in one chunk
+                    raise HubProtocolError("%s: a compressed answer (%s), not asked for"
+                                           % (where, response.headers["Content-Encoding"]))
                 body = self.read(where, response, cap, deadline)
         return Answer(response.status_code, response.headers, body, response.reason or "")
 

@@ -124,6 +124,15 @@ def test_a_declared_length_over_the_cap_is_refused_before_reading(fake_hub, mall
         client(fake_hub, mallory.url).server_status("/user/mallory/", MINTED)
 
 
+def test_a_server_answer_compressed_against_our_ask_is_refused(fake_hub, mallory):
+    import zlib
+    bomb = zlib.compress(b" " * (8 * 2 ** 20))
+    mallory.answer = reply(200, bomb, {"Content-Encoding": "deflate"})
+    with pytest.raises(HubProtocolError, match="compressed"):
+        client(fake_hub, mallory.url).server_status("/user/mallory/", MINTED)
+    assert mallory.requests[0].headers["accept-encoding"] == "identity"
+
+
 def trickled_headers(interval=0.1, lines=25):
     """Header lines 0.1 s apart (well within a 0.5 s read timeout), 2.5 s in all."""
     def answer(conn, request):

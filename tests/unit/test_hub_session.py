@@ -56,3 +56,17 @@ def test_server_api_url_refuses_what_leaves_the_proxy_or_the_servers_path():
                     "/user/b/#", "/user/b /", "/user/\nb/", "user/b/", "", None):
         with pytest.raises(HubProtocolError):
             server_api_url(proxy, hostile, "status")
+
+
+def test_every_pool_makes_connections_that_report_to_the_deadline():
+    # direct and through an HTTP proxy (from the environment or not): the deadline covers
+    # the headers only when urllib3 uses our connection classes
+    from idle_culler_daemon import transport
+    for session in (build_session(SETTINGS), build_server_session(SETTINGS)):
+        adapter = session.get_adapter("https://hub.example.org/")
+        managers = (adapter.poolmanager, adapter.proxy_manager_for("http://proxy.example:3128"))
+        for manager in managers:
+            pool = manager.connection_from_url("https://hub.example.org/")
+            assert issubclass(pool.ConnectionCls, transport._WatchedHTTPSConnection)
+            pool = manager.connection_from_url("http://hub.example.org/")
+            assert issubclass(pool.ConnectionCls, transport._WatchedHTTPConnection)
