@@ -26,7 +26,6 @@ _IMPLIED_BY = {
     "read:servers": ("admin:servers",),
     "delete:servers": ("admin:servers",),
     "delete:users": ("admin:users",),
-    "access:servers": ("shares",),
 }
 
 Needed = Tuple[Tuple[str, ...], ...]  # each entry lists alternatives: any one of them will do

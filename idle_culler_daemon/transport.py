@@ -152,6 +152,7 @@ class Deadline:
         self._timer: Optional[threading.Timer] = None
         self._sock: Optional[socket.socket] = None
         self._done = False
+        self._attempt = 0  # a late timer of an earlier attempt must not cut this one
 
     def __enter__(self) -> "Deadline":
         Deadline._current.value = self
@@ -177,7 +178,8 @@ class Deadline:
             if self._timer is not None:
                 self._timer.cancel()
             self._sock, self.expired = sock, False
-            self._timer = threading.Timer(self.seconds, self._expire)
+            self._attempt += 1
+            self._timer = threading.Timer(self.seconds, self._expire, (self._attempt,))
             self._timer.daemon = True
             self._timer.start()
 
@@ -187,9 +189,9 @@ class Deadline:
             if self._timer is not None:
                 self._timer.cancel()
 
-    def _expire(self) -> None:
+    def _expire(self, attempt: int) -> None:
         with self._lock:
-            if self._done or self._sock is None:
+            if self._done or self._sock is None or attempt != self._attempt:
                 return
             self.expired = True
             try:
@@ -253,7 +255,7 @@ class _NoNetrc(AuthBase):
         return request
 
 
-def _session(adapter: HTTPAdapter, settings: HubSettings, verify: Any) -> requests.Session:
+def _session(adapter: HTTPAdapter, verify: Any) -> requests.Session:
     session = requests.Session()
     session.mount("http://", adapter)
     session.mount("https://", adapter)
@@ -279,7 +281,7 @@ def build_session(settings: HubSettings, policy: RetryPolicy = RetryPolicy(),
     # otherwise urllib3 discards connections ("Connection pool is full").
     adapter = _Adapter(max_retries=retry, pool_connections=2,
                        pool_maxsize=settings.pool_size + 1)
-    session = _session(adapter, settings, settings.ca_bundle or True)
+    session = _session(adapter, settings.ca_bundle or True)
     if settings.client_cert:
         session.cert = settings.client_cert
     return session
@@ -290,7 +292,7 @@ def build_server_session(settings: HubSettings) -> requests.Session:
     requests' default certificate bundle (the proxy's URL is public; ``--ssl-enabled``'s
     internal CA and client certificate are the hub's, not the servers')."""
     adapter = _Adapter(max_retries=0, pool_connections=2, pool_maxsize=settings.pool_size + 1)
-    session = _session(adapter, settings, True)
+    session = _session(adapter, True)
     # ask for the answer as it is: a compressed one could grow past the cap in one chunk
     session.headers["Accept-Encoding"] = "identity"
     return session
