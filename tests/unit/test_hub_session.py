@@ -70,3 +70,23 @@ def test_every_pool_makes_connections_that_report_to_the_deadline():
             assert issubclass(pool.ConnectionCls, transport._WatchedHTTPSConnection)
             pool = manager.connection_from_url("http://hub.example.org/")
             assert issubclass(pool.ConnectionCls, transport._WatchedHTTPConnection)
+
+
+def test_alarms_run_in_time_order_on_one_thread_that_ends_when_none_is_left():
+    import threading
+    import time
+
+    from idle_culler_daemon.transport import Alarms
+    alarms, order, done = Alarms(), [], threading.Event()
+    alarms.after(0.2, lambda: (order.append("late"), done.set()))
+    alarms.after(0.05, lambda: order.append("early"))
+    assert done.wait(2) and order == ["early", "late"]
+    deadline = time.monotonic() + 2
+    while alarms._thread is not None and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert alarms._thread is None
+    alarms.after(60, lambda: order.append("never"))
+    alarms.close()  # what waits is dropped and the thread ends
+    while alarms._thread is not None and time.monotonic() < deadline + 2:
+        time.sleep(0.01)
+    assert alarms._thread is None and order == ["early", "late"]
