@@ -19,7 +19,11 @@ for correctness:
   ``last_activity``, the kernels' ``execution_state``; the token needs ``access:servers``; an
   ``api/kernels`` request without ``no_track_activity=1`` counts as activity, as there), a
   redirect to the hub for a server that is not running (what the proxy and the hub answer),
-  404 for one that is no jupyter-server (``kernels=None``).
+  404 for one that is no jupyter-server (``kernels=None``); a token minted for a server
+  (below) may ask that server only;
+* ``POST /hub/api/users/{name}/tokens`` (needs ``tokens``: a token owned by that user, with
+  the scopes asked for) and ``DELETE /hub/api/users/{name}/tokens/{id}``, both recorded;
+* every answer's ``Date`` header, shifted by ``clock_offset`` (a hub whose clock is off).
 
 Everything else is test machinery: per-(user, server) stop outcomes, per-route latency, a small
 fault injector (:class:`FaultInjector`: error statuses, resets, delays, bodies that trickle
