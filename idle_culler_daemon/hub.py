@@ -30,17 +30,7 @@ from idle_culler_daemon.errors import (
     HubProtocolError,
     HubUnavailable,
 )
-from idle_culler_daemon.transport import (  # noqa: F401 - RetryPolicy and more are ours too
-    REDACTED,
-    USER_AGENT,
-    Answer,
-    CappedRetry,
-    RetryPolicy,
-    Transport,
-    build_server_session,
-    build_session,
-    clip,
-)
+from idle_culler_daemon.transport import Answer, RetryPolicy, Transport, clip
 
 PAGINATION_MEDIA_TYPE = "application/jupyterhub-pagination+json"
 # The page size asked for without --api-page-size: the hub answers at most its

@@ -6,7 +6,8 @@ import pytest
 
 from idle_culler_daemon.config import HubSettings
 from idle_culler_daemon.errors import HubProtocolError
-from idle_culler_daemon.hub import build_server_session, build_session, server_api_url
+from idle_culler_daemon.hub import server_api_url
+from idle_culler_daemon.transport import build_server_session, build_session
 
 SETTINGS = HubSettings(api_url="https://hub.example.org/hub/api", token="secret-token",
                        server_url_base="https://hub.example.org")
