@@ -230,7 +230,7 @@ class Deadline:
 
     def finish(self) -> None:
         with self._lock:
-            self._done = True
+            self._done, self._sock = True, None  # the alarm, still waiting, holds no socket
 
     def _expire(self, attempt: int) -> None:
         with self._lock:
