@@ -3,9 +3,10 @@
 ``HubClient`` turns the hub's API into typed calls: pagination rebuilt from our own base URL,
 every path segment quoted, one table from HTTP status to outcome, errors typed
 (``errors.HubError`` and its subclasses) that never carry the token. Sending is
-``transport.Transport``'s (with ``hub``, the only modules that touch ``requests``): retries
-(``RetryPolicy``, whose worst case the daemon compares with systemd's watchdog), one deadline
-per exchange, answers read up to a cap, no cookies, no redirects.
+``transport.Transport``'s (``hub``, ``transport`` and ``deadline`` are the only modules that
+touch ``requests``): retries (``RetryPolicy``, whose worst case the daemon compares with
+systemd's watchdog), one deadline per exchange, answers read up to a cap, no cookies, no
+redirects.
 
 What a user controls is hostile (their server answers anything, their names are anything):
 the hub's token goes only to the hub's API URL (enforced in ``Transport.send``); a server is

@@ -62,22 +62,22 @@ def test_server_api_url_refuses_what_leaves_the_proxy_or_the_servers_path():
 def test_every_pool_makes_connections_that_report_to_the_deadline():
     # direct and through an HTTP proxy (from the environment or not): the deadline covers
     # the headers only when urllib3 uses our connection classes
-    from idle_culler_daemon import transport
+    from idle_culler_daemon import deadline
     for session in (build_session(SETTINGS), build_server_session(SETTINGS)):
         adapter = session.get_adapter("https://hub.example.org/")
         managers = (adapter.poolmanager, adapter.proxy_manager_for("http://proxy.example:3128"))
         for manager in managers:
             pool = manager.connection_from_url("https://hub.example.org/")
-            assert issubclass(pool.ConnectionCls, transport._WatchedHTTPSConnection)
+            assert issubclass(pool.ConnectionCls, deadline._WatchedHTTPSConnection)
             pool = manager.connection_from_url("http://hub.example.org/")
-            assert issubclass(pool.ConnectionCls, transport._WatchedHTTPConnection)
+            assert issubclass(pool.ConnectionCls, deadline._WatchedHTTPConnection)
 
 
 def test_alarms_run_in_time_order_on_one_thread_that_ends_when_none_is_left():
     import threading
     import time
 
-    from idle_culler_daemon.transport import Alarms
+    from idle_culler_daemon.deadline import Alarms
     alarms, order, done = Alarms(), [], threading.Event()
     alarms.after(0.2, lambda: (order.append("late"), done.set()))
     alarms.after(0.05, lambda: order.append("early"))
