@@ -34,7 +34,7 @@ from typing import (
 
 from idle_culler_daemon.config import CullSettings
 from idle_culler_daemon.errors import HubAuthError, HubError, HubUnavailable, ModelError
-from idle_culler_daemon.hub import DeleteResult, Page, StopResult
+from idle_culler_daemon.hub import DeleteResult, Page, ServerToken, StopResult
 from idle_culler_daemon.jobs import Stop, UserJob, judge, verdict_fields
 from idle_culler_daemon.log import get_logger
 from idle_culler_daemon.model import parse_server_status, parse_user
@@ -54,6 +54,8 @@ log = get_logger(__name__)
 # default concurrency. Measured by `make bench` (bench/README.md): at 2 pages of 200 ahead the
 # pass took up to 1.16 x its bound, at 10 pages the peak RSS grew by 16 MiB from 1k to 50k users.
 PREFETCH_USERS_PER_WORKER = 100
+# A kernel check's token lives this long at most (it is revoked right after the check).
+CHECK_TOKEN_EXPIRES_S = 300
 
 
 class HubApi(Protocol):
@@ -65,9 +67,13 @@ class HubApi(Protocol):
 
     def delete_user(self, user: str) -> DeleteResult: ...
 
-    def server_status(self, server_url: str) -> Any: ...
+    def server_token(self, user: str, server: str, expires_in_s: int) -> ServerToken: ...
 
-    def server_kernels(self, server_url: str) -> Any: ...
+    def revoke_token(self, user: str, token_id: str) -> None: ...
+
+    def server_status(self, server_url: str, token: ServerToken) -> Any: ...
+
+    def server_kernels(self, server_url: str, token: ServerToken) -> Any: ...
 
 
 # --- how a pass runs -------------------------------------------------------------------------
@@ -470,12 +476,17 @@ class CullPass:
             return verdict
         self.stats.add(checked=1)
         try:
-            body = self.hub.server_status(stop.url)
-            status = parse_server_status(body)
-            judged = judge_server_status(verdict, status, self.now)
-            if kernels_needed(judged, status):
-                status = parse_server_status(body, self.hub.server_kernels(stop.url))
+            # the server gets a token its own user owns, for that server only, never ours
+            token = self.hub.server_token(user, stop.server, CHECK_TOKEN_EXPIRES_S)
+            try:
+                body = self.hub.server_status(stop.url, token)
+                status = parse_server_status(body)
                 judged = judge_server_status(verdict, status, self.now)
+                if kernels_needed(judged, status):
+                    status = parse_server_status(body, self.hub.server_kernels(stop.url, token))
+                    judged = judge_server_status(verdict, status, self.now)
+            finally:
+                self._revoke(user, token)
         except (HubError, ModelError) as exc:
             self._check_failed(who, _check_failure(exc), str(exc))
             return verdict
@@ -487,6 +498,13 @@ class CullPass:
             self.stats.add(kept_by_server=1)
             log.info("keep", **who, **verdict_fields(judged))
         return judged
+
+    def _revoke(self, user: str, token: ServerToken) -> None:
+        """Revoke a check's token, best effort: it expires on its own anyway."""
+        try:
+            self.hub.revoke_token(user, token.id)
+        except HubError as exc:
+            log.debug("revoke-failed", user=user, error=str(exc))
 
     def _check_failed(self, who: Dict[str, str], reason: str, error: str) -> None:
         """Count a server that could not be asked; log each reason once per pass."""

@@ -44,6 +44,9 @@ EVENTS: Dict[str, Event] = {event.name: event for event in (
           "at start: the reference's distribution (jupyterhub-idle-culler) shares this "
           "environment; uninstalling it would remove this culler's module and command "
           "(`detail` gives the repair command)"),
+    Event("revoke-failed", "DEBUG",
+          "a kernel check's user-owned token could not be revoked (it expires anyway): "
+          "`user`, `error`"),
     Event("metrics-unavailable", "WARNING",
           "`--metrics-port` without prometheus-client: `/healthz` only"),
     Event("hub-attempt-failed", "WARNING",

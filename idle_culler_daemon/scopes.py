@@ -13,8 +13,10 @@ from typing import Any, List, Mapping, Sequence, Tuple
 from idle_culler_daemon.config import CullSettings
 
 # The scope each kind of request a pass sends needs, as said in a hint.
+# A kernel check mints a token owned by the server's user (POST /users/{name}/tokens), which
+# needs "tokens"; the culler's own token never goes to a server, so it needs no access:servers.
 _ACTION_SCOPES = {"stop": "delete:servers", "delete": "delete:users (or admin:users)",
-                  "check": "access:servers"}
+                  "check": "tokens"}
 
 # What each scope of JupyterHub 2+ also grants, for hubs that report unexpanded scopes.
 _IMPLIED_BY = {
@@ -24,7 +26,6 @@ _IMPLIED_BY = {
     "read:servers": ("admin:servers",),
     "delete:servers": ("admin:servers",),
     "delete:users": ("admin:users",),
-    "access:servers": ("shares",),
 }
 
 Needed = Tuple[Tuple[str, ...], ...]  # each entry lists alternatives: any one of them will do
@@ -46,8 +47,8 @@ def read_scopes(settings: CullSettings) -> Needed:
     needed = [("list:users",), ("read:users:activity",), ("read:servers",)]
     if settings.needs_groups:
         needed.append(("read:users:groups",))
-    if settings.may_check_kernels:  # asking servers themselves, through the proxy
-        needed.append(("access:servers",))
+    if settings.may_check_kernels:  # a token per check, owned by the server's user
+        needed.append(("tokens",))
     return tuple(needed)
 
 
@@ -71,8 +72,9 @@ def advised_scopes(settings: CullSettings) -> Needed:
 def missing_scopes(needed: Needed, granted: Sequence[Any]) -> List[str]:
     """Name each needed scope that ``granted`` lacks (``a or b`` for alternatives).
 
-    A scope held with a filter (``read:servers!group=x``) counts as held: the hub then shows
-    only the users the filter allows, which is the operator's choice.
+    A scope held with a filter (``read:servers!group=x``, ``tokens!group=x``) counts as held:
+    the hub then shows (or mints tokens for) only the users the filter allows, which is the
+    operator's choice.
     """
     held = {scope.split("!", 1)[0] for scope in granted if isinstance(scope, str)}
 

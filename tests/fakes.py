@@ -8,7 +8,7 @@ from datetime import datetime, timedelta, timezone
 from typing import Any, Dict, List, Optional, Tuple
 
 from idle_culler_daemon.errors import HubError, HubHTTPError
-from idle_culler_daemon.hub import DeleteResult, Page, StopResult
+from idle_culler_daemon.hub import DeleteResult, Page, ServerToken, StopResult
 
 NOW = datetime(2026, 11, 26, 12, 0, 0, tzinfo=timezone.utc)
 
@@ -88,11 +88,18 @@ class MemoryHub:
             raise result
         return result
 
-    def server_status(self, server_url: str) -> Any:
+    def server_token(self, user: str, server: str, expires_in_s: int) -> ServerToken:
+        self._record("token", user, server)
+        return ServerToken(id="t-%s-%s" % (user, server), value="minted")
+
+    def revoke_token(self, user: str, token_id: str) -> None:
+        self._record("revoke", user, token_id)
+
+    def server_status(self, server_url: str, token: ServerToken) -> Any:
         self._record("status", server_url)
         return self._server_answer(server_url, "status")
 
-    def server_kernels(self, server_url: str) -> Any:
+    def server_kernels(self, server_url: str, token: ServerToken) -> Any:
         self._record("kernels", server_url)
         return self._server_answer(server_url, "kernels")
 

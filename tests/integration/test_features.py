@@ -11,11 +11,12 @@ import pytest
 from idle_culler_daemon.config import CullSettings, HubSettings, RuleSettings
 from idle_culler_daemon.cull import Runtime, run_pass
 from idle_culler_daemon.errors import HubAuthError, HubHTTPError, HubUnavailable
-from idle_culler_daemon.hub import HubClient, RetryPolicy
+from idle_culler_daemon.hub import HubClient, RetryPolicy, ServerToken
 from tests.integration.test_pass import culler_pass as pass_on
 from tests.support.fakehub import AUTO, crowd, idle_user, utcnow
 
 FAST_RETRIES = RetryPolicy(connect_timeout=0.5, backoff_factor=0.01)
+ANY_TOKEN = ServerToken(id="1", value="not-a-token-the-hub-knows")
 
 
 def client(hub, **overrides):
@@ -35,35 +36,37 @@ def test_client_asks_a_server_with_the_token_header_and_without_counting_as_acti
     fake_hub.add(idle_user("ann", 3600))
     fake_hub.update_server("ann", "", kernels=("busy",))
     hub = client(fake_hub)
-    status = hub.server_status("/user/ann/")
-    kernels = hub.server_kernels("/user/ann/")
+    token = hub.server_token("ann", "", 60)  # ann's own, for this server only
+    status = hub.server_status("/user/ann/", token)
+    kernels = hub.server_kernels("/user/ann/", token)
     assert status["kernels"] == 1 and kernels[0]["execution_state"] == "busy"
     for record in fake_hub.records(route="server_status") + fake_hub.records(
             route="server_kernels"):
-        assert record.headers["authorization"] == "token " + fake_hub.token
+        assert record.headers["authorization"] == "token " + token.value
         assert record.query == {"no_track_activity": "1"}
     assert fake_hub.server("ann").own_last_activity is AUTO  # no activity recorded there
-    assert hub.server_status("/user/ann/")["last_activity"] == status["last_activity"]
+    assert hub.server_status("/user/ann/", token)["last_activity"] == status["last_activity"]
 
 
 def test_client_asks_named_servers_and_servers_whose_url_lacks_the_slash(fake_hub):
     fake_hub.add(idle_user("c@d", 3600, server_name="my lab"))
     model = client(fake_hub)
-    assert model.server_status("/user/c@d/my%20lab/")["kernels"] == 0
-    assert model.server_status("/user/c@d/my%20lab")["kernels"] == 0
+    token = model.server_token("c@d", "my lab", 60)
+    assert model.server_status("/user/c@d/my%20lab/", token)["kernels"] == 0
+    assert model.server_status("/user/c@d/my%20lab", token)["kernels"] == 0
 
 
 def test_client_never_retries_a_server_nor_follows_its_redirect(fake_hub):
     fake_hub.add(idle_user("ann", 3600))
     fake_hub.faults.add("GET */api/status", 503, count=None)
     with pytest.raises(HubUnavailable) as info:
-        client(fake_hub).server_status("/user/ann/")
+        client(fake_hub).server_status("/user/ann/", ANY_TOKEN)
     assert info.value.status == 503 and len(fake_hub.records(route="server_status")) == 1
     fake_hub.faults.clear()
     fake_hub.faults.add("GET */api/status", 302, count=None,
                         body=b"", message="Found")
     with pytest.raises(HubHTTPError) as info:
-        client(fake_hub).server_status("/user/ann/")
+        client(fake_hub).server_status("/user/ann/", ANY_TOKEN)
     assert info.value.status == 302 and len(fake_hub.records(route="server_status")) == 2
 
 
@@ -80,7 +83,7 @@ def test_client_a_server_that_does_not_answer_costs_one_request_timeout(fake_hub
     fake_hub.faults.add("GET */api/status", "hang", count=None, delay=5)
     started = time.monotonic()
     with pytest.raises(HubUnavailable):
-        client(fake_hub, read_timeout=0.3).server_status("/user/ann/")
+        client(fake_hub, read_timeout=0.3).server_status("/user/ann/", ANY_TOKEN)
     assert time.monotonic() - started < 2 and len(fake_hub.records(route="server_status")) == 1
 
 
@@ -89,14 +92,16 @@ def test_client_server_answers_a_stopped_server_a_foreign_one_and_a_refusal(fake
     fake_hub.update_server("bob", "", kernels=None)
     hub = client(fake_hub)
     with pytest.raises(HubHTTPError) as info:
-        hub.server_status("/user/nobody/")
+        hub.server_status("/user/nobody/", ANY_TOKEN)
     assert info.value.status == 302  # not followed
     with pytest.raises(HubHTTPError) as info:
-        hub.server_status("/user/bob/")
+        hub.server_status("/user/bob/", hub.server_token("bob", "", 60))
     assert info.value.status == 404
+    with pytest.raises(HubAuthError):  # ann's token is not bob's
+        hub.server_status("/user/bob/", hub.server_token("ann", "", 60))
     fake_hub.scopes = ["list:users", "read:servers"]
-    with pytest.raises(HubAuthError):
-        hub.server_status("/user/ann/")
+    with pytest.raises(HubAuthError):  # no "tokens": none is minted
+        hub.server_token("ann", "", 60)
 
 
 # --- whole passes with --check-kernels ------------------------------------------------------

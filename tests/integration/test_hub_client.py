@@ -84,7 +84,7 @@ def test_client_honours_retry_after_on_429(fake_hub):
 def test_client_read_timeout_is_retried_then_unavailable(fake_hub):
     fake_hub.faults.add("GET /users", "hang", count=None, delay=2)
     started = time.monotonic()
-    with pytest.raises(HubUnavailable, match="Timeout|timed out"):
+    with pytest.raises(HubUnavailable, match="Timeout|timed out|longer than"):
         client(fake_hub, read_timeout=0.2, retries=1).users_page("ready", 0)
     assert time.monotonic() - started < 2
 
@@ -264,7 +264,7 @@ def test_client_logs_one_line_of_its_own_per_failed_attempt(fake_hub, caplog):
         with pytest.raises(HubUnavailable):
             hub.stop_server("ann", "", False)
     lines = [record.getMessage() for record in caplog.records
-             if record.name == "idle_culler_daemon.hub"]
+             if record.name == "idle_culler_daemon.transport"]
     assert len(lines) == 2 + 4, lines
     listing, stopping = lines[:2], lines[2:]
     assert listing[0].startswith('hub-attempt-failed request="GET /hub/api/users?offset=0&'
@@ -282,3 +282,35 @@ def test_client_asks_for_the_largest_page_by_default(fake_hub):
     record = fake_hub.records(route="list_users")[-1]
     assert int(record.query.get("limit", "0")) >= 200
     assert len(page.items) == 200 and page.next_offset == 200
+
+
+def test_client_every_request_has_a_timeout_follows_no_redirect_and_the_token_stays_home(
+        fake_hub, monkeypatch):
+    # Whatever the method, each request reaches requests' Session.send with both timeouts
+    # and redirects off, and only those to the API carry the hub's token.
+    import requests
+    fake_hub.add(idle_user("ann", 3600), idle_user("bob", 3600))
+    sent = []
+    original = requests.Session.send
+
+    def spy(session, request, **kwargs):
+        sent.append((request.url, dict(request.headers), kwargs))
+        return original(session, request, **kwargs)
+
+    monkeypatch.setattr(requests.Session, "send", spy)
+    hub = client(fake_hub, server_url_base=fake_hub.url)
+    hub.version()
+    hub.whoami()
+    hub.users_page("ready", 0)
+    token = hub.server_token("ann", "", 60)
+    hub.server_status("/user/ann/", token)
+    hub.server_kernels("/user/ann/", token)
+    hub.revoke_token("ann", token.id)
+    hub.stop_server("bob", "", False)
+    hub.delete_user("bob")
+    assert len(sent) == 9
+    for url, headers, kwargs in sent:
+        assert kwargs["timeout"] == (FAST_RETRIES.connect_timeout, 0.5)
+        assert kwargs["allow_redirects"] is False
+        home = url.startswith(fake_hub.api_url + "/")
+        assert (headers.get("Authorization") == "token " + fake_hub.token) is home, url

@@ -38,6 +38,7 @@ def services_for(version):
     stop servers (lacks delete:servers on hubs with scopes; a non-admin service before 2.0)."""
     return [
         {"name": "culler", "scopes": CULLER_SCOPES},
+        {"name": "kernel-checker", "scopes": CULLER_SCOPES + ["tokens"]},
         {"name": "no-delete-servers",
          "scopes": [s for s in CULLER_SCOPES if s != "delete:servers"] if version.has_scopes
          else []},
@@ -117,6 +118,48 @@ def test_hub_versions_token_that_may_not_stop_servers_exits_78(versioned_hub):
     errors = [line for line in result.stderr.splitlines() if "level=ERROR " in line]
     assert len(errors) == 1
     assert ("delete:servers" if hub.has_scopes else "admin") in errors[0]
+
+
+def test_hub_versions_what_a_kernel_check_sends_a_server_cannot_act_beyond_its_user(
+        versioned_hub):
+    """mallory's server records what the culler's client sends it (the in-hub responder,
+    through the real proxy); with that Authorization, mallory can list no users and cannot
+    stop victim's server, on every hub version (1.5 and 2.3 ignore the asked scopes: the
+    token then has mallory's own rights, which she has anyway)."""
+    import requests
+
+    from idle_culler_daemon.config import HubSettings
+    from idle_culler_daemon.hub import HubClient
+
+    hub = versioned_hub
+    mallory, victim = unique_names("mal", 2)
+    hub.create_users([mallory, victim])
+    hub.start_server(mallory)
+    hub.start_server(victim)
+    url = (hub.server_model(mallory) or {}).get("url") or "/user/%s/" % mallory
+    client = HubClient(HubSettings(api_url=hub.api_url, token=hub.token("kernel-checker"),
+                                   read_timeout=10, server_url_base=hub.public_url))
+    try:
+        token = client.server_token(mallory, "", 60)
+        assert client.server_status(url, token)["realhub"] is True
+        recorded = [entry for entry in hub.admin_api("GET", "/_realhub/recorded",
+                                                     check=True).json()
+                    if entry["path"] == url + "api/status"]  # not the hub's own "api" check
+        assert len(recorded) == 1
+        sent = recorded[0]["authorization"]
+        assert sent == "token " + token.value and hub.token("kernel-checker") not in sent
+        assert recorded[0]["query"] == "no_track_activity=1" and not recorded[0]["cookie"]
+
+        def as_mallory(method, path):
+            return requests.request(method, hub.api_url + path, timeout=30,
+                                    headers={"Authorization": sent})
+        assert as_mallory("GET", "/users").status_code == 403
+        assert as_mallory("DELETE", "/users/%s/server" % victim).status_code in (403, 404)
+        assert hub.server_running(victim)
+        client.revoke_token(mallory, token.id)
+        assert as_mallory("GET", "/users/%s" % mallory).status_code == 403  # revoked
+    finally:
+        client.close()
 
 
 def test_hub_versions_zero_to_jupyterhub_managed_service_culls(versioned_hub):

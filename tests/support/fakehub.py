@@ -19,7 +19,11 @@ for correctness:
   ``last_activity``, the kernels' ``execution_state``; the token needs ``access:servers``; an
   ``api/kernels`` request without ``no_track_activity=1`` counts as activity, as there), a
   redirect to the hub for a server that is not running (what the proxy and the hub answer),
-  404 for one that is no jupyter-server (``kernels=None``).
+  404 for one that is no jupyter-server (``kernels=None``); a token minted for a server
+  (below) may ask that server only;
+* ``POST /hub/api/users/{name}/tokens`` (needs ``tokens``: a token owned by that user, with
+  the scopes asked for) and ``DELETE /hub/api/users/{name}/tokens/{id}``, both recorded;
+* every answer's ``Date`` header, shifted by ``clock_offset`` (a hub whose clock is off).
 
 Everything else is test machinery: per-(user, server) stop outcomes, per-route latency, a small
 fault injector (:class:`FaultInjector`: error statuses, resets, delays, bodies that trickle
@@ -86,6 +90,7 @@ RECORDED_HEADERS = (
     "connection",
     "content-length",
     "content-type",
+    "cookie",
     "host",
     "user-agent",
 )
@@ -108,6 +113,8 @@ ROUTE_DELETE_USER = "delete_user"
 ROUTE_STOP_SERVER = "stop_server"
 ROUTE_SERVER_STATUS = "server_status"    # GET /user/{name}/[{server}/]api/status (the proxy)
 ROUTE_SERVER_KERNELS = "server_kernels"  # GET /user/{name}/[{server}/]api/kernels
+ROUTE_CREATE_TOKEN = "create_token"      # POST /users/{name}/tokens
+ROUTE_REVOKE_TOKEN = "revoke_token"      # DELETE /users/{name}/tokens/{id}
 ROUTE_OTHER = "other"
 
 _ROUTES = {
@@ -119,6 +126,8 @@ _ROUTES = {
     ("DELETE", "server"): ROUTE_STOP_SERVER,
     ("GET", "server_status"): ROUTE_SERVER_STATUS,
     ("GET", "server_kernels"): ROUTE_SERVER_KERNELS,
+    ("POST", "tokens"): ROUTE_CREATE_TOKEN,
+    ("DELETE", "token"): ROUTE_REVOKE_TOKEN,
 }
 
 # Scope implications (JupyterHub 6.x, only the branches the culler touches). Filtered scopes
@@ -732,10 +741,15 @@ class ListDeleteOrder:
 
 @dataclass
 class _Token:
-    """A token the fake accepts: the service it belongs to and its scopes (None: anything)."""
+    """A token the fake accepts: the service it belongs to and its scopes (None: anything).
+
+    A token minted by ``POST /users/{name}/tokens`` has ``owner`` (that user) and ``id``.
+    """
 
     name: str
     scopes: Optional[Tuple[str, ...]]
+    owner: Optional[str] = None
+    id: Optional[str] = None
 
 
 class _Reply:
@@ -807,6 +821,10 @@ def _classify(path: str) -> Tuple[str, Optional[str], Optional[str]]:
             return "user", name, None
         if len(parts) == 3 and parts[2] == "server":
             return "server", name, ""
+        if len(parts) == 3 and parts[2] == "tokens":
+            return "tokens", name, None
+        if len(parts) == 4 and parts[2] == "tokens":
+            return "token", name, unquote(parts[3])  # the token's id, in ``server``
         if len(parts) == 4 and parts[2] == "servers":
             return "server", name, unquote(parts[3])
     return "unknown", None, None
@@ -936,7 +954,14 @@ class FakeHub:
             while any server is running or pending; False mimics JupyterHub 6, which stops the
             servers and deletes the user (still 400 while a stop is pending).
         clock: the hub's "now" (aware UTC), used when a stop bumps ``last_activity``.
+        clock_offset: added to the real time in every answer's ``Date`` header (a hub whose
+            clock is off); ``hub.clock_offset`` may be changed while serving.
         port: 0 picks a free port.
+
+    ``POST /users/{name}/tokens`` (the token needs ``tokens``) mints a token owned by that
+    user with the scopes asked for (``access:servers!server=NAME/SERVER`` lets it ask that
+    one server); ``DELETE /users/{name}/tokens/{id}`` revokes it. Both are recorded
+    (``minted_tokens()``, routes ``create_token``/``revoke_token``).
     """
 
     record_headers = RECORDED_HEADERS
@@ -953,6 +978,7 @@ class FakeHub:
         named_servers: bool = True,
         refuse_delete_with_servers: bool = True,
         clock: Callable[[], datetime] = utcnow,
+        clock_offset: timedelta = timedelta(0),
         port: int = 0,
     ) -> None:
         self.host = "127.0.0.1"
@@ -965,6 +991,7 @@ class FakeHub:
         self.named_servers = named_servers
         self.refuse_delete_with_servers = refuse_delete_with_servers
         self.clock = clock
+        self.clock_offset = clock_offset
         self.latency = Latency()
         self.faults = FaultInjector()
         self.errors: List[str] = []  # tracebacks of bugs in the fake itself
@@ -1576,15 +1603,51 @@ class FakeHub:
         if resource == "user":
             return self._delete_user(record.user, scopes)
         if resource in ("server_status", "server_kernels"):
-            return self._server_api(record, resource, scopes)
+            return self._server_api(record, resource, token, scopes)
+        if resource == "tokens":
+            return self._create_token(record, scopes)
+        if resource == "token":
+            return self._revoke_token(record, scopes)
         return self._stop_server(record.user, record.server or "", record.body, scopes)
 
-    def _server_api(self, record: RequestRecord, resource: str,
+    def _create_token(self, record: RequestRecord, scopes: Optional[Set[str]]) -> _Reply:
+        """``POST /users/{name}/tokens``: a token owned by that user (201)."""
+        assert record.user is not None
+        if not _allowed(scopes, "tokens"):
+            return _error(403, "Action is not authorized with current scopes; requires any "
+                               "of [tokens]")
+        with self._data_lock:
+            if record.user not in self._users:
+                return _error(404)
+        asked = record.json if isinstance(record.json, dict) else {}
+        value = secrets.token_hex(16)
+        token = _Token("token", tuple(asked.get("scopes") or ()), owner=record.user,
+                       id="a%d" % (len(self._tokens) + 1))
+        self._tokens[value] = token
+        return _json_reply({"token": value, "id": token.id, "note": asked.get("note"),
+                            "expires_in": asked.get("expires_in"), "scopes": token.scopes},
+                           201)
+
+    def _revoke_token(self, record: RequestRecord, scopes: Optional[Set[str]]) -> _Reply:
+        """``DELETE /users/{name}/tokens/{id}``: 204, or 404 for an unknown id."""
+        if not _allowed(scopes, "tokens"):
+            return _error(403)
+        for value, token in list(self._tokens.items()):
+            if token.owner == record.user and token.id == record.server:
+                del self._tokens[value]
+                return _Reply(204, b"", None)
+        return _error(404)
+
+    def minted_tokens(self) -> List[Tuple[str, str, Tuple[str, ...]]]:
+        """(owner, id, scopes) of each minted token not yet revoked."""
+        return [(t.owner, t.id, t.scopes or ()) for t in self._tokens.values()
+                if t.owner is not None and t.id is not None]
+
+    def _server_api(self, record: RequestRecord, resource: str, token: Optional[_Token],
                     scopes: Optional[Set[str]]) -> _Reply:
         """A single-user server's ``api/status`` or ``api/kernels``, through the proxy."""
         assert record.user is not None
-        if not _allowed(scopes, "access:servers"):
-            return _error(403, "Forbidden")
+        own = "access:servers!server=%s/%s" % (record.user, record.server or "")
         with self._data_lock:
             user = self._users.get(record.user)
             server = None if user is None else user.servers.get(record.server or "")
@@ -1593,6 +1656,9 @@ class FakeHub:
                 # redirects to its own /hub/user/... page
                 return _Reply(302, b"", None, {"Location": "/hub" + record.path + "?"
                                                + urlencode(record.query)})
+            if not _allowed(scopes, "access:servers") \
+                    and not (token is not None and own in (token.scopes or ())):
+                return _error(403, "Forbidden")
             if server.kernels is None:
                 return _error(404, "Not Found")  # no jupyter-server behind this URL
             if resource == "server_kernels" and record.query.get("no_track_activity") is None:
@@ -1868,7 +1934,7 @@ class FakeHub:
         lines = [
             f"HTTP/1.1 {reply.status} {_phrase(reply.status)}",
             f"Server: {handler.server_version}",
-            f"Date: {formatdate(usegmt=True)}",
+            f"Date: {formatdate(time.time() + self.clock_offset.total_seconds(), usegmt=True)}",
         ]
         if reply.status not in (204, 304):
             if reply.content_type:
@@ -1954,7 +2020,7 @@ class FakeHub:
         closes or ``duration`` elapses, then the connection is dropped."""
         head = (
             "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
-            f"Content-Length: {10 ** 9}\r\n\r\n"
+            f"Content-Length: {10 ** 6}\r\n\r\n"  # under the culler's cap: never completes
         ).encode("latin-1")
         record.status = 200
         record.note = "trickled"

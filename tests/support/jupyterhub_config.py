@@ -185,12 +185,20 @@ def _set_running(prefix, running):
 
 
 _BEHAVIOUR = {}  # (user name, server name) -> {"start_delay", "stop_delay", "start_fail"}
+# What each server was sent, as a user's own server would see it: the last 200 requests'
+# paths and Authorization headers (GET /hub/api/_realhub/recorded, for the tests of what the
+# culler sends a user's server).
+_RECORDED = []
 _RESPONDER = {"server": None}
 
 
 class _ResponderHandler(web.RequestHandler):
     def _answer(self):
         path = self.request.path
+        _RECORDED.append({"path": path, "query": self.request.query,
+                          "authorization": self.request.headers.get("Authorization"),
+                          "cookie": self.request.headers.get("Cookie")})
+        del _RECORDED[:-200]
         # The hub asks with its own escaping (/user/c@d.org/api), a client through the proxy
         # may send another (/user/c%40d.org/api): compare unescaped. Prefixes are
         # /user/<name>/ or /user/<name>/<server>/ (names cannot contain "/").
@@ -392,11 +400,19 @@ class RunningHandler(APIHandler):
         self.finish(json.dumps(sorted(_RUNNING_PREFIXES)))
 
 
+class RecordedHandler(APIHandler):
+    @_ADMIN_ONLY
+    def get(self):
+        self.set_header("Content-Type", "application/json")
+        self.finish(json.dumps(_RECORDED))
+
+
 # extra_handlers is deprecated since JupyterHub 3.1 (it logs a warning) but works in 6.1.1.
 c.JupyterHub.extra_handlers = [
     (r"/api/_realhub/backdate", BackdateHandler),
     (r"/api/_realhub/behaviour", BehaviourHandler),
     (r"/api/_realhub/running", RunningHandler),
+    (r"/api/_realhub/recorded", RecordedHandler),
 ]
 
 

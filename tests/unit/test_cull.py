@@ -342,7 +342,7 @@ def test_a_server_that_cannot_be_asked_is_judged_by_the_hub_and_logged_once(capl
                 and "kernel-check-failed" in r.getMessage()]
     assert len(warnings) == 1 and "reason=%s" % reason in warnings[0].getMessage()
     if reason == "refused":
-        assert "access:servers" in warnings[0].getMessage()
+        assert "scope tokens" in warnings[0].getMessage()
 
 
 def test_a_server_without_url_is_judged_by_the_hub():

@@ -66,15 +66,19 @@ def test_verdict_before_scopes_refuses_an_owner_that_is_not_an_admin():
     assert verdict(service, CullSettings(), has_scopes=True).missing == ()
 
 
-def test_kernel_checks_need_access_servers_globally_or_in_a_rule():
-    assert ("access:servers",) not in required_scopes(CullSettings())
-    assert ("access:servers",) in required_scopes(CullSettings(check_kernels=True))
+def test_kernel_checks_need_tokens_globally_or_in_a_rule_and_no_access_servers():
+    # the culler mints a token owned by the server's user; its own never goes to a server
+    assert ("tokens",) not in required_scopes(CullSettings())
+    assert ("tokens",) in required_scopes(CullSettings(check_kernels=True))
     rule = RuleSettings("gpu", profiles=("gpu-*",), check_kernels=True)
-    assert ("access:servers",) in required_scopes(CullSettings(rules=(rule,)))
+    assert ("tokens",) in required_scopes(CullSettings(rules=(rule,)))
     base = ["list:users", "read:users:activity", "read:servers", "delete:servers"]
     found = verdict({"scopes": base}, CullSettings(check_kernels=True))
-    assert found.missing == ("access:servers",)
-    for granted in ("access:servers", "access:servers!user=ann", "shares"):
+    assert found.missing == ("tokens",)
+    for granted in ("tokens", "tokens!group=lab", "tokens!user=ann"):
         assert verdict({"scopes": base + [granted]},
                        CullSettings(check_kernels=True)).missing == ()
-    assert scope_hint("check") == "access:servers"
+    for useless in ("access:servers", "shares", "read:tokens"):
+        assert verdict({"scopes": base + [useless]},
+                       CullSettings(check_kernels=True)).missing == ("tokens",)
+    assert scope_hint("check") == "tokens"
