@@ -244,8 +244,10 @@ def load_config(cli_values: Mapping[str, Any], env: Mapping[str, str],
         token = ("", "none: %s" % exc)
     client_cert, ca_bundle = (ssl_files(values["internal_certs_location"], env)
                               if values["ssl_enabled"] else (None, None))
+    env_ca_bundle = env.get("REQUESTS_CA_BUNDLE") or env.get("CURL_CA_BUNDLE") or None
     derived = {"hub.token": token[0], "hub.pool_size": values["concurrency"],
-               "hub.client_cert": client_cert, "hub.ca_bundle": ca_bundle,
+               "hub.client_cert": client_cert, "hub.ca_bundle": ca_bundle or env_ca_bundle,
+               "hub.env_ca_bundle": env_ca_bundle,
                "culling.rules": rules, "warnings": tuple(warnings),
                "sources": tuple(sources.items()), "token_source": token[1],
                "overridden": tuple(overridden)}

@@ -55,6 +55,10 @@ OTHER_ENVIRONMENT: Tuple[Tuple[str, str], ...] = (
                                 "one under --internal-certs-location."),
     ("JUPYTERHUB_SSL_CLIENT_CA", "With --ssl-enabled: the CA bundle that verifies the hub, "
                                  "instead of the one under --internal-certs-location."),
+    ("REQUESTS_CA_BUNDLE", "The CA bundle that verifies the hub and the proxy (CURL_CA_BUNDLE "
+                           "when it is not set), as requests reads it; --ssl-enabled's CA wins "
+                           "for the hub. HTTPS_PROXY, HTTP_PROXY and NO_PROXY are read by "
+                           "requests itself (from requests 2.28 on)."),
     ("NOTIFY_SOCKET", "Set by systemd for Type=notify services: readiness, status lines and "
                       "stopping are reported there (sd_notify(3))."),
     ("WATCHDOG_USEC", "Set by systemd with WatchdogSec=: the culler pings the watchdog while "

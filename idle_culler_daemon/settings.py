@@ -199,7 +199,10 @@ class HubSettings:
         "about 20 ms of CPU.", "N", group="hub", name="api_page_size")
     pool_size: int = 10  # --concurrency
     client_cert: Optional[Tuple[str, str]] = None  # (certfile, keyfile), from the next two
-    ca_bundle: Optional[str] = None
+    ca_bundle: Optional[str] = None  # the hub's internal CA with --ssl-enabled, else env_ca_bundle
+    # $REQUESTS_CA_BUNDLE or $CURL_CA_BUNDLE, as requests' Session.request would read them
+    # (Session.send, which the transport uses, does not read the environment)
+    env_ca_bundle: Optional[str] = None
     server_url_base: Optional[str] = declare(
         text, None, "The proxy's public URL (scheme://host[:port]) through which "
         "--check-kernels asks the servers. Default: the origin of $JUPYTERHUB_PUBLIC_HUB_URL, "

@@ -166,10 +166,10 @@ def build_session(settings: HubSettings, policy: RetryPolicy = RetryPolicy(),
 
 def build_server_session(settings: HubSettings) -> requests.Session:
     """The single-user servers' Session: asked once (no retries, no Retry-After waits), with
-    requests' default certificate bundle (the proxy's URL is public; ``--ssl-enabled``'s
-    internal CA and client certificate are the hub's, not the servers')."""
+    requests' default certificate bundle or ``$REQUESTS_CA_BUNDLE`` (the proxy's URL is public;
+    ``--ssl-enabled``'s internal CA and client certificate are the hub's, not the servers')."""
     adapter = WatchedAdapter(max_retries=0, pool_connections=2, pool_maxsize=settings.pool_size + 1)
-    session = _session(adapter, True)
+    session = _session(adapter, settings.env_ca_bundle or True)
     # ask for the answer as it is: a compressed one could grow past the cap in one chunk
     session.headers["Accept-Encoding"] = "identity"
     return session

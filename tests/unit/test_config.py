@@ -943,3 +943,12 @@ def test_url_with_a_bad_port_or_no_host_is_a_config_error(url):
 def test_url_whose_host_cannot_be_a_host_is_a_config_error(url):
     with pytest.raises(ConfigError, match="--url"):
         load(["--url=" + url])
+
+
+def test_config_ca_bundle_from_the_environment_verifies_the_hub_and_the_servers():
+    # The transport sends with Session.send, which does not read REQUESTS_CA_BUNDLE itself.
+    config = load([], dict(ENV, REQUESTS_CA_BUNDLE="/etc/ca.pem"))
+    assert config.hub.ca_bundle == "/etc/ca.pem" and config.hub.env_ca_bundle == "/etc/ca.pem"
+    assert load([], dict(ENV, CURL_CA_BUNDLE="/etc/curl.pem")).hub.ca_bundle == "/etc/curl.pem"
+    plain = load([])
+    assert plain.hub.ca_bundle is None and plain.hub.env_ca_bundle is None

@@ -91,3 +91,10 @@ def test_alarms_run_in_time_order_on_one_thread_that_ends_when_none_is_left():
     while alarms._thread is not None and time.monotonic() < deadline + 2:
         time.sleep(0.01)
     assert alarms._thread is None and order == ["early", "late"]
+
+
+def test_sessions_verify_with_the_environments_ca_bundle():
+    settings = HubSettings(api_url="http://127.0.0.1:1/hub/api", token="t" * 16,
+                           ca_bundle="/etc/ca.pem", env_ca_bundle="/etc/ca.pem")
+    assert build_session(settings).verify == "/etc/ca.pem"
+    assert build_server_session(settings).verify == "/etc/ca.pem"
