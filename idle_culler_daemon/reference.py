@@ -57,8 +57,8 @@ OTHER_ENVIRONMENT: Tuple[Tuple[str, str], ...] = (
                                  "instead of the one under --internal-certs-location."),
     ("REQUESTS_CA_BUNDLE", "The CA bundle that verifies the hub and the proxy (CURL_CA_BUNDLE "
                            "when it is not set), as requests reads it; --ssl-enabled's CA wins "
-                           "for the hub. HTTPS_PROXY, HTTP_PROXY and NO_PROXY are read by "
-                           "requests itself (from requests 2.28 on)."),
+                           "for the hub. HTTPS_PROXY, HTTP_PROXY and NO_PROXY are read at "
+                           "start the way requests reads them."),
     ("NOTIFY_SOCKET", "Set by systemd for Type=notify services: readiness, status lines and "
                       "stopping are reported there (sd_notify(3))."),
     ("WATCHDOG_USEC", "Set by systemd with WatchdogSec=: the culler pings the watchdog while "

@@ -132,8 +132,13 @@ class _NoNetrc(AuthBase):
         return request
 
 
-def _session(adapter: HTTPAdapter, verify: Any) -> requests.Session:
+def _session(adapter: HTTPAdapter, verify: Any, url: Optional[str]) -> requests.Session:
     session = requests.Session()
+    # The proxies the environment names for ``url`` (NO_PROXY honoured), read once here with
+    # requests' own reader: Session.send before requests 2.28 (RHEL 9, Debian 12) does not
+    # read the environment, later ones read it again on each request and agree.
+    if url:
+        session.proxies = requests.utils.get_environ_proxies(url)
     session.mount("http://", adapter)
     session.mount("https://", adapter)
     # keep no cookie, so none is ever sent: every domain is outside an empty allow-list
@@ -158,7 +163,7 @@ def build_session(settings: HubSettings, policy: RetryPolicy = RetryPolicy(),
     # otherwise urllib3 discards connections ("Connection pool is full").
     adapter = WatchedAdapter(max_retries=retry, pool_connections=2,
                        pool_maxsize=settings.pool_size + 1)
-    session = _session(adapter, settings.ca_bundle or True)
+    session = _session(adapter, settings.ca_bundle or True, settings.api_url)
     if settings.client_cert:
         session.cert = settings.client_cert
     return session
@@ -169,7 +174,7 @@ def build_server_session(settings: HubSettings) -> requests.Session:
     requests' default certificate bundle or ``$REQUESTS_CA_BUNDLE`` (the proxy's URL is public;
     ``--ssl-enabled``'s internal CA and client certificate are the hub's, not the servers')."""
     adapter = WatchedAdapter(max_retries=0, pool_connections=2, pool_maxsize=settings.pool_size + 1)
-    session = _session(adapter, settings.env_ca_bundle or True)
+    session = _session(adapter, settings.env_ca_bundle or True, settings.server_url_base)
     # ask for the answer as it is: a compressed one could grow past the cap in one chunk
     session.headers["Accept-Encoding"] = "identity"
     return session

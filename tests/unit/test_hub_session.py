@@ -98,3 +98,13 @@ def test_sessions_verify_with_the_environments_ca_bundle():
                            ca_bundle="/etc/ca.pem", env_ca_bundle="/etc/ca.pem")
     assert build_session(settings).verify == "/etc/ca.pem"
     assert build_server_session(settings).verify == "/etc/ca.pem"
+
+
+def test_sessions_take_the_environments_proxies_for_their_url(monkeypatch):
+    # Session.send of requests < 2.28 reads no proxy from the environment: the sessions must.
+    monkeypatch.setenv("HTTPS_PROXY", "http://127.0.0.1:3128")
+    monkeypatch.setenv("NO_PROXY", "hub.internal")
+    settings = HubSettings(api_url="https://hub.internal/hub/api", token="t" * 16,
+                           server_url_base="https://jupyter.example.org")
+    assert "https" not in build_session(settings).proxies
+    assert build_server_session(settings).proxies["https"] == "http://127.0.0.1:3128"
