@@ -30,8 +30,7 @@ class Service(Protocol):
 
     interval_s: float
 
-    def run_pass(self, heartbeat: Callable[[], None], should_stop: Callable[[], bool]
-                 ) -> PassStats: ...
+    def run_pass(self, heartbeat: Callable[[], None]) -> PassStats: ...
 
     def reload(self) -> Optional[str]: ...
 
@@ -128,7 +127,7 @@ def run_forever(service: Service, notifier: Notifier, signals: Signals, once: bo
     while not signals.stop.is_set():
         started = monotonic()
         try:
-            stats = service.run_pass(beat, signals.stop.is_set)
+            stats = service.run_pass(beat)  # the pass reads signals.stop, given at wiring
         except ConfigError as exc:
             log.error("config-error", error=str(exc))
             notifier.stopping("configuration error: %s" % exc)

@@ -10,10 +10,12 @@ metrics file tried and its token preflighted against the hub before anything is 
 problem refuses it and the running configuration stays (docs/behaviour.md#reload).
 """
 
+import math
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from datetime import datetime, timezone
+from functools import partial
 from typing import Callable, List, Optional, Set, Tuple
 from urllib.parse import urlsplit
 
@@ -40,6 +42,8 @@ SCOPES_SINCE = (2, 0)
 #: Options a running daemon cannot change: a reload keeps their old values and says so.
 RESTART_ONLY = ("metrics_port", "metrics_address", "once")
 API_PATH = "/hub/api"
+#: The shortest lifetime of a token minted for a kernel check (--check-kernels).
+CHECK_TOKEN_MIN_S = 60
 
 #: Applies a configuration's logging (level, format), redacting its token and these others.
 LoggingHook = Callable[[Config, Tuple[str, ...]], None]
@@ -52,10 +56,6 @@ def version_tuple(version: str) -> Tuple[int, ...]:
         digits = "".join(ch for ch in piece if ch.isdigit())
         parts.append(int(digits) if digits else 0)
     return tuple(parts)
-
-
-def _utc_now() -> datetime:
-    return datetime.now(timezone.utc)
 
 
 def _no_logging(config: Config, also_redact: Tuple[str, ...]) -> None:
@@ -90,19 +90,21 @@ def _with_values(config: Config, **changes: object) -> Config:
 class Culler:
     """One configured culler; the hub client and the pool are rebuilt on reload.
 
-    ``load`` re-reads the configuration (for SIGHUP); ``cancel`` is set on SIGTERM and stops
-    retries in flight; ``tick_s`` is how often the pass feeds the watchdog while it waits;
+    ``load`` re-reads the configuration (for SIGHUP); ``stop`` is the one stop signal (set on
+    SIGTERM): the hub client reads it to start no more retries, and each pass to take no more
+    pages or jobs; ``tick_s`` is how often the pass feeds the watchdog while it waits;
     ``logging`` applies a configuration's logging (given by ``cli``, which owns the
     environment).
     """
 
     # shape: the collaborators a service is wired with, each by keyword
     def __init__(self, config: Config, load: Callable[[], Config], *,
-                 metrics: Optional[Metrics] = None, cancel: Optional[threading.Event] = None,
-                 tick_s: float = 1.0, clock: Callable[[], datetime] = _utc_now,
+                 metrics: Optional[Metrics] = None, stop: Optional[threading.Event] = None,
+                 tick_s: float = 1.0,
+                 clock: Callable[[], datetime] = partial(datetime.now, timezone.utc),
                  logging: LoggingHook = _no_logging) -> None:
         self._load = load
-        self._cancel = cancel
+        self._stop = threading.Event() if stop is None else stop
         self._metrics = metrics
         self._clock = clock
         self._tick_s = tick_s
@@ -111,7 +113,7 @@ class Culler:
         self._fallback: Optional[Config] = None  # the last verified config, after a reload
         self.last_stats: Optional[PassStats] = None
         self.policy = RetryPolicy()
-        self._apply(config, HubClient(config.hub, self.policy, cancel=cancel))
+        self._apply(config, HubClient(config.hub, self.policy, cancel=self._stop))
 
     def _apply(self, config: Config, hub: HubClient, state_filter: Optional[bool] = None
                ) -> None:
@@ -186,7 +188,7 @@ class Culler:
         token and settings, then its metrics file. Returns its hub client and the preflight's
         finding (None: the hub could not be asked; the preflight then runs before the next
         pass, and a refusal there restores the previous configuration)."""
-        hub = HubClient(new.hub, self.policy, cancel=self._cancel)
+        hub = HubClient(new.hub, self.policy, cancel=self._stop)
         try:
             try:
                 state_filter: Optional[bool] = self._preflight(hub, new)
@@ -288,7 +290,7 @@ class Culler:
             log.error("reload-refused", error=str(exc), detail="found before the first pass "
                       "after the reload; the previous configuration is restored")
             self.close()
-            self._apply(old, HubClient(old.hub, self.policy, cancel=self._cancel))
+            self._apply(old, HubClient(old.hub, self.policy, cancel=self._stop))
             if self._metrics is not None:
                 self._metrics.set_file(old.metrics_file)
             self._logging(old, ())
@@ -297,26 +299,31 @@ class Culler:
 
     # -- a pass -------------------------------------------------------------------------------
 
-    def run_pass(self, heartbeat: Callable[[], None], should_stop: Callable[[], bool]
-                 ) -> PassStats:
+    def run_pass(self, heartbeat: Callable[[], None]) -> PassStats:
         """Preflight if not done yet, then one pass; a hub that cannot be asked ends it."""
         if not self._checked:
             try:
                 self._preflight_or_fall_back()
             except HubError as exc:
-                stats = PassStats(listing_error=str(exc), dry_run=self.config.dry_run)
+                stats = PassStats(listing_error=str(exc), aborted=True,
+                                  dry_run=self.config.dry_run)
                 stats.count_error(exc.status)
                 self._record(stats)
                 return stats
         runtime = Runtime(
             pool=self.executor, concurrency=self.config.concurrency,
             dry_run=self.config.dry_run, use_state_filter=self._use_state_filter,
-            heartbeat=heartbeat, should_stop=should_stop, tick_s=self._tick_s,
-            stall_s=self.worst_case_call_s())
+            heartbeat=heartbeat, stop=self._stop, tick_s=self._tick_s,
+            stall_s=self.worst_case_call_s(), check_token_s=self.check_token_s())
         self.last_stats = run_pass(self.hub, self.config.culling, self._clock(), runtime,
                                    self._warned)
         self._record(self.last_stats)
         return self.last_stats
+
+    def check_token_s(self) -> int:
+        """The lifetime of a token minted for a kernel check: two requests to the server, each
+        within the request timeout, with room to spare; at least a minute."""
+        return max(CHECK_TOKEN_MIN_S, math.ceil(2 * self.config.hub.read_timeout))
 
     def _record(self, stats: PassStats) -> None:
         if self._metrics is None:

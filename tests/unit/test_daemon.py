@@ -27,7 +27,7 @@ class FakeService:
         self.passes, self.results = passes, list(results or [])
         self.starts, self.reloads = [], 0
 
-    def run_pass(self, heartbeat, should_stop):
+    def run_pass(self, heartbeat):
         self.starts.append(self.clock.now)
         self.clock.now += self.pass_s
         heartbeat()
