@@ -202,9 +202,11 @@ class Actor:
         """The one place ``--dry-run`` is honoured: record the action instead of sending it
         (returns True), or send it through ``_attempt``."""
         if self._context.runtime.dry_run:
-            who = {"user": entry.user, "server": entry.server or "-"} \
-                if entry.action == "stop" else {"user": entry.user}
-            log.info("would-" + entry.action, **who, **verdict_fields(entry.verdict))
+            if entry.action == "stop":
+                log.info("would-stop", user=entry.user, server=entry.server or "-",
+                         **verdict_fields(entry.verdict))
+            else:
+                log.info("would-delete", user=entry.user, **verdict_fields(entry.verdict))
             self._stats.add_to_plan(entry)
             return True
         return self._attempt(entry, call)

@@ -58,7 +58,6 @@ class MemoryHub:
     revocation (or raises ``revoke_error``).
     """
 
-    # shape: the fake's canned answers, each optional and by keyword in the tests
     def __init__(self, users: List[Dict[str, Any]], page_size: int = 50,
                  stop_results: Optional[Dict[Tuple[str, str], Any]] = None,
                  delete_results: Optional[Dict[str, Any]] = None,
