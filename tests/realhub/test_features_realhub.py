@@ -93,7 +93,7 @@ def test_realhub_dry_run_json_plan(realhub, tmp_path):
 
 # --- kernels of real single-user servers -----------------------------------------------------
 
-KERNEL_SERVICES = [{"name": "culler", "scopes": CULLER_SCOPES + ["access:servers"]}]
+KERNEL_SERVICES = [{"name": "culler", "scopes": CULLER_SCOPES + ["tokens"]}]
 TIMEOUT_S = 3  # the servers' own activity must be older than this: a short wait, not an hour
 
 
