@@ -79,6 +79,8 @@ def plan_pass(users: Iterable[User], now: datetime, settings: CullSettings, stat
         sightings.take(user)
     stats.servers_running = sightings.servers_running
     stats.users_running = sightings.users_running
+    if stats.interrupted:  # a stop signal cut the listing short: nothing will be sent
+        return Plan()
     # A job emptied by a duplicate sighting has nothing left to send.
     jobs = [job for job in sightings.jobs.values() if not job.empty]
     return _guard(jobs, sightings, settings, stats)
