@@ -23,7 +23,7 @@ from idle_culler_daemon.listing import ListingHub, list_users
 from idle_culler_daemon.planning import plan_pass
 from idle_culler_daemon.stats import PassStats
 
-__all__ = ["HubApi", "Runtime", "run_pass"]
+__all__ = ["HubApi", "Runtime", "listing_failed", "run_pass"]
 
 
 class HubApi(ListingHub, ActingHub, KernelHub, Protocol):
@@ -43,18 +43,20 @@ def run_pass(hub: HubApi, settings: CullSettings, now: datetime, runtime: Runtim
         plan = plan_pass(list_users(hub, context, settings.cull_users), now, settings,
                          context.stats, warned)
     except HubError as exc:
-        _listing_failed(context.stats, exc)
+        listing_failed(context.stats, exc)
     else:
         act(plan, Actor(hub, settings, context, KernelCheck(hub, context, now), warned), context)
     context.stats.duration_s = runtime.monotonic() - started
     return context.stats
 
 
-def _listing_failed(stats: PassStats, exc: HubError) -> None:
-    """A listing that failed or was refused: the pass ends, nothing was sent."""
+def listing_failed(stats: PassStats, exc: HubError) -> PassStats:
+    """A listing (or the preflight before it) that failed or was refused: the pass ends with
+    nothing sent. Returns ``stats``."""
     stats.aborted = True
     if isinstance(exc, HubAuthError):
         stats.auth_error = str(exc)
     else:
         stats.listing_error = str(exc)
     stats.count_error(exc.status)
+    return stats

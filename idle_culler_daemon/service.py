@@ -21,7 +21,7 @@ from urllib.parse import urlsplit
 
 from idle_culler_daemon import scopes
 from idle_culler_daemon.config import Config
-from idle_culler_daemon.cull import Runtime, run_pass
+from idle_culler_daemon.cull import Runtime, listing_failed, run_pass
 from idle_culler_daemon.errors import (
     ConfigError,
     HubAuthError,
@@ -85,6 +85,56 @@ def _with_values(config: Config, **changes: object) -> Config:
         else:
             values[name] = str(value).lower() if isinstance(value, bool) else str(value)
     return replace(config, values=tuple(values.items()), **changes)  # type: ignore[arg-type]
+
+
+def preflight_check(hub: HubClient, config: Config) -> bool:
+    """The preflight of ``config`` through ``hub``: the hub's version and the token's own
+    scopes; returns whether to filter the listing by state. Raises ConfigError when ``--url``
+    is not the hub's API, when the hub refuses the token, or reports its scopes and a needed
+    one is absent; HubError when the hub cannot be asked."""
+    try:
+        version = hub.version()
+    except (HubHTTPError, HubProtocolError) as exc:  # it answered, but not as the API
+        raise not_the_api(config.hub.api_url, exc) from None
+    try:
+        owner = hub.whoami()
+    except HubAuthError as exc:  # the token itself is refused: restarting cannot help
+        raise ConfigError("the hub refused the API token: %s" % exc) from None
+    found = scopes.verdict(owner, config.culling,
+                           has_scopes=version_tuple(version) >= SCOPES_SINCE,
+                           dry_run=config.dry_run)
+    if found.missing:
+        raise ConfigError("the API token lacks the scope%s %s (the hub granted: %s)"
+                          % ("s" if len(found.missing) > 1 else "",
+                             ", ".join(found.missing), ", ".join(found.granted) or "none"))
+    if not found.reported:
+        log.info("preflight", hub_version=version,
+                 scopes="not-reported (missing scopes show up as 403 answers)")
+    else:
+        for scope in found.advised:
+            log.warning("preflight-scope", missing=scope, detail="without it the hub hides "
+                        "'created', so users who were never active are not deleted")
+        for scope in found.unused:
+            log.warning("preflight-scope", missing=scope, detail="a dry run sends no "
+                        "DELETE; the same run without --dry-run needs this scope")
+        log.info("preflight", hub_version=version, scopes="ok")
+    return version_tuple(version) >= STATE_FILTER_SINCE
+
+
+def check_token_s(read_timeout: float) -> int:
+    """The lifetime of a token minted for a kernel check: two requests to the server, each
+    within the request timeout, with room to spare; at least ``CHECK_TOKEN_MIN_S``."""
+    return max(CHECK_TOKEN_MIN_S, math.ceil(2 * read_timeout))
+
+
+def _record(metrics: Optional[Metrics], stats: PassStats) -> None:
+    """Add a pass's figures to the metrics, if any; a file that cannot be written is logged."""
+    if metrics is None:
+        return
+    try:
+        metrics.record(stats)
+    except OSError as exc:
+        log.error("metrics-failed", error=str(exc))
 
 
 class Culler:
@@ -191,7 +241,7 @@ class Culler:
         hub = HubClient(new.hub, self.policy, cancel=self._stop)
         try:
             try:
-                state_filter: Optional[bool] = self._preflight(hub, new)
+                state_filter: Optional[bool] = preflight_check(hub, new)
             except HubError as exc:
                 log.warning("reload-unverified", error=str(exc), detail="the hub could not "
                             "be asked; the new configuration is checked before the next pass")
@@ -245,38 +295,8 @@ class Culler:
         token, or reports its scopes and a needed one is absent; HubError when the hub cannot
         be asked (tried again at the next pass).
         """
-        self._use_state_filter = self._preflight(self.hub, self.config)
+        self._use_state_filter = preflight_check(self.hub, self.config)
         self._checked = True
-
-    def _preflight(self, hub: HubClient, config: Config) -> bool:
-        """The preflight of ``config`` through ``hub``; returns whether to filter by state."""
-        try:
-            version = hub.version()
-        except (HubHTTPError, HubProtocolError) as exc:  # it answered, but not as the API
-            raise not_the_api(config.hub.api_url, exc) from None
-        try:
-            owner = hub.whoami()
-        except HubAuthError as exc:  # the token itself is refused: restarting cannot help
-            raise ConfigError("the hub refused the API token: %s" % exc) from None
-        found = scopes.verdict(owner, config.culling,
-                               has_scopes=version_tuple(version) >= SCOPES_SINCE,
-                               dry_run=config.dry_run)
-        if found.missing:
-            raise ConfigError("the API token lacks the scope%s %s (the hub granted: %s)"
-                              % ("s" if len(found.missing) > 1 else "",
-                                 ", ".join(found.missing), ", ".join(found.granted) or "none"))
-        if not found.reported:
-            log.info("preflight", hub_version=version,
-                     scopes="not-reported (missing scopes show up as 403 answers)")
-        else:
-            for scope in found.advised:
-                log.warning("preflight-scope", missing=scope, detail="without it the hub hides "
-                            "'created', so users who were never active are not deleted")
-            for scope in found.unused:
-                log.warning("preflight-scope", missing=scope, detail="a dry run sends no "
-                            "DELETE; the same run without --dry-run needs this scope")
-            log.info("preflight", hub_version=version, scopes="ok")
-        return version_tuple(version) >= STATE_FILTER_SINCE
 
     def _preflight_or_fall_back(self) -> None:
         """The preflight before a pass; after an unverified reload, a refusal restores the
@@ -297,38 +317,22 @@ class Culler:
             self.preflight()
         self._fallback = None
 
-    # -- a pass -------------------------------------------------------------------------------
-
     def run_pass(self, heartbeat: Callable[[], None]) -> PassStats:
         """Preflight if not done yet, then one pass; a hub that cannot be asked ends it."""
         if not self._checked:
             try:
                 self._preflight_or_fall_back()
-            except HubError as exc:
-                stats = PassStats(listing_error=str(exc), aborted=True,
-                                  dry_run=self.config.dry_run)
-                stats.count_error(exc.status)
-                self._record(stats)
+            except HubError as exc:  # the hub cannot be asked: this pass fails, nothing sent
+                stats = listing_failed(PassStats(dry_run=self.config.dry_run), exc)
+                _record(self._metrics, stats)
                 return stats
         runtime = Runtime(
             pool=self.executor, concurrency=self.config.concurrency,
             dry_run=self.config.dry_run, use_state_filter=self._use_state_filter,
             heartbeat=heartbeat, stop=self._stop, tick_s=self._tick_s,
-            stall_s=self.worst_case_call_s(), check_token_s=self.check_token_s())
+            stall_s=self.worst_case_call_s(),
+            check_token_s=check_token_s(self.config.hub.read_timeout))
         self.last_stats = run_pass(self.hub, self.config.culling, self._clock(), runtime,
                                    self._warned)
-        self._record(self.last_stats)
+        _record(self._metrics, self.last_stats)
         return self.last_stats
-
-    def check_token_s(self) -> int:
-        """The lifetime of a token minted for a kernel check: two requests to the server, each
-        within the request timeout, with room to spare; at least a minute."""
-        return max(CHECK_TOKEN_MIN_S, math.ceil(2 * self.config.hub.read_timeout))
-
-    def _record(self, stats: PassStats) -> None:
-        if self._metrics is None:
-            return
-        try:
-            self._metrics.record(stats)
-        except OSError as exc:
-            log.error("metrics-failed", error=str(exc))
