@@ -89,6 +89,8 @@ def plan_pass(users: Iterable[User], now: datetime, settings: CullSettings, stat
 def _guard(jobs: List[UserJob], sightings: _Sightings, settings: CullSettings,
            stats: PassStats) -> Plan:
     """Hold back what ``--max-stops-per-pass`` or ``--max-stop-fraction`` say must wait."""
+    if settings.max_stop_fraction is None and not settings.max_stops_per_pass:
+        return Plan(tuple(jobs))  # no guard: build nothing for it (50k users: megabytes)
     planned = [PlannedUser(tuple(stop.verdict.idle_for for stop in job.stops),
                            job.delete is not None, job.delete.idle_for if job.delete else None)
                for job in jobs]

@@ -271,6 +271,8 @@ def guard_plan(planned: Sequence[PlannedUser], running: int, listed: int,
                             frozenset(i for i, user in enumerate(planned) if user.deletes),
                             tripped=True)
     cap = settings.max_stops_per_pass
+    if not cap:
+        return GuardVerdict(stopping, running, deleting, listed)
     stops = [((i, j), idle) for i, user in enumerate(planned) for j, idle in enumerate(user.stops)]
     held_stops = frozenset(_beyond(stops, cap))
     waiting = {i for i, _ in held_stops}
