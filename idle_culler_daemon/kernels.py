@@ -27,21 +27,22 @@ TOKEN_SCOPE_HINT = ("the culler's token needs the scope tokens (it mints, for ea
 
 
 class ServerToken(Protocol):
-    """A minted token (``hub.ServerToken``); only its ``id`` is read here."""
+    """A minted token (``hub.ServerToken``); only its ``id`` is read here, its secret never."""
 
-    id: str
+    @property
+    def id(self) -> str: ...
 
 
 class KernelHub(Protocol):
     """What the kernel check needs from the hub (``hub.HubClient``, or a fake in tests)."""
 
-    def server_token(self, user: str, server: str, expires_in_s: int) -> Any: ...
+    def server_token(self, user: str, server: str, expires_in_s: int) -> ServerToken: ...
 
     def revoke_token(self, user: str, token_id: str) -> None: ...
 
-    def server_status(self, server_url: str, token: Any) -> Any: ...
+    def server_status(self, server_url: str, token: ServerToken) -> Any: ...
 
-    def server_kernels(self, server_url: str, token: Any) -> Any: ...
+    def server_kernels(self, server_url: str, token: ServerToken) -> Any: ...
 
 
 class _Once:
@@ -101,7 +102,7 @@ class KernelCheck:
             log.info("keep", **who, **verdict_fields(judged))
         return judged
 
-    def _ask(self, url: str, token: Any, verdict: Verdict) -> Verdict:
+    def _ask(self, url: str, token: ServerToken, verdict: Verdict) -> Verdict:
         body = self._hub.server_status(url, token)
         status = parse_server_status(body)
         judged = judge_server_status(verdict, status, self._now)
@@ -110,7 +111,7 @@ class KernelCheck:
             judged = judge_server_status(verdict, status, self._now)
         return judged
 
-    def _revoke(self, user: str, token: Any) -> None:
+    def _revoke(self, user: str, token: ServerToken) -> None:
         """Revoke the minted token, best effort: it expires anyway."""
         try:
             self._hub.revoke_token(user, token.id)
