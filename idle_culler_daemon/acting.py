@@ -4,7 +4,7 @@ One job handles one user: it stops that user's servers in order (each after its 
 when its verdict asks for one), then deletes the user if every stop finished. A job never
 raises: every failed call becomes a counted, logged outcome (:meth:`Actor._attempt`), so one
 user's failure never ends the pass for the others. ``--dry-run`` is honoured here and only
-here (:meth:`Actor._send`): nothing is sent, the plan is recorded instead.
+here (:meth:`Actor._dry_run`): nothing is sent, the plan is recorded instead.
 """
 
 import threading
@@ -147,8 +147,7 @@ class _Unreached:
 def act(plan: Plan, actor: "Actor", context: PassContext) -> None:
     """Run ``plan`` on the pool, at most ``concurrency`` jobs at once, then say what could not
     be reached or was refused. In a dry run, what the guard held back joins the plan too."""
-    if context.runtime.dry_run:
-        actor.record_held(plan.held, plan.guard is not None)
+    actor.hold(plan.held)
     try:
         _Runners(context, actor.run_job, plan.jobs).run()
     finally:
@@ -174,15 +173,14 @@ class Actor:
         if self._denials.summary() and not self._stats.auth_error:
             self._stats.auth_error = self._denials.summary()
 
-    def record_held(self, held: Sequence[UserJob], tripped: bool) -> None:
-        """A dry run still shows the whole plan: what the guard holds back is marked."""
+    def hold(self, held: Sequence[UserJob]) -> None:
+        """What the guard holds back is not sent; a dry run shows it in the plan, marked."""
         for job in held:
             for stop in job.stops:
-                self._stats.add_to_plan(PlanEntry("stop", job.user, stop.server, stop.verdict,
-                                                  stop.profile, True))
+                self._dry_run(PlanEntry("stop", job.user, stop.server, stop.verdict,
+                                        stop.profile, True))
             if job.delete is not None:
-                self._stats.add_to_plan(PlanEntry("delete", job.user, "", job.delete,
-                                                  held_back=True))
+                self._dry_run(PlanEntry("delete", job.user, "", job.delete, held_back=True))
 
     def run_job(self, job: UserJob) -> None:
         """Stop the job's servers in order, then delete the user if every stop finished."""
@@ -198,18 +196,23 @@ class Actor:
         elif job.delete is not None:
             self._delete(job.user, job.delete, all_down)
 
+    def _dry_run(self, entry: PlanEntry) -> bool:
+        """The one place ``--dry-run`` is honoured: in a dry run, ``entry`` joins the plan
+        (logged as ``would-stop``/``would-delete`` unless held back) and True says that
+        nothing is to be sent; otherwise False."""
+        if not self._context.runtime.dry_run:
+            return False
+        if entry.action == "stop" and not entry.held_back:
+            log.info("would-stop", user=entry.user, server=entry.server or "-",
+                     **verdict_fields(entry.verdict))
+        elif entry.action == "delete" and not entry.held_back:
+            log.info("would-delete", user=entry.user, **verdict_fields(entry.verdict))
+        self._stats.add_to_plan(entry)
+        return True
+
     def _send(self, entry: PlanEntry, call: Callable[[], Any]) -> Any:
-        """The one place ``--dry-run`` is honoured: record the action instead of sending it
-        (returns True), or send it through ``_attempt``."""
-        if self._context.runtime.dry_run:
-            if entry.action == "stop":
-                log.info("would-stop", user=entry.user, server=entry.server or "-",
-                         **verdict_fields(entry.verdict))
-            else:
-                log.info("would-delete", user=entry.user, **verdict_fields(entry.verdict))
-            self._stats.add_to_plan(entry)
-            return True
-        return self._attempt(entry, call)
+        """Record ``entry`` in a dry run (returns True), or send it through ``_attempt``."""
+        return True if self._dry_run(entry) else self._attempt(entry, call)
 
     def _stop(self, user: str, stop: Stop) -> bool:
         """Stop one server; True when it is down (stopped, already gone, or a dry run)."""
