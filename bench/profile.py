@@ -26,7 +26,7 @@ from typing import Dict, List, Tuple
 GROUPS: List[Tuple[str, str]] = [
     ("start-up: imports", r"^_find_and_load "),
     ("futures bookkeeping: Future.set_result waking the main thread's wait(), _drain",
-     r"^(Future\.set_result|_drain|wait) \((concurrent/futures|.*cull\.py)"),
+     r"^(Future\.set_result|_drain|wait) \((concurrent/futures|.*(acting|context|listing)\.py)"),
     ("logging: Logger calls, formatting, writing",
      r"^(Logger\.\w+|Handler\.\w+|StreamHandler\.\w+) \(.*logging/__init__\.py\)"),
     ("requests: Session.prepare_request", r"^Session\.prepare_request \("),
@@ -40,8 +40,9 @@ GROUPS: List[Tuple[str, str]] = [
     ("listing: judge (policy.py, keep decisions)", r"^judge \("),
     ("listing: SeenNames.add (blake2b)", r"^SeenNames\.add \("),
     ("HubClient, the rest (_get_json Timer, status mapping)", r"^HubClient\.\w+ \("),
-    ("run_job, the rest (outcomes, log fields)", r"^(run_job|_delete_user) \("),
-    ("main thread, the rest (run_pass, submit, PassStats)", r"^run_pass \("),
+    ("acting, the rest (outcomes, log fields)", r"^Actor\.\w+ \("),
+    ("main thread, the rest (run_pass, planning, submit, PassStats)",
+     r"^(run_pass|plan_pass|list_users) \("),
     ("worker threads, the rest (ThreadPoolExecutor)", r"^_worker \("),
 ]
 

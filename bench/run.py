@@ -355,7 +355,11 @@ def targets(results: List[Dict[str, Any]]) -> str:
 
 
 def kernel_checks(results: List[Dict[str, Any]]) -> str:
-    """The extra requests of the ``--check-kernels`` rows, next to ours at the same size."""
+    """The extra requests of the ``--check-kernels`` rows, next to ours at the same size.
+
+    Each server asked costs two hub requests (a token minted for its owner, then revoked) and
+    one or two GETs to the server itself (``api/status``, maybe ``api/kernels``).
+    """
     ours = {r["users"]: r for r in results if r["culler"] == "ours"}
     lines = []
     for r in results:
@@ -363,14 +367,17 @@ def kernel_checks(results: List[Dict[str, Any]]) -> str:
             continue
         checks, routes = r["expected"]["checks"], r["hub"]["by_route"]
         status, kernels = routes.get("server_status", 0), routes.get("server_kernels", 0)
+        minted, revoked = routes.get("create_token", 0), routes.get("revoke_token", 0)
         base = ours.get(r["users"])
         lines.append(
             "- %dk users: %d servers judged idle by the hub, each asked once: %d api/status + "
-            "%d api/kernels GETs = %d extra requests (a correct pass: %d + %d); %d requests in "
-            "all%s; kept on their own word: %d with a busy kernel, %d recently active; pass "
-            "%s s%s, CPU %s s%s; TCP connections %d (hub API and proxy)" % (
-                r["users"] // 1000, checks["status_gets"], status, kernels, status + kernels,
-                checks["status_gets"], checks["kernels_gets"], r["hub"]["requests"],
+            "%d api/kernels GETs to the servers and %d token mints + %d revocations at the hub "
+            "= %d extra requests (a correct pass: %d + %d + 2 x %d); %d requests in all%s; "
+            "kept on their own word: %d with a busy kernel, %d recently active; pass %s s%s, "
+            "CPU %s s%s; TCP connections %d (hub API and proxy)" % (
+                r["users"] // 1000, checks["status_gets"], status, kernels, minted, revoked,
+                status + kernels + minted + revoked, checks["status_gets"],
+                checks["kernels_gets"], checks["status_gets"], r["hub"]["requests"],
                 (" (ours without: %d)" % base["hub"]["requests"]) if base else "",
                 checks["kept_busy"], checks["kept_active"], fmt(r["pass_s"], 1),
                 (" (ours without: %s s)" % fmt(base["pass_s"], 1)) if base else "",

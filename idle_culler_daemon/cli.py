@@ -138,7 +138,7 @@ def _run(config: Config, values: Mapping[str, Any], env: Mapping[str, str]) -> i
         log.error("config-error", error=str(exc))
         return EXIT_CONFIG
     culler = Culler(config, lambda: load_config(values, env, read_text), metrics=metrics,
-                    cancel=signals.stop, tick_s=notifier.tick_s, logging=apply_logging)
+                    stop=signals.stop, tick_s=notifier.tick_s, logging=apply_logging)
     try:
         return _serve(culler, notifier, signals, metrics)
     finally:

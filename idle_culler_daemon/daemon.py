@@ -39,8 +39,7 @@ class Service(Protocol):
 
     def preflight(self) -> None: ...
 
-    def run_pass(self, heartbeat: Callable[[], None], should_stop: Callable[[], bool]
-                 ) -> PassStats: ...
+    def run_pass(self, heartbeat: Callable[[], None]) -> PassStats: ...
 
     def reload(self) -> Optional[str]: ...
 
@@ -239,7 +238,7 @@ def run_forever(service: Service, notifier: Notifier, signals: Signals, once: bo
     while not signals.stopping():
         started = monotonic()
         try:
-            stats = service.run_pass(beat, signals.stop.is_set)
+            stats = service.run_pass(beat)  # the pass reads signals.stop, given at wiring
         except ConfigError as exc:
             log.error("config-error", error=str(exc))
             notifier.stopping("configuration error: %s" % exc)

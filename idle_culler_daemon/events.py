@@ -44,9 +44,9 @@ EVENTS: Dict[str, Event] = {event.name: event for event in (
           "at start: the reference's distribution (jupyterhub-idle-culler) shares this "
           "environment; uninstalling it would remove this culler's module and command "
           "(`detail` gives the repair command)"),
-    Event("revoke-failed", "DEBUG",
-          "a kernel check's user-owned token could not be revoked (it expires anyway): "
-          "`user`, `error`"),
+    Event("kernel-check-token-kept", "DEBUG",
+          "a kernel check's token, owned by the server's user, could not be revoked (it "
+          "expires on its own): `user`, `error`, `detail`"),
     Event("metrics-unavailable", "WARNING",
           "`--metrics-port` without prometheus-client: `/healthz` only"),
     Event("hub-attempt-failed", "WARNING",
@@ -74,6 +74,9 @@ EVENTS: Dict[str, Event] = {event.name: event for event in (
           "`detail`"),
     Event("stops-held-back", "WARNING",
           "`--max-stops-per-pass` held stops back: `held`, `planned`, `limit`"),
+    Event("deletions-held-back", "WARNING",
+          "`--max-stops-per-pass` held user deletions back (counted apart from the stops): "
+          "`held`, `planned`, `limit`, `detail`"),
     Event("mass-cull-guard", "ERROR",
           "`--max-stop-fraction` stopped the pass: `share`, `fraction`, `limit`, `detail`"),
     Event("skip-user", "WARNING",

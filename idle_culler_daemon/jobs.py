@@ -4,9 +4,9 @@ Built from the pure verdicts of ``policy`` as each user's page arrives; only job
 while listing, never the user models. Kept servers are logged here at DEBUG.
 """
 
-from datetime import datetime, timedelta
+from datetime import datetime
 from logging import DEBUG
-from typing import AbstractSet, Any, Dict, MutableSet, NamedTuple, Optional, Tuple
+from typing import Any, Dict, MutableSet, NamedTuple, Optional, Tuple
 
 from idle_culler_daemon.config import CullSettings
 from idle_culler_daemon.log import get_logger
@@ -18,6 +18,7 @@ from idle_culler_daemon.policy import (
     judge_server,
     judge_user,
 )
+from idle_culler_daemon.stats import whole_seconds
 
 log = get_logger(__name__)
 
@@ -58,26 +59,14 @@ class UserJob(NamedTuple):
         delete = self.delete if (self.delete and other.delete) else None
         return UserJob(self.user, stops, delete)
 
-    def holding_back(self, servers: AbstractSet[str]) -> "UserJob":
-        """The job without the stops of ``servers``; the user is then not deleted either
-        (a server of theirs is still running)."""
-        stops = tuple(stop for stop in self.stops if stop.server not in servers)
-        if len(stops) == len(self.stops):
-            return self
-        return UserJob(self.user, stops, None)
-
 
 def verdict_fields(verdict: Verdict) -> Dict[str, Any]:
     """The log fields every decision line carries after ``user=`` (and ``server=``).
 
     ``idle_s`` and ``age_s`` are whole seconds, None (``-`` in text) when unknown.
     """
-    return {"reason": verdict.reason, "idle_s": _whole_seconds(verdict.idle_for),
-            "age_s": _whole_seconds(verdict.age), "rule": verdict.rule}
-
-
-def _whole_seconds(delta: Optional[timedelta]) -> Optional[int]:
-    return None if delta is None else int(delta.total_seconds())
+    return {"reason": verdict.reason, "idle_s": whole_seconds(verdict.idle_for),
+            "age_s": whole_seconds(verdict.age), "rule": verdict.rule}
 
 
 def judge(user: User, now: datetime, settings: CullSettings,

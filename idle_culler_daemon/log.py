@@ -50,6 +50,13 @@ def _escape_unsafe(text: str) -> str:
     return _UNSAFE.sub(lambda match: "\\u%04x" % ord(match.group()), text)
 
 
+def json_line(value: Any) -> str:
+    """``value`` as one line of JSON that stays one line: UTF-8 as it is, but every unsafe
+    character (line separators, controls, lone surrogates, ...) escaped as ``\\u`` and four
+    hex digits, so ``splitlines()`` cannot cut it and any encoder can write it."""
+    return _escape_unsafe(json.dumps(value, ensure_ascii=False, default=str))
+
+
 def display(text: str) -> str:
     """A value as one safe word: as it is, or in double quotes with JSON escapes when it is
     empty or holds spaces, quotes, ``=`` or any unsafe character. ``json.loads`` of a quoted
@@ -235,7 +242,7 @@ class JsonFormatter(_Redacting):
             payload.setdefault(key, _json_value(value))
         if record.exc_info:
             payload["traceback"] = self._traceback(record)
-        line = _escape_unsafe(json.dumps(payload, ensure_ascii=False, default=str))
+        line = json_line(payload)
         return self._redact_line((_priority(record) if self._journal else "") + line)
 
 

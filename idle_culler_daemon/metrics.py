@@ -23,16 +23,16 @@ from typing import Any, Callable, Iterable, Optional, Tuple
 
 from idle_culler_daemon import __version__
 from idle_culler_daemon.errors import ConfigError
-from idle_culler_daemon.stats import PassStats
+from idle_culler_daemon.policy import DEFAULT_RULE
+from idle_culler_daemon.stats import Outcome, PassStats, outcome
 
 PREFIX = "jupyterhub_idle_culler_"
 INSTALL_HINT = ("pip install 'jupyterhub-idle-culler-daemon[metrics]' (or the distribution's "
                 "python3-prometheus-client package)")
-PASS_RESULTS = ("ok", "failures", "hub_error", "refused")
+PASS_RESULTS = tuple(result.value for result in Outcome)
 STOP_REASONS = ("idle", "max-age")
 SERVER_KINDS = ("default", "named")
 STATUS_CLASSES = ("3xx", "4xx", "5xx", "connection")
-DEFAULT_RULE = "default"
 TEXT_FORMAT = "text/plain; version=0.0.4; charset=utf-8"
 #: The most of an earlier run's textfile read back (ours is a few kB).
 CARRY_OVER_MAX_BYTES = 1 << 20
@@ -48,14 +48,8 @@ HealthCheck = Callable[[], Tuple[bool, str]]
 
 
 def pass_result(stats: PassStats) -> str:
-    """The ``result`` label of a pass."""
-    if stats.listing_error:
-        return "hub_error"
-    if stats.auth_error:
-        return "refused"
-    if stats.failed or stats.delete_failed:
-        return "failures"
-    return "ok"
+    """The ``result`` label of a pass: its outcome."""
+    return outcome(stats).value
 
 
 class _WithoutCreated:

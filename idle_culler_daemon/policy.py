@@ -8,7 +8,7 @@ Nothing logs, reads the clock or talks to the hub, so each rule (docs/behaviour.
 import enum
 from datetime import datetime, timedelta
 from fnmatch import fnmatchcase
-from typing import FrozenSet, NamedTuple, Optional, Sequence
+from typing import Any, FrozenSet, List, NamedTuple, Optional, Sequence, Tuple
 
 from idle_culler_daemon.config import CullSettings, RuleSettings
 from idle_culler_daemon.model import Options, Server, ServerStatus, User
@@ -221,36 +221,72 @@ def judge_user(user: User, now: datetime, settings: CullSettings, servers_kept: 
     return Verdict(Action.KEEP, "active", rule_name, idle_for, age)
 
 
+class PlannedUser(NamedTuple):
+    """What a pass's plan would do to one user, as the mass-cull guard sees it: the idle time
+    of each server to stop (in the job's order), and whether the user is to be deleted."""
+
+    stops: Tuple[Optional[timedelta], ...] = ()
+    deletes: bool = False
+    idle_for: Optional[timedelta] = None  # the user's own, for the order of deletions
+
+
 class GuardVerdict(NamedTuple):
     """What the mass-cull guard decides over the whole plan of a pass.
 
-    ``held`` are the indices (into the planned stops) that wait for the next pass;
-    ``tripped`` means ``--max-stop-fraction`` was exceeded: nothing at all is done.
+    The figures are users: ``stopping`` users with a planned stop out of ``running`` users
+    with a running server, ``deleting`` users to delete out of ``listed`` users. ``held_stops``
+    are (user index, stop index) pairs and ``held_deletions`` user indices that wait for the
+    next pass; ``tripped`` means ``max_stop_fraction`` was exceeded: nothing at all is done.
     """
 
-    planned: int
+    stopping: int
     running: int
-    held: FrozenSet[int] = frozenset()
+    deleting: int = 0
+    listed: int = 0
+    held_stops: FrozenSet[Tuple[int, int]] = frozenset()
+    held_deletions: FrozenSet[int] = frozenset()
     tripped: bool = False
 
 
-def guard_plan(idle_for: Sequence[Optional[timedelta]], running: int,
+def guard_plan(planned: Sequence[PlannedUser], running: int, listed: int,
                settings: CullSettings) -> GuardVerdict:
-    """Judge a pass's planned stops (their idle times, in plan order) before any is sent.
+    """Judge a pass's plan (one entry per user with an action) before anything is sent.
 
     When activity reporting breaks (a proxy or network change, a hub upgrade), every server
-    looks idle at once. With ``max_stop_fraction`` F, a plan that would stop more than F of
-    the ``running`` servers the pass saw is refused whole. Otherwise, with
-    ``max_stops_per_pass`` N, only the N longest idle go; the others are held back.
+    and every user looks idle at once. The unit is the user, so that one user with many idle
+    servers cannot hold every other user hostage. With ``max_stop_fraction`` F the plan is
+    refused whole when more than F of the ``running`` users would have a server stopped, or
+    more than F of the ``listed`` users would be deleted. Otherwise, with
+    ``max_stops_per_pass`` N, only the N longest idle servers are stopped and the N longest
+    idle users deleted (each kind its own count); the others wait for the next pass, and so
+    does the deletion of a user whose stop is held back.
     """
-    planned = len(idle_for)
+    stopping = sum(1 for user in planned if user.stops)
+    deleting = sum(1 for user in planned if user.deletes)
     limit = settings.max_stop_fraction
-    if limit is not None and planned > limit * running:
-        return GuardVerdict(planned, running, frozenset(range(planned)), tripped=True)
+    if limit is not None and (stopping > limit * running or deleting > limit * listed):
+        return GuardVerdict(stopping, running, deleting, listed,
+                            frozenset((i, j) for i, user in enumerate(planned)
+                                      for j in range(len(user.stops))),
+                            frozenset(i for i, user in enumerate(planned) if user.deletes),
+                            tripped=True)
     cap = settings.max_stops_per_pass
-    if not cap or planned <= cap:
-        return GuardVerdict(planned, running)
+    if not cap:
+        return GuardVerdict(stopping, running, deleting, listed)
+    stops = [((i, j), idle) for i, user in enumerate(planned) for j, idle in enumerate(user.stops)]
+    held_stops = frozenset(_beyond(stops, cap))
+    waiting = {i for i, _ in held_stops}
+    deletions = [(i, user.idle_for) for i, user in enumerate(planned)
+                 if user.deletes and i not in waiting]
+    held_deletions = frozenset(_beyond(deletions, cap)) | frozenset(
+        i for i in waiting if planned[i].deletes)
+    return GuardVerdict(stopping, running, deleting, listed, held_stops, held_deletions)
+
+
+def _beyond(items: Sequence[Tuple[Any, Optional[timedelta]]], cap: Optional[int]) -> List[Any]:
+    """The keys of ``items`` past the ``cap`` longest idle (an unknown idle time counts as 0)."""
+    if not cap or len(items) <= cap:
+        return []
     zero = timedelta(0)
-    longest_first = sorted(range(planned), key=lambda index: idle_for[index] or zero,
-                           reverse=True)
-    return GuardVerdict(planned, running, frozenset(longest_first[cap:]))
+    longest_first = sorted(items, key=lambda item: item[1] or zero, reverse=True)
+    return [key for key, _ in longest_first[cap:]]

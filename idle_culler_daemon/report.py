@@ -1,39 +1,48 @@
 """What a pass tells people: the summary log line, the STATUS= line and the dry-run plan.
 
-Formatting only: the figures come from ``cull.PassStats``; the caller decides where each goes
+Formatting only: the figures come from ``stats.PassStats``; the caller decides where each goes
 (the log, systemd, stdout). The plan is a table for people, or JSON lines for programs.
 """
 
-import json
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
-from idle_culler_daemon.log import display, get_logger
-from idle_culler_daemon.stats import PassStats, PlanEntry, seconds
+from idle_culler_daemon.log import display, get_logger, json_line
+from idle_culler_daemon.stats import Outcome, PassStats, PlanEntry, outcome, whole_seconds
 
 log = get_logger(__name__)
 
 
 def status_line(stats: PassStats, next_at: Optional[datetime]) -> str:
-    """The one-line summary used for STATUS= (kept short and ASCII by the notifier)."""
-    if stats.listing_error:
-        head = "hub unreachable: %s" % stats.listing_error
-    elif stats.auth_error:
+    """The one-line summary used for STATUS= (kept short and ASCII by the notifier), by the
+    pass's :func:`stats.outcome`."""
+    result = outcome(stats)
+    if result is Outcome.FAILED:
+        head = ("hub unreachable: %s" % stats.listing_error if stats.listing_error
+                else "refused by the hub: %s" % stats.auth_error)
+    elif result is Outcome.GUARD_TRIPPED:
+        head = str(stats.guard_tripped)
+    elif result is Outcome.PARTIAL and stats.auth_error:
         head = "refused by the hub: %s" % stats.auth_error
-    elif stats.guard_tripped:
-        head = stats.guard_tripped
-    elif stats.dry_run:
-        head = ("users %d, dry run: would stop %d, would delete %d in %.1fs"
-                % (stats.users_seen, stats.would("stop"), stats.would("delete"),
-                   stats.duration_s))
     else:
-        head = ("users %d, stopped %d, pending %d, failed %d, deleted %d in %.1fs"
-                % (stats.users_seen, stats.stopped, stats.pending,
-                   stats.failed + stats.delete_failed, stats.deleted, stats.duration_s))
-        if stats.first_failure:
-            head += " (first failure: user %s)" % stats.first_failure
+        head = _counts(stats)
+        if result is Outcome.INTERRUPTED:
+            head = "interrupted: " + head
     if next_at is not None:
         head += "; next pass %s" % next_at.strftime("%H:%M:%SZ")
+    return head
+
+
+def _counts(stats: PassStats) -> str:
+    if stats.dry_run:
+        return ("users %d, dry run: would stop %d, would delete %d in %.1fs"
+                % (stats.users_seen, stats.would("stop"), stats.would("delete"),
+                   stats.duration_s))
+    head = ("users %d, stopped %d, pending %d, failed %d, deleted %d in %.1fs"
+            % (stats.users_seen, stats.stopped, stats.pending,
+               stats.failed + stats.delete_failed, stats.deleted, stats.duration_s))
+    if stats.first_failure:
+        head += " (first failure: user %s)" % stats.first_failure
     return head
 
 
@@ -55,14 +64,14 @@ def log_pass(stats: PassStats, next_at: Optional[datetime]) -> None:
              stopped=stats.stopped, pending=stats.pending, unreachable=stats.unreachable,
              failed=stats.failed, deleted=stats.deleted, delete_failed=stats.delete_failed,
              **dry_run, took_s=round(stats.duration_s, 2),
-             next=next_at.strftime("%Y-%m-%dT%H:%M:%SZ") if next_at else "-")
+             next=next_at.strftime("%Y-%m-%dT%H:%M:%SZ") if next_at else "-",
+             outcome=outcome(stats).value)
 
 
-def format_duration(text: str) -> str:
-    """``7260`` (seconds, as text) -> ``2h01m``; ``-`` stays ``-``."""
-    if text == "-":
+def format_duration(total: Optional[int]) -> str:
+    """``7260`` (whole seconds) -> ``2h01m``; None (unknown) is ``-``."""
+    if total is None:
         return "-"
-    total = int(text)
     days, rest = divmod(total, 86400)
     hours, rest = divmod(rest, 3600)
     minutes, secs = divmod(rest, 60)
@@ -89,8 +98,8 @@ def plan_table(plan: Sequence[PlanEntry]) -> str:
     for entry in _in_order(plan):
         lines.append(("held-back" if entry.held_back else "would-" + entry.action,
                       display(entry.user), display(entry.server) if entry.server else "-",
-                      entry.verdict.reason, format_duration(seconds(entry.verdict.idle_for)),
-                      format_duration(seconds(entry.verdict.age)), entry.verdict.rule))
+                      entry.verdict.reason, format_duration(whole_seconds(entry.verdict.idle_for)),
+                      format_duration(whole_seconds(entry.verdict.age)), entry.verdict.rule))
     widths = [max(len(line[column]) for line in lines) for column in range(len(header))]
     text = ["  ".join(cell.ljust(width) for cell, width in zip(line, widths)).rstrip()
             for line in lines]
@@ -101,10 +110,6 @@ def plan_table(plan: Sequence[PlanEntry]) -> str:
                 % (stops, len(acting) - stops,
                    ", %d held back by the mass-cull guard" % held if held else ""))
     return "\n".join(text)
-
-
-def _whole_seconds(delta: Optional[timedelta]) -> Optional[int]:
-    return None if delta is None else int(delta.total_seconds())
 
 
 def plan_json(stats: PassStats) -> str:
@@ -121,11 +126,12 @@ def plan_json(stats: PassStats) -> str:
         lines.append({
             "type": "action", "action": entry.action, "user": entry.user,
             "server": entry.server if entry.action == "stop" else None,
-            "reason": entry.verdict.reason, "idle_s": _whole_seconds(entry.verdict.idle_for),
-            "age_s": _whole_seconds(entry.verdict.age), "rule": entry.verdict.rule,
+            "reason": entry.verdict.reason, "idle_s": whole_seconds(entry.verdict.idle_for),
+            "age_s": whole_seconds(entry.verdict.age), "rule": entry.verdict.rule,
             "profile": entry.profile, "held_back": entry.held_back})
     lines.append(_plan_summary(stats))
-    return "\n".join(json.dumps(line, sort_keys=False, ensure_ascii=False) for line in lines)
+    # One object per line, whatever the names hold: escaped as the JSON logs are.
+    return "\n".join(json_line(line) for line in lines)
 
 
 def _plan_summary(stats: PassStats) -> Dict[str, Any]:
@@ -137,6 +143,5 @@ def _plan_summary(stats: PassStats) -> Dict[str, Any]:
         "servers_running": stats.servers_running, "kept_by_server": stats.kept_by_server,
         "mass_cull_guard": stats.guard_tripped,
         "error": stats.listing_error or stats.auth_error,
-        "complete": stats.listing_error is None and stats.auth_error is None
-        and not stats.interrupted,
+        "complete": outcome(stats) not in (Outcome.FAILED, Outcome.INTERRUPTED),
     }

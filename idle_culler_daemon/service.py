@@ -10,15 +10,17 @@ metrics file tried and its token preflighted against the hub before anything is 
 problem refuses it and the running configuration stays (docs/behaviour.md#reload).
 """
 
+import math
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timezone
+from functools import partial
 from typing import Callable, List, Optional, Set, Tuple
 from urllib.parse import urlsplit
 
 from idle_culler_daemon import scopes
 from idle_culler_daemon.config import Config, relaxing_rules, restart_changes, with_values
-from idle_culler_daemon.cull import Runtime, run_pass
+from idle_culler_daemon.cull import Runtime, listing_failed, run_pass
 from idle_culler_daemon.errors import (
     ConfigError,
     HubAuthError,
@@ -37,6 +39,8 @@ log = get_logger(__name__)
 STATE_FILTER_SINCE = (1, 3)
 SCOPES_SINCE = (2, 0)
 API_PATH = "/hub/api"
+#: The shortest lifetime of a token minted for a kernel check (--check-kernels).
+CHECK_TOKEN_MIN_S = 60
 
 #: Applies a configuration's logging (level, format), redacting its token and these others.
 LoggingHook = Callable[[Config, Tuple[str, ...]], None]
@@ -49,10 +53,6 @@ def version_tuple(version: str) -> Tuple[int, ...]:
         digits = "".join(ch for ch in piece if ch.isdigit())
         parts.append(int(digits) if digits else 0)
     return tuple(parts)
-
-
-def _utc_now() -> datetime:
-    return datetime.now(timezone.utc)
 
 
 def _no_logging(config: Config, also_redact: Tuple[str, ...]) -> None:
@@ -98,22 +98,74 @@ def plain_http_hint(url: str, error: str) -> str:
             "internal_ssl is on), use --url=http://%s%s" % (parts.netloc, parts.path))
 
 
+def preflight_check(hub: HubClient, config: Config) -> bool:
+    """The preflight of ``config`` through ``hub``: the hub's version and the token's own
+    scopes; returns whether to filter the listing by state. Raises ConfigError when ``--url``
+    is not the hub's API, when the hub refuses the token, or reports its scopes and a needed
+    one is absent; HubError when the hub cannot be asked."""
+    try:
+        version = hub.version()
+    except (HubHTTPError, HubProtocolError) as exc:  # it answered, but not as the API
+        raise not_the_api(config.hub.api_url, exc) from None
+    try:
+        owner = hub.whoami()
+    except HubAuthError as exc:  # the token itself is refused: restarting cannot help
+        raise ConfigError("the hub refused the API token: %s" % exc) from None
+    found = scopes.verdict(owner, config.culling,
+                           has_scopes=version_tuple(version) >= SCOPES_SINCE,
+                           dry_run=config.dry_run)
+    if found.missing:
+        raise ConfigError("the API token lacks the scope%s %s (the hub granted: %s)"
+                          % ("s" if len(found.missing) > 1 else "",
+                             ", ".join(found.missing), ", ".join(found.granted) or "none"))
+    if not found.reported:
+        log.info("preflight", hub_version=version,
+                 scopes="not-reported (missing scopes show up as 403 answers)")
+    else:
+        for scope in found.advised:
+            log.warning("preflight-scope", missing=scope, detail="without it the hub hides "
+                        "'created', so users who were never active are not deleted")
+        for scope in found.unused:
+            log.warning("preflight-scope", missing=scope, detail="a dry run sends no "
+                        "DELETE; the same run without --dry-run needs this scope")
+        log.info("preflight", hub_version=version, scopes="ok")
+    return version_tuple(version) >= STATE_FILTER_SINCE
+
+
+def check_token_s(read_timeout: float) -> int:
+    """The lifetime of a token minted for a kernel check: two requests to the server, each
+    within the request timeout, with room to spare; at least ``CHECK_TOKEN_MIN_S``."""
+    return max(CHECK_TOKEN_MIN_S, math.ceil(2 * read_timeout))
+
+
+def _record(metrics: Optional[Metrics], stats: PassStats) -> None:
+    """Add a pass's figures to the metrics, if any; a file that cannot be written is logged."""
+    if metrics is None:
+        return
+    try:
+        metrics.record(stats)
+    except OSError as exc:
+        log.error("metrics-failed", error=str(exc))
+
+
 class Culler:
     """One configured culler; the hub client and the pool are rebuilt on reload.
 
-    ``load`` re-reads the configuration (for SIGHUP); ``cancel`` is set on SIGTERM and stops
-    retries in flight; ``tick_s`` is how often the pass feeds the watchdog while it waits;
+    ``load`` re-reads the configuration (for SIGHUP); ``stop`` is the one stop signal (set on
+    SIGTERM): the hub client reads it to start no more retries, and each pass to take no more
+    pages or jobs; ``tick_s`` is how often the pass feeds the watchdog while it waits;
     ``logging`` applies a configuration's logging (given by ``cli``, which owns the
     environment).
     """
 
     # shape: the collaborators a service is wired with, each by keyword
     def __init__(self, config: Config, load: Callable[[], Config], *,
-                 metrics: Optional[Metrics] = None, cancel: Optional[threading.Event] = None,
-                 tick_s: float = 1.0, clock: Callable[[], datetime] = _utc_now,
+                 metrics: Optional[Metrics] = None, stop: Optional[threading.Event] = None,
+                 tick_s: float = 1.0,
+                 clock: Callable[[], datetime] = partial(datetime.now, timezone.utc),
                  logging: LoggingHook = _no_logging) -> None:
         self._load = load
-        self._cancel = cancel
+        self._stop = threading.Event() if stop is None else stop
         self._metrics = metrics
         self._clock = clock
         self._tick_s = tick_s
@@ -122,7 +174,7 @@ class Culler:
         self._fallback: Optional[Config] = None  # the last verified config, after a reload
         self.last_stats: Optional[PassStats] = None
         self.policy = RetryPolicy()
-        self._apply(config, HubClient(config.hub, self.policy, cancel=cancel))
+        self._apply(config, HubClient(config.hub, self.policy, cancel=self._stop))
 
     def _apply(self, config: Config, hub: HubClient, state_filter: Optional[bool] = None
                ) -> None:
@@ -200,10 +252,10 @@ class Culler:
         token and settings, then its metrics file. Returns its hub client and the preflight's
         finding (None: the hub could not be asked; the preflight then runs before the next
         pass, and a refusal there restores the previous configuration)."""
-        hub = HubClient(new.hub, self.policy, cancel=self._cancel)
+        hub = HubClient(new.hub, self.policy, cancel=self._stop)
         try:
             try:
-                state_filter: Optional[bool] = self._preflight(hub, new)
+                state_filter: Optional[bool] = preflight_check(hub, new)
             except HubError as exc:
                 log.warning("reload-unverified", error=str(exc), detail="the hub could not "
                             "be asked; the new configuration is checked before the next pass")
@@ -257,38 +309,8 @@ class Culler:
         token, or reports its scopes and a needed one is absent; HubError when the hub cannot
         be asked (tried again at the next pass).
         """
-        self._use_state_filter = self._preflight(self.hub, self.config)
+        self._use_state_filter = preflight_check(self.hub, self.config)
         self._checked = True
-
-    def _preflight(self, hub: HubClient, config: Config) -> bool:
-        """The preflight of ``config`` through ``hub``; returns whether to filter by state."""
-        try:
-            version = hub.version()
-        except (HubHTTPError, HubProtocolError) as exc:  # it answered, but not as the API
-            raise not_the_api(config.hub.api_url, exc) from None
-        try:
-            owner = hub.whoami()
-        except HubAuthError as exc:  # the token itself is refused: restarting cannot help
-            raise ConfigError("the hub refused the API token: %s" % exc) from None
-        found = scopes.verdict(owner, config.culling,
-                               has_scopes=version_tuple(version) >= SCOPES_SINCE,
-                               dry_run=config.dry_run)
-        if found.missing:
-            raise ConfigError("the API token lacks the scope%s %s (the hub granted: %s)"
-                              % ("s" if len(found.missing) > 1 else "",
-                                 ", ".join(found.missing), ", ".join(found.granted) or "none"))
-        if not found.reported:
-            log.info("preflight", hub_version=version,
-                     scopes="not-reported (missing scopes show up as 403 answers)")
-        else:
-            for scope in found.advised:
-                log.warning("preflight-scope", missing=scope, detail="without it the hub hides "
-                            "'created', so users who were never active are not deleted")
-            for scope in found.unused:
-                log.warning("preflight-scope", missing=scope, detail="a dry run sends no "
-                            "DELETE; the same run without --dry-run needs this scope")
-            log.info("preflight", hub_version=version, scopes="ok")
-        return version_tuple(version) >= STATE_FILTER_SINCE
 
     def _preflight_or_fall_back(self) -> None:
         """The preflight before a pass; after an unverified reload, a refusal restores the
@@ -302,41 +324,31 @@ class Culler:
             log.error("reload-refused", error=str(exc), detail="found before the first pass "
                       "after the reload; the previous configuration is restored")
             self.close()
-            self._apply(old, HubClient(old.hub, self.policy, cancel=self._cancel))
+            self._apply(old, HubClient(old.hub, self.policy, cancel=self._stop))
             if self._metrics is not None:
                 self._metrics.set_file(old.metrics_file)
             self._logging(old, ())
             self.preflight()
         self._fallback = None
 
-    # -- a pass -------------------------------------------------------------------------------
-
-    def run_pass(self, heartbeat: Callable[[], None], should_stop: Callable[[], bool]
-                 ) -> PassStats:
+    def run_pass(self, heartbeat: Callable[[], None]) -> PassStats:
         """Preflight if not done yet, then one pass; a hub that cannot be asked ends it."""
         if not self._checked:
             try:
                 self._preflight_or_fall_back()
-            except HubError as exc:
-                stats = PassStats(listing_error=str(exc) + plain_http_hint(
-                    self.config.hub.api_url, str(exc)), dry_run=self.config.dry_run)
-                stats.count_error(exc.status)
-                self._record(stats)
+            except HubError as exc:  # the hub cannot be asked: this pass fails, nothing sent
+                stats = listing_failed(PassStats(dry_run=self.config.dry_run), exc)
+                if stats.listing_error:
+                    stats.listing_error += plain_http_hint(self.config.hub.api_url, str(exc))
+                _record(self._metrics, stats)
                 return stats
         runtime = Runtime(
             pool=self.executor, concurrency=self.config.concurrency,
             dry_run=self.config.dry_run, use_state_filter=self._use_state_filter,
-            heartbeat=heartbeat, should_stop=should_stop, tick_s=self._tick_s,
-            stall_s=self.worst_case_call_s())
+            heartbeat=heartbeat, stop=self._stop, tick_s=self._tick_s,
+            stall_s=self.worst_case_call_s(),
+            check_token_s=check_token_s(self.config.hub.read_timeout))
         self.last_stats = run_pass(self.hub, self.config.culling, self._clock(), runtime,
                                    self._warned)
-        self._record(self.last_stats)
+        _record(self._metrics, self.last_stats)
         return self.last_stats
-
-    def _record(self, stats: PassStats) -> None:
-        if self._metrics is None:
-            return
-        try:
-            self._metrics.record(stats)
-        except OSError as exc:
-            log.error("metrics-failed", error=str(exc))

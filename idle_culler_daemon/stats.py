@@ -1,9 +1,12 @@
 """The figures of one pass and, in dry runs, its plan: what the summary, STATUS= and metrics show.
 
 Workers add to a ``PassStats`` while the pass runs; every change goes through a method that
-holds its lock, so the figures are exact whatever the number of workers.
+holds its lock, so the figures are exact whatever the number of workers. :func:`outcome` is the
+one place that turns a pass's figures into its outcome: the exit code of ``--once``, the
+metric's ``result`` label, ``last_success`` and ``STATUS=`` all read it.
 """
 
+import enum
 import threading
 from collections import Counter
 from dataclasses import dataclass, field
@@ -37,7 +40,9 @@ class PassStats:
     users_seen: int = 0
     users_skipped: int = 0
     servers_running: int = 0  # ready servers listed (each user counted once)
+    users_running: int = 0    # users listed with at least one ready server
     held_back: int = 0        # planned stops the mass-cull guard held back
+    deletions_held_back: int = 0  # planned user deletions the mass-cull guard held back
     guard_tripped: Optional[str] = None  # --max-stop-fraction: why nothing was done
     checked: int = 0          # servers asked about their kernels (--check-kernels)
     check_failed: int = 0     # ... that could not be asked: judged by the hub's data
@@ -52,6 +57,7 @@ class PassStats:
     listing_error: Optional[str] = None
     auth_error: Optional[str] = None
     interrupted: bool = False
+    aborted: bool = False  # the listing (or the preflight) failed: nothing was sent
     dry_run: bool = False  # nothing was sent: ``plan`` holds what would have been
     first_failure: Optional[str] = None  # a user whose stop or deletion failed, for STATUS=
     stopped_by: Counter = field(default_factory=Counter)  # (reason, kind, rule) -> servers
@@ -61,9 +67,8 @@ class PassStats:
 
     @property
     def ok(self) -> bool:
-        return (self.listing_error is None and self.auth_error is None and not self.failed
-                and not self.delete_failed and not self.interrupted
-                and self.guard_tripped is None)
+        """The pass did all it set out to do (:func:`outcome` is ``Outcome.OK``)."""
+        return outcome(self) is Outcome.OK
 
     def add(self, **counts: int) -> None:
         with self._lock:
@@ -99,5 +104,35 @@ class PassStats:
             self.plan.append(entry)
 
 
-def seconds(delta: Optional[timedelta]) -> str:
-    return "-" if delta is None else str(int(delta.total_seconds()))
+class Outcome(enum.Enum):
+    """How a pass ended; the value is the metric's ``result`` label."""
+
+    OK = "ok"                        # listed, judged, and every action it sent succeeded
+    PARTIAL = "partial"              # acted, but a stop or deletion failed or was refused
+    GUARD_TRIPPED = "guard-tripped"  # --max-stop-fraction: nothing was stopped or deleted
+    INTERRUPTED = "interrupted"      # a stop signal ended the pass before its end
+    FAILED = "failed"                # the listing or the preflight failed: nothing was sent
+
+
+def outcome(stats: PassStats) -> Outcome:
+    """The outcome of a pass from its figures: the one rule every report reads.
+
+    The first that applies wins: a failed listing, a tripped guard, an interruption, failed or
+    refused actions; otherwise ``ok``. Held-back actions (``--max-stops-per-pass``), servers
+    that could not be asked (``--check-kernels``) and servers a filtered token cannot reach
+    are what the configuration asks for, so they leave a pass ``ok``.
+    """
+    if stats.aborted or stats.listing_error is not None:
+        return Outcome.FAILED
+    if stats.guard_tripped is not None:
+        return Outcome.GUARD_TRIPPED
+    if stats.interrupted:
+        return Outcome.INTERRUPTED
+    if stats.failed or stats.delete_failed or stats.auth_error is not None:
+        return Outcome.PARTIAL
+    return Outcome.OK
+
+
+def whole_seconds(delta: Optional[timedelta]) -> Optional[int]:
+    """A duration in whole seconds (truncated), None when unknown: for logs, plans, tables."""
+    return None if delta is None else int(delta.total_seconds())

@@ -2,13 +2,15 @@
 a recording notifier and a manual clock. Real loopback servers live in
 ``tests/support/fakehub.py``."""
 
+import itertools
 import threading
 from concurrent.futures import Executor, Future
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from typing import Any, Dict, List, Optional, Tuple
 
 from idle_culler_daemon.errors import HubError, HubHTTPError
-from idle_culler_daemon.hub import DeleteResult, Page, ServerToken, StopResult
+from idle_culler_daemon.hub import DeleteResult, Page, StopResult
 
 NOW = datetime(2026, 11, 26, 12, 0, 0, tzinfo=timezone.utc)
 
@@ -37,13 +39,31 @@ def user_model(name: str, servers: Optional[Dict[str, Dict[str, Any]]] = None,
             "servers": servers or {}}
 
 
+@dataclass(frozen=True)
+class FakeToken:
+    """Stands in for ``hub.ServerToken``: a token minted for one user's server."""
+
+    id: str
+    value: str = field(repr=False)
+    user: str = ""
+    server: str = ""
+
+
 class MemoryHub:
-    """Implements ``cull.HubApi`` in memory and records every call."""
+    """Implements ``cull.HubApi`` in memory and records every call.
+
+    Kernel checks: ``server_token`` mints a ``FakeToken`` for the server's owner (or raises what
+    ``token_results[user]`` holds), ``server_status``/``server_kernels`` answer what
+    ``servers[url]`` holds and record the token they were given, ``revoke_token`` records the
+    revocation (or raises ``revoke_error``).
+    """
 
     def __init__(self, users: List[Dict[str, Any]], page_size: int = 50,
                  stop_results: Optional[Dict[Tuple[str, str], Any]] = None,
                  delete_results: Optional[Dict[str, Any]] = None,
-                 servers: Optional[Dict[str, Dict[str, Any]]] = None) -> None:
+                 servers: Optional[Dict[str, Dict[str, Any]]] = None,
+                 token_results: Optional[Dict[str, Exception]] = None,
+                 revoke_error: Optional[Exception] = None) -> None:
         self.users = list(users)
         self.page_size = page_size
         self.calls: List[Tuple] = []
@@ -52,6 +72,9 @@ class MemoryHub:
         # What single-user servers answer, by the server's url: {"status": body or an
         # exception, "kernels": ...}; a url not here answers 424 (not running).
         self._servers = servers or {}
+        self._token_results = token_results or {}
+        self._revoke_error = revoke_error
+        self._ids = itertools.count(1)
         self._lock = threading.Lock()
 
     def _record(self, *call: Any) -> None:
@@ -88,19 +111,25 @@ class MemoryHub:
             raise result
         return result
 
-    def server_token(self, user: str, server: str, expires_in_s: int) -> ServerToken:
-        self._record("token", user, server)
-        return ServerToken(id="t-%s-%s" % (user, server), value="minted")
+    def server_token(self, user: str, server: str, expires_in_s: int) -> FakeToken:
+        self._record("token", user, server, expires_in_s)
+        refusal = self._token_results.get(user)
+        if refusal is not None:
+            raise refusal
+        number = next(self._ids)
+        return FakeToken("t%d" % number, "secret-of-%s-%d" % (user, number), user, server)
 
     def revoke_token(self, user: str, token_id: str) -> None:
         self._record("revoke", user, token_id)
+        if self._revoke_error is not None:
+            raise self._revoke_error
 
-    def server_status(self, server_url: str, token: ServerToken) -> Any:
-        self._record("status", server_url)
+    def server_status(self, server_url: str, token: FakeToken) -> Any:
+        self._record("status", server_url, token)
         return self._server_answer(server_url, "status")
 
-    def server_kernels(self, server_url: str, token: ServerToken) -> Any:
-        self._record("kernels", server_url)
+    def server_kernels(self, server_url: str, token: FakeToken) -> Any:
+        self._record("kernels", server_url, token)
         return self._server_answer(server_url, "kernels")
 
     def _server_answer(self, server_url: str, what: str) -> Any:
@@ -153,5 +182,5 @@ class RecordingNotifier:
         self.messages.append("STOPPING=1")
 
 
-__all__ = ["MemoryHub", "HubError", "InlineExecutor", "NOW", "RecordingNotifier", "server_model",
-           "stamp", "user_model"]
+__all__ = ["FakeToken", "MemoryHub", "HubError", "InlineExecutor", "NOW", "RecordingNotifier",
+           "server_model", "stamp", "user_model"]

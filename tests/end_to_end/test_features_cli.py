@@ -85,3 +85,20 @@ def test_cli_dry_run_json_plan_parses_and_shows_the_whole_plan(run_culler, fake_
     assert all(isinstance(a["idle_s"], int) and a["rule"] == "default" for a in actions)
     assert summary["type"] == "summary" and (summary["stop"], summary["held_back"]) == (2, 4)
     assert fake_hub.stopped_servers() == []
+
+
+def test_cli_dry_run_json_plan_stays_one_object_per_line_whatever_users_chose(run_culler,
+                                                                               fake_hub):
+    # A lone surrogate in a profile made the plan's print die (UnicodeEncodeError, exit 1,
+    # nothing on stdout); U+2028, U+2029 and U+0085 in names cut lines for splitlines().
+    names = ["sep\u2028arator", "para\u2029graph", "nel\u0085line"]
+    fake_hub.add(*[idle_user(name, 7200) for name in names])
+    fake_hub.update_server(names[0], "", user_options={"profile": "sur\ud800rogate"})
+    result = run_culler("--url=" + fake_hub.api_url, "--timeout=1h", "--once", "--dry-run",
+                        "--output=json", token=fake_hub.token)
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert len(lines) == len(names) + 1
+    actions = [json.loads(line) for line in lines][:-1]
+    assert sorted(a["user"] for a in actions) == sorted(names)
+    assert [a["profile"] for a in actions if a["user"] == names[0]] == ["sur\ud800rogate"]

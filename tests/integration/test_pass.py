@@ -1,14 +1,18 @@
 """Whole passes with the real HubClient and real threads against the loopback fake hub."""
 
 import logging
+import threading
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timezone
 
 import pytest
 
-from idle_culler_daemon.config import CullSettings, HubSettings, RuleSettings
+from idle_culler_daemon.config import CullSettings, HubSettings, RuleSettings, load_config
 from idle_culler_daemon.cull import Runtime, run_pass
 from idle_culler_daemon.hub import HubClient, RetryPolicy
+from idle_culler_daemon.options import parse_command_line
+from idle_culler_daemon.service import Culler
+from idle_culler_daemon.sources import read_text
 from tests.support.fakehub import (
     active_user,
     idle_user,
@@ -140,3 +144,25 @@ def test_pass_counts_and_logs_a_redirected_stop_as_a_failure(fake_hub, caplog):
     assert fake_hub.stopped_servers() == [("bob", "")]
     assert (stats.stopped, stats.failed, stats.errors["3xx"], stats.ok) == (1, 1, 1, False)
     assert "stop-failed" in caplog.text and "user=ann" in caplog.text
+
+
+def test_pass_one_stop_event_ends_the_hubs_retries_and_the_pass(fake_hub):
+    # The culler is wired with one stop event (SIGTERM sets it): the hub client reads it to
+    # start no retry, the pass to take no more pages or jobs.
+    fake_hub.add(*[idle_user("u%03d" % i, 3600) for i in range(30)])
+    values = parse_command_line(["--url=" + fake_hub.api_url, "--timeout=600",
+                                 "--api-page-size=10", "--concurrency=2"])
+    config = load_config(values, {"JUPYTERHUB_API_TOKEN": fake_hub.token}, read_text)
+    stop = threading.Event()
+    culler = Culler(config, lambda: config, stop=stop)
+    try:
+        culler.preflight()
+        stop.set()
+        stats = culler.run_pass(lambda: None)
+        assert stats.interrupted and fake_hub.stopped_servers() == []
+        assert len(fake_hub.records(route="list_users")) <= 2  # the first page (one ahead)
+        fake_hub.faults.add("GET /users", 503, count=None)
+        stats = culler.run_pass(lambda: None)
+        assert stats.listing_error and len(fake_hub.records(route="list_users")) <= 3  # no retry
+    finally:
+        culler.close()

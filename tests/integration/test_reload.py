@@ -52,7 +52,7 @@ def make_culler(fake_hub):
 
 
 def one_pass(culler):
-    return culler.run_pass(lambda: None, lambda: False)
+    return culler.run_pass(lambda: None)
 
 
 def test_reload_applies_a_good_file_and_the_new_token_is_redacted_before_the_swap(

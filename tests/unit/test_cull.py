@@ -94,7 +94,8 @@ def test_run_pass_400_on_delete_means_try_again_next_pass():
     hub = MemoryHub([user_model("ann", None, idle_s=900)],
                     delete_results={"ann": DeleteResult.BUSY})
     stats = run(hub, USERS)
-    assert stats.deleted == 0 and stats.ok
+    assert hub.of_kind("delete") == [("delete", "ann")]  # sent, and answered 400
+    assert stats.deleted == 0 and stats.delete_failed == 0 and stats.ok
 
 
 def test_run_pass_skips_a_bad_user_model_and_goes_on(caplog):
@@ -116,24 +117,28 @@ def test_run_pass_isolates_a_failing_stop():
 
 
 @pytest.mark.parametrize("workers", [1, 3])
-def test_run_pass_a_job_that_raises_lets_the_others_run_then_raises(monkeypatch, workers):
-    # Jobs never raise (every failure is an outcome); if one did, it would be a bug: the other
-    # users' jobs still run, and the bug comes out of the pass once every job has ended.
-    from idle_culler_daemon import cull
+def test_run_pass_an_unexpected_error_of_one_call_fails_only_that_user(caplog, workers):
+    # Whatever a hub call raises (here not even a HubError) is a failure of that user, logged
+    # with its traceback; every other user's job runs and the pass ends normally.
+    hub = MemoryHub([user_model(name, {"": server_model(900)}) for name in "abcde"],
+                    stop_results={("b", ""): RuntimeError("a bug in b's stop")})
+    with caplog.at_level(logging.ERROR), ThreadPoolExecutor(max_workers=workers) as executor:
+        stats = run_pass(hub, SETTINGS, NOW, Runtime(executor, workers, tick_s=0.01))
+    assert (stats.stopped, stats.failed, stats.first_failure) == (4, 1, "b")
+    assert "stop-failed user=b" in caplog.text and "a bug in b's stop" in caplog.text
 
-    hub = MemoryHub([user_model(name, {"": server_model(900)}) for name in "abcde"])
-    real = cull.CullPass._run_job
 
-    def run_job(self, job):
-        if job.user == "b":
-            raise RuntimeError("a bug in b's job")
-        real(self, job)
-
-    monkeypatch.setattr(cull.CullPass, "_run_job", run_job)
+@pytest.mark.parametrize("workers", [1, 3])
+def test_run_pass_a_job_that_raises_lets_the_others_run_then_raises(workers):
+    # Jobs never raise (every failure is an outcome); if one did, it would be a bug: here the
+    # hub answers b's stop with something that is no StopResult. The other users' jobs still
+    # run, and the bug comes out of the pass once every job has ended.
+    hub = MemoryHub([user_model(name, {"": server_model(900)}) for name in "abcde"],
+                    stop_results={("b", ""): "not a StopResult"})
     with ThreadPoolExecutor(max_workers=workers) as executor:
-        with pytest.raises(RuntimeError, match="a bug in b's job"):
+        with pytest.raises(AttributeError):
             run_pass(hub, SETTINGS, NOW, Runtime(executor, workers, tick_s=0.01))
-    assert sorted(user for _, user, _, _ in hub.of_kind("stop")) == ["a", "c", "d", "e"]
+    assert sorted(user for _, user, _, _ in hub.of_kind("stop")) == ["a", "b", "c", "d", "e"]
 
 
 def test_run_pass_stops_sending_a_refused_kind_of_request(caplog):
@@ -188,15 +193,32 @@ def test_run_pass_without_state_filter_lists_everything_once():
 
 
 def test_run_pass_stops_submitting_when_asked_to_stop():
-    hub = MemoryHub([user_model("u%d" % i, {"": server_model(900)}) for i in range(10)])
-    calls = []
+    stop = threading.Event()
 
-    def should_stop():
-        calls.append(1)
-        return len(hub.of_kind("stop")) >= 3
+    class StoppingHub(MemoryHub):
+        def stop_server(self, user, server, remove):
+            if len(self.of_kind("stop")) == 2:
+                stop.set()  # SIGTERM during the third stop
+            return super().stop_server(user, server, remove)
 
-    stats = run(hub, should_stop=should_stop)
-    assert len(hub.of_kind("stop")) == 3 and stats.interrupted
+    hub = StoppingHub([user_model("u%d" % i, {"": server_model(900)}) for i in range(10)])
+    stats = run(hub, stop=stop)
+    assert len(hub.of_kind("stop")) == 3 and stats.interrupted and not stats.ok
+
+
+def test_run_pass_stop_signal_between_pages_ends_the_listing_and_sends_nothing():
+    stop = threading.Event()
+
+    class StoppingHub(MemoryHub):
+        def users_page(self, state, offset):
+            stop.set()
+            return super().users_page(state, offset)
+
+    hub = StoppingHub([user_model("u%03d" % i, {"": server_model(900)}) for i in range(120)])
+    stats = run(hub, CullSettings(timeout=600, max_stop_fraction=0.1), stop=stop)
+    assert hub.of_kind("stop") == [] and stats.interrupted
+    assert len(hub.of_kind("list")) < 3
+    assert stats.guard_tripped is None  # a partial plan is not judged by the guard either
 
 
 def test_run_pass_with_real_threads_counts_everything():
@@ -296,21 +318,68 @@ def test_check_kernels_keeps_busy_and_recently_active_servers_and_their_users(ca
 def test_check_kernels_asks_only_idle_servers_and_kernels_only_when_needed():
     hub = checked_hub()
     run(hub, CHECKS)
-    assert sorted(url for _, url in hub.of_kind("status")) == [
+    assert sorted(url for _, url, _ in hub.of_kind("status")) == [
         "/user/busy/", "/user/fresh/", "/user/none/", "/user/quiet/"]  # not /user/active/
-    assert sorted(url for _, url in hub.of_kind("kernels")) == ["/user/busy/", "/user/quiet/"]
+    assert sorted(url for _, url, _ in hub.of_kind("kernels")) == ["/user/busy/", "/user/quiet/"]
+
+
+def test_check_kernels_asks_each_server_with_a_token_of_its_owner_then_revokes_it():
+    hub = checked_hub()
+    stats = run(hub, CHECKS, check_token_s=90)
+    minted = hub.of_kind("token")
+    assert sorted(minted) == [("token", name, "", 90) for name in ("busy", "fresh", "none",
+                                                                    "quiet")]
+    for _, url, token in hub.of_kind("status") + hub.of_kind("kernels"):
+        assert url == "/user/%s/" % token.user and token.server == ""  # the owner's, that server
+    asked = {token.id: token.user for _, _, token in hub.of_kind("status")}
+    assert sorted((user, asked[token_id]) for _, user, token_id in hub.of_kind("revoke")) == [
+        (name, name) for name in ("busy", "fresh", "none", "quiet")]
+    assert stats.checked == 4 and len(hub.calls) - len(hub.of_kind("list")) == \
+        4 * 2 + 4 + 2 + 2 * 2  # per checked server: mint + revoke; status; kernels; acting
+
+
+def test_check_kernels_a_token_that_cannot_be_revoked_is_a_debug_line(caplog):
+    hub = MemoryHub([user_model("ann", {"": server_model(3600, url="/user/ann/")})],
+                    servers={"/user/ann/": {"status": status(3000, 0)}},
+                    revoke_error=HubUnavailable("DELETE /users/ann/tokens/t1: 503", 503))
+    with caplog.at_level(logging.DEBUG):
+        stats = run(hub, CHECKS)
+    assert stats.stopped == 1 and stats.ok and stats.check_failed == 0
+    (line,) = [r for r in caplog.records if "kernel-check-token-kept" in r.getMessage()]
+    assert line.levelno == logging.DEBUG
+
+
+def test_check_kernels_a_refused_token_judges_that_server_by_the_hub_alone(caplog):
+    # The hub refuses a token for ann (a filtered `tokens` scope, or none at all): her server
+    # is judged by the hub's data (stopped), said once with the scope; bob's check and stop
+    # go on as if nothing happened.
+    users = [user_model(name, {"": server_model(3600, url="/user/%s/" % name)})
+             for name in ("ann", "bob", "cy")]
+    hub = MemoryHub(users, servers={"/user/bob/": {"status": status(30, 1)},
+                                    "/user/cy/": {"status": status(3000, 0)}},
+                    token_results={"ann": HubAuthError("POST /users/ann/tokens answered 403",
+                                                       403)})
+    with caplog.at_level(logging.WARNING):
+        stats = run(hub, CHECKS)
+    assert sorted(call[1] for call in hub.of_kind("stop")) == ["ann", "cy"]  # bob is active
+    assert [call[1] for call in hub.of_kind("status")] == ["/user/bob/", "/user/cy/"]
+    assert (stats.check_failed, stats.kept_by_server, stats.ok) == (1, 1, True)
+    (line,) = [r.getMessage() for r in caplog.records if "kernel-check-failed" in r.getMessage()]
+    assert "reason=token-refused" in line and "scope tokens" in line
+    assert [call[1] for call in hub.of_kind("revoke")] == ["bob", "cy"]  # none was minted for ann
 
 
 def test_without_check_kernels_no_server_is_asked():
     hub = checked_hub()
     stats = run(hub, USERS)
-    assert hub.of_kind("status") == [] and stats.stopped == 4
+    assert hub.of_kind("status") == [] and hub.of_kind("token") == [] and stats.stopped == 4
 
 
 def test_max_age_stops_without_asking():
     hub = checked_hub()
     run(hub, CullSettings(timeout=600, max_age=1800, check_kernels=True))
-    assert hub.of_kind("status") == [] and len(hub.of_kind("stop")) == 4
+    assert hub.of_kind("status") == [] and hub.of_kind("token") == []
+    assert len(hub.of_kind("stop")) == 4
 
 
 def test_dry_run_asks_too_and_plans_only_what_would_go():
@@ -341,8 +410,7 @@ def test_a_server_that_cannot_be_asked_is_judged_by_the_hub_and_logged_once(capl
     warnings = [r for r in caplog.records if r.levelno == logging.WARNING
                 and "kernel-check-failed" in r.getMessage()]
     assert len(warnings) == 1 and "reason=%s" % reason in warnings[0].getMessage()
-    if reason == "refused":
-        assert "scope tokens" in warnings[0].getMessage()
+    assert len(hub.of_kind("revoke")) == 3  # every minted token revoked, the check failed or not
 
 
 def test_a_server_without_url_is_judged_by_the_hub():
@@ -351,7 +419,7 @@ def test_a_server_without_url_is_judged_by_the_hub():
     hub = MemoryHub([model])
     stats = run(hub, CHECKS)
     assert len(hub.of_kind("stop")) == 1 and hub.of_kind("status") == []
-    assert stats.check_failed == 1
+    assert stats.check_failed == 1 and hub.of_kind("token") == []
 
 
 # --- the mass-cull guard (docs/behaviour.md#mass-cull-guard) ---
@@ -417,7 +485,7 @@ def test_run_pass_submits_no_job_once_the_stop_signal_came_while_the_pool_was_bu
     hub = BusyHub([user_model("u%d" % i, {"": server_model(900)}) for i in range(10)])
     with ThreadPoolExecutor(max_workers=concurrency) as executor:
         stats = run_pass(hub, SETTINGS, NOW, Runtime(
-            executor, concurrency, should_stop=flag.is_set, heartbeat=waiting.set,
+            executor, concurrency, stop=flag, heartbeat=waiting.set,
             tick_s=0.01))
     assert len(hub.of_kind("stop")) == concurrency and stats.interrupted
 
@@ -456,3 +524,33 @@ def test_run_pass_a_server_the_token_cannot_reach_is_not_stopped_and_is_named_on
                 if r.levelno == logging.WARNING and "stop-unreachable" in r.getMessage()]
     assert len(warnings) == 1 and "bob" in warnings[0] and "delete:servers" in warnings[0]
     assert "result=unreachable" in caplog.text
+
+
+def test_guard_holds_back_user_deletions_too():
+    # --cull-users --max-stop-fraction=0.1 --max-stops-per-pass=1 over 40 users, 20 of them
+    # idle without a server: deleting 20 of 40 is over the fraction, so no one is deleted.
+    users = [user_model("busy%02d" % i, {"": server_model(5)}) for i in range(20)] + \
+        [user_model("gone%02d" % i, None, idle_s=90000 + i) for i in range(20)]
+    settings = CullSettings(timeout=600, cull_users=True, max_stop_fraction=0.1,
+                            max_stops_per_pass=1)
+    hub = MemoryHub(users)
+    stats = run(hub, settings)
+    assert len(hub.of_kind("delete")) <= 1 and hub.of_kind("delete") == []
+    assert stats.guard_tripped and stats.deletions_held_back == 20 and not stats.ok
+    hub = MemoryHub(users)  # the count alone: one deletion a pass, the longest idle first
+    stats = run(hub, CullSettings(timeout=600, cull_users=True, max_stops_per_pass=1))
+    assert hub.of_kind("delete") == [("delete", "gone19")]
+    assert stats.deletions_held_back == 19 and stats.ok
+
+
+def test_guard_fraction_is_over_users_so_one_user_with_many_servers_holds_no_one_hostage():
+    # One user with 12 idle named servers, and 10 other users of whom 3 are idle: 4 of 11
+    # users would have a server stopped, under 0.5, so all 15 servers are stopped.
+    many = user_model("many", {"s%02d" % i: server_model(900, name="s%02d" % i)
+                               for i in range(12)})
+    others = [user_model("u%d" % i, {"": server_model(900 if i < 3 else 5)}) for i in range(10)]
+    hub = MemoryHub([many] + others)
+    stats = run(hub, CullSettings(timeout=600, max_stop_fraction=0.5))
+    assert stats.guard_tripped is None and stats.stopped == 15
+    assert sorted({call[1] for call in hub.of_kind("stop")}) == ["many", "u0", "u1", "u2"]
+    assert (stats.users_running, stats.servers_running) == (11, 22)

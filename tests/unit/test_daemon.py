@@ -39,7 +39,7 @@ class FakeService:
         if self.preflight_error is not None:
             raise self.preflight_error
 
-    def run_pass(self, heartbeat, should_stop):
+    def run_pass(self, heartbeat):
         self.starts.append(self.clock.now)
         self.clock.now += self.pass_s
         heartbeat()

@@ -40,11 +40,11 @@ def test_metrics_count_what_the_passes_did():
     assert values[(prefix + "users_deleted_total", ())] == 1
     assert values[(prefix + "users_delete_failed_total", ())] == 2
     assert values[(prefix + "passes_total", (("result", "ok"),))] == 1
-    assert values[(prefix + "passes_total", (("result", "hub_error"),))] == 1
+    assert values[(prefix + "passes_total", (("result", "failed"),))] == 1
     assert values[(prefix + "users_seen", ())] == 10  # a failed listing keeps the last figure
     assert values[(prefix + "request_errors_total", (("status_class", "connection"),))] == 1
     assert values[(prefix + "last_success_timestamp_seconds", ())] == 1000.0
-    assert values[(prefix + "passes_total", (("result", "failures"),))] == 1
+    assert values[(prefix + "passes_total", (("result", "partial"),))] == 1
     assert values[(prefix + "pass_duration_seconds_count", ())] == 3
 
 
@@ -75,7 +75,7 @@ def test_metrics_have_no_created_series_and_every_labelled_series_from_the_start
     for status_class in ("3xx", "4xx", "5xx", "connection"):  # every class documented
         assert values[(prefix + "request_errors_total",
                        (("status_class", status_class),))] == 0
-    for result in ("ok", "failures", "hub_error", "refused"):
+    for result in ("ok", "partial", "guard-tripped", "interrupted", "failed"):
         assert values[(prefix + "passes_total", (("result", result),))] == 0
     assert values[(prefix + "users_delete_failed_total", ())] == 0
     assert values[(prefix + "interval_seconds", ())] == 300.0
@@ -173,7 +173,7 @@ def test_metrics_file_carries_counters_and_last_success_over_from_the_previous_r
     prefix = "jupyterhub_idle_culler_"
     assert values[(prefix + "last_success_timestamp_seconds", ())] == 1000.0
     assert values[(prefix + "passes_total", (("result", "ok"),))] == 1
-    assert values[(prefix + "passes_total", (("result", "hub_error"),))] == 1
+    assert values[(prefix + "passes_total", (("result", "failed"),))] == 1
     assert values[(prefix + "servers_stopped_total",
                    (("kind", "named"), ("reason", "idle"), ("rule", "gpu")))] == 1
     assert values[(prefix + "request_errors_total", (("status_class", "connection"),))] == 1

@@ -8,6 +8,7 @@ from idle_culler_daemon.config import CullSettings, RuleSettings
 from idle_culler_daemon.model import Server, ServerStatus, User
 from idle_culler_daemon.policy import (
     Action,
+    PlannedUser,
     Verdict,
     guard_plan,
     judge_server,
@@ -334,30 +335,64 @@ def idle_times(*seconds):
     return [timedelta(seconds=value) for value in seconds]
 
 
+def one_stop_each(*seconds):
+    """One user per idle time, each with one server to stop."""
+    return [PlannedUser((idle,)) for idle in idle_times(*seconds)]
+
+
 def test_guard_trips_when_more_than_the_fraction_would_go():
-    verdict = guard_plan(idle_times(*range(90)), 100, CullSettings(max_stop_fraction=0.5))
-    assert verdict.tripped and verdict.held == frozenset(range(90))
-    assert (verdict.planned, verdict.running) == (90, 100)
+    verdict = guard_plan(one_stop_each(*range(90)), 100, 100,
+                         CullSettings(max_stop_fraction=0.5))
+    assert verdict.tripped and verdict.held_stops == {(i, 0) for i in range(90)}
+    assert (verdict.stopping, verdict.running) == (90, 100)
 
 
 def test_guard_allows_exactly_the_fraction():
-    verdict = guard_plan(idle_times(*range(50)), 100, CullSettings(max_stop_fraction=0.5))
-    assert not verdict.tripped and not verdict.held
+    verdict = guard_plan(one_stop_each(*range(50)), 100, 100, CullSettings(max_stop_fraction=0.5))
+    assert not verdict.tripped and not verdict.held_stops
 
 
 def test_guard_holds_back_all_but_the_longest_idle():
-    times = idle_times(50, 900, 10, 700, 900)
-    verdict = guard_plan(times, 10, CullSettings(max_stops_per_pass=2))
-    assert verdict.held == frozenset({0, 2, 3}) and not verdict.tripped  # 900 and 900 go
-    assert guard_plan(times, 10, CullSettings(max_stops_per_pass=5)).held == frozenset()
-    assert guard_plan(times, 10, CullSettings()).held == frozenset()
+    planned = one_stop_each(50, 900, 10, 700, 900)
+    verdict = guard_plan(planned, 10, 10, CullSettings(max_stops_per_pass=2))
+    assert verdict.held_stops == {(0, 0), (2, 0), (3, 0)} and not verdict.tripped  # 900s go
+    assert guard_plan(planned, 10, 10, CullSettings(max_stops_per_pass=5)).held_stops == set()
+    assert guard_plan(planned, 10, 10, CullSettings()).held_stops == set()
 
 
 def test_guard_fraction_is_judged_before_the_per_pass_cap():
     settings = CullSettings(max_stops_per_pass=10, max_stop_fraction=0.5)
-    assert guard_plan(idle_times(*range(90)), 100, settings).tripped
-    verdict = guard_plan(idle_times(*range(30)), 100, settings)
-    assert not verdict.tripped and len(verdict.held) == 20
+    assert guard_plan(one_stop_each(*range(90)), 100, 100, settings).tripped
+    verdict = guard_plan(one_stop_each(*range(30)), 100, 100, settings)
+    assert not verdict.tripped and len(verdict.held_stops) == 20
+
+
+def test_guard_fraction_counts_users_not_servers():
+    # One user with 12 idle servers and 3 of 10 other users idle: 4 of 11 users, not 15 of 22
+    # servers, so 0.5 lets them all go.
+    planned = [PlannedUser(tuple(idle_times(*[900] * 12)))] + one_stop_each(900, 900, 900)
+    verdict = guard_plan(planned, 11, 11, CullSettings(max_stop_fraction=0.5))
+    assert not verdict.tripped and not verdict.held_stops and verdict.stopping == 4
+
+
+def test_guard_fraction_counts_deletions_over_the_users_listed():
+    deleting = [PlannedUser((), True, timedelta(days=days)) for days in range(20)]
+    assert guard_plan(deleting, 20, 40, CullSettings(max_stop_fraction=0.5)).tripped is False
+    verdict = guard_plan(deleting, 20, 40, CullSettings(max_stop_fraction=0.1))
+    assert verdict.tripped and verdict.held_deletions == set(range(20))
+
+
+def test_guard_cap_counts_deletions_on_their_own_longest_idle_first():
+    deleting = [PlannedUser((), True, timedelta(days=days)) for days in (3, 9, 1, 7)]
+    verdict = guard_plan(deleting, 0, 4, CullSettings(max_stops_per_pass=2))
+    assert verdict.held_deletions == {0, 2} and not verdict.held_stops
+
+
+def test_guard_a_user_whose_stop_waits_is_not_deleted_either():
+    planned = [PlannedUser(tuple(idle_times(100)), True, timedelta(0)),
+               PlannedUser(tuple(idle_times(900)), True, timedelta(0))]
+    verdict = guard_plan(planned, 2, 2, CullSettings(max_stops_per_pass=1))
+    assert verdict.held_stops == {(0, 0)} and verdict.held_deletions == {0}
 
 
 # --- users whose groups the model does not show (docs/behaviour.md#matchers) ---

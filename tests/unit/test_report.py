@@ -88,3 +88,18 @@ def test_plan_table_escapes_names_that_would_forge_a_line_or_move_the_cursor(nam
     row = [line for line in lines[1:3] if not line.split()[1] == "zed"][0]
     shown = re.match(r'would-stop\s+("(?:[^"\\]|\\.)*")', row).group(1)
     assert json.loads(shown) == name
+
+
+def test_plan_json_stays_one_object_per_line_whatever_users_chose():
+    # A lone surrogate in user_options.profile crashed the encoder (exit 1); U+2028, U+2029 and
+    # U+0085 in names cut lines for splitlines(). Escaped as the JSON logs are.
+    hostile = ["sep\u2028arator", "para\u2029graph", "nel\u0085line", "sur\ud800rogate"]
+    stats = PassStats(users_seen=4)
+    stats.plan = [PlanEntry("stop", name, name, IDLE, profile=name) for name in hostile]
+    text = plan_json(stats)
+    text.encode("utf-8")  # no UnicodeEncodeError
+    lines = text.splitlines()
+    assert len(lines) == len(hostile) + 1
+    actions = [json.loads(line) for line in lines][:-1]
+    assert sorted((a["user"], a["server"], a["profile"]) for a in actions) == sorted(
+        (name, name, name) for name in hostile)
