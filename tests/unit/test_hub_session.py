@@ -102,6 +102,9 @@ def test_sessions_verify_with_the_environments_ca_bundle():
 
 def test_sessions_take_the_environments_proxies_for_their_url(monkeypatch):
     # Session.send of requests < 2.28 reads no proxy from the environment: the sessions must.
+    for name in ("http_proxy", "https_proxy", "no_proxy", "all_proxy"):  # Debian's builds set
+        monkeypatch.delenv(name, raising=False)                           # some of them
+        monkeypatch.delenv(name.upper(), raising=False)
     monkeypatch.setenv("HTTPS_PROXY", "http://127.0.0.1:3128")
     monkeypatch.setenv("NO_PROXY", "hub.internal")
     settings = HubSettings(api_url="https://hub.internal/hub/api", token="t" * 16,
