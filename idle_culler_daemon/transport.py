@@ -95,7 +95,6 @@ class CappedRetry(Retry):
         self._log_attempt(method, url, response, error, _pool, retry)
         return retry
 
-    # shape: urllib3's increment arguments, passed through as they are
     def _log_attempt(self, method: Optional[str], url: Optional[str], response: Any,
                      error: Optional[Exception], pool: Any, retry: Optional[Retry]) -> None:
         """One line per failed attempt; ``retry`` is None when no attempt follows."""
