@@ -3,9 +3,12 @@
 import ast
 import pathlib
 
+import idle_culler_daemon
 from idle_culler_daemon.events import COMPUTED, EVENTS
 
-PACKAGE = pathlib.Path(__file__).resolve().parents[2] / "idle_culler_daemon"
+# the package under test, wherever it is installed (the deb's autopkgtest runs these tests
+# from a copy of tests/ against /usr/lib/python3/dist-packages)
+PACKAGE = pathlib.Path(idle_culler_daemon.__file__).resolve().parent
 LEVELS = {"debug", "info", "warning", "error", "exception", "critical"}
 
 
