@@ -23,6 +23,7 @@ ALLOWED = {
     "model": {"errors"},
     "policy": {"model", "config", "errors"},
     "scopes": {"config"},
+    "clock": set(),
     "deadline": set(),
     "transport": {"config", "errors", "log", "deadline"},
     "hub": {"config", "errors", "transport"},
@@ -46,7 +47,7 @@ ALLOWED = {
 }
 PURE = {"requests", "urllib3", "logging", "time", "os", "socket", "threading"}
 FORBIDDEN_EXTERNAL = {"policy": PURE, "model": PURE, "scopes": PURE, "options": PURE,
-                      "converters": PURE, "settings": PURE}
+                      "converters": PURE, "settings": PURE, "clock": PURE}
 
 
 def imports_of(path):
