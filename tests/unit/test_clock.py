@@ -225,3 +225,22 @@ def test_a_failed_listing_measures_nothing():
 
     stats = pass_against(DownHub([]), CullSettings(timeout=HOUR))
     assert isinstance(stats, PassStats) and stats.hub_clock_offset_s is None
+
+
+def test_the_kernel_checks_second_look_is_on_the_hubs_clock():
+    # The culler's clock is 2 h ahead. Both servers are idle 90 min at the hub; the first one's
+    # own last_activity is 30 min ago (hub's clock): kept. On the culler's clock it looked
+    # 2 h 30 min ago, and the server was stopped.
+    hub_now = NOW - seconds(2 * HOUR)
+
+    def own(idle_s):
+        return {"status": {"started": stamp(3 * HOUR, hub_now), "connections": 0,
+                           "last_activity": stamp(idle_s, hub_now), "kernels": 0}}
+
+    users = [user_on(hub_now, name, dict(server_on(hub_now, 90 * MINUTE), url="/user/%s/" % name))
+             for name in ("recent", "quiet")]
+    hub = MemoryHub(users, date=hub_now,
+                    servers={"/user/recent/": own(30 * MINUTE), "/user/quiet/": own(90 * MINUTE)})
+    pass_against(hub, CullSettings(timeout=HOUR, check_kernels=True))
+    assert len(hub.of_kind("status")) == 2
+    assert hub.of_kind("stop") == [("stop", "quiet", "", False)]
