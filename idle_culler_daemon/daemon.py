@@ -215,7 +215,6 @@ def _start(service: Service, notifier: Notifier) -> Optional[int]:
     return None
 
 
-# shape: the loop's collaborators; health and clock have defaults
 def run_forever(service: Service, notifier: Notifier, signals: Signals, once: bool = False,
                 clock: LoopClock = LoopClock(), health: Optional[Health] = None) -> int:
     """Run passes until stopped; return the exit code.
@@ -261,7 +260,6 @@ def run_forever(service: Service, notifier: Notifier, signals: Signals, once: bo
     return code
 
 
-# shape: the sleep needs the loop's state: start, service, notifier and beat, signals, clocks
 def _sleep_until(started: float, service: Service, talk: Tuple[Notifier, "_Beat"],
                  signals: Signals, monotonic: Callable[[], float],
                  wait: Callable[[float], object]) -> None:

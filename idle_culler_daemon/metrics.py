@@ -322,7 +322,6 @@ class Endpoint:
     At most ``max_connections`` at once, each closed after ``idle_timeout_s`` of silence.
     """
 
-    # shape: where to listen, what to serve, and the two limits (defaulted)
     def __init__(self, address: str, port: int, metrics: Optional[Metrics],
                  health: HealthCheck, max_connections: int = MAX_CONNECTIONS,
                  idle_timeout_s: float = IDLE_TIMEOUT_S) -> None:

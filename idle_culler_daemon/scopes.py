@@ -36,12 +36,6 @@ def scope_hint(action: str) -> str:
     return _ACTION_SCOPES[action]
 
 
-def required_scopes(settings: CullSettings) -> Needed:
-    """The scopes the configuration needs (to read, then to act)."""
-    needed = read_scopes(settings) + write_scopes(settings)
-    return tuple(needed)
-
-
 def read_scopes(settings: CullSettings) -> Needed:
     """The scopes a pass needs to see what it judges: all that a ``--dry-run`` needs."""
     needed = [("list:users",), ("read:users:activity",), ("read:servers",)]

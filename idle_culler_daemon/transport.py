@@ -25,11 +25,10 @@ from idle_culler_daemon import __version__
 from idle_culler_daemon.config import HubSettings
 from idle_culler_daemon.deadline import Alarms, Deadline, WatchedAdapter
 from idle_culler_daemon.errors import HubError, HubProtocolError, HubUnavailable
-from idle_culler_daemon.log import get_logger
+from idle_culler_daemon.log import REDACTED, get_logger
 
 log = get_logger(__name__)
 
-REDACTED = "<redacted>"  # what the token becomes in an error text (as in the log)
 USER_AGENT = "jupyterhub-idle-culler-daemon/%s" % __version__
 CHUNK = 64 * 1024
 # "<urllib3.connection.HTTPConnection object at 0x7f...>: " in urllib3's error texts
@@ -95,7 +94,6 @@ class CappedRetry(Retry):
         self._log_attempt(method, url, response, error, _pool, retry)
         return retry
 
-    # shape: urllib3's increment arguments, passed through as they are
     def _log_attempt(self, method: Optional[str], url: Optional[str], response: Any,
                      error: Optional[Exception], pool: Any, retry: Optional[Retry]) -> None:
         """One line per failed attempt; ``retry`` is None when no attempt follows."""

@@ -1,10 +1,21 @@
 """What the token must be allowed to do: scopes per feature, and the preflight's verdict."""
 
 from idle_culler_daemon.config import CullSettings, RuleSettings
-from idle_culler_daemon.scopes import missing_scopes, required_scopes, scope_hint, verdict
+from idle_culler_daemon.scopes import (
+    missing_scopes,
+    read_scopes,
+    scope_hint,
+    verdict,
+    write_scopes,
+)
 
 RULED = CullSettings(rules=(RuleSettings("staff", groups=("staff",), cull=False),))
 
+
+
+def required_scopes(settings):
+    """What a run (not a dry run) needs: the scopes to read, then those to act."""
+    return tuple(read_scopes(settings) + write_scopes(settings))
 
 def test_required_scopes_grow_with_the_features():
     base = required_scopes(CullSettings())
