@@ -68,6 +68,7 @@ promtool:
 
 # CI=true turns "tool missing, skipped" into a failure: make test installs every tool.
 test: venv hub old-venv promtool lint
+	command -v faketime >/dev/null || [ "$${CI:-}" != true ] || { apt-get update -qq && apt-get install -y -qq faketime >/dev/null; }
 	CI=true $(BIN)/python -m pytest -q -p no:cacheprovider $(PYTEST_ARGS)
 	.venv-old/bin/python -m pip install -qq --no-deps --force-reinstall .
 	CI=true .venv-old/bin/python -m pytest -q -p no:cacheprovider tests/unit tests/integration

@@ -79,6 +79,14 @@ EVENTS: Dict[str, Event] = {event.name: event for event in (
           "`held`, `planned`, `limit`, `detail`"),
     Event("mass-cull-guard", "ERROR",
           "`--max-stop-fraction` stopped the pass: `share`, `fraction`, `limit`, `detail`"),
+    Event("clock-offset", "INFO, WARNING",
+          "the hub's clock minus the culler's, from the `Date` of a pass's first page: "
+          "WARNING from 30 s (again only after a move of 30 s), INFO with the figure when the "
+          "clocks agree to within 30 s (at the first pass, and again after a WARNING): "
+          "`offset_s`, `detail`"),
+    Event("clock-unknown", "WARNING",
+          "once: the hub's answer carried no usable `Date`; idle times are measured on the "
+          "culler's own clock: `reason`, `detail`"),
     Event("skip-user", "WARNING",
           "a user model that cannot be understood safely: the user is skipped for this pass"),
     Event("stop", "INFO",

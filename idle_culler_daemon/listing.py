@@ -1,14 +1,16 @@
 """The listing stage of a pass: every page of ``GET /users``, in order, as parsed users.
 
-The first page is read, then the pages its ``total`` announces are fetched several at a time
-on the pool (a prefetch window), then any pages beyond are followed one by one (users added
-meanwhile). A user model that cannot be read is skipped with a WARNING. A ``HubError`` is
-raised to the caller, which ends the pass with nothing sent; a stop signal ends the listing
-between pages (``stats.interrupted``).
+The first page is read as soon as the listing is opened (its ``Date`` puts the pass on the
+hub's clock before any user is judged), then the pages its ``total`` announces are fetched
+several at a time on the pool (a prefetch window), then any pages beyond are followed one by
+one (users added meanwhile). A user model that cannot be read is skipped with a WARNING. A
+``HubError`` is raised to the caller, which ends the pass with nothing sent; a stop signal
+ends the listing between pages (``stats.interrupted``).
 """
 
 from collections import deque
-from typing import Deque, Generator, Iterator, List, Optional, Protocol
+from datetime import datetime
+from typing import Deque, Generator, Iterator, List, NamedTuple, Optional, Protocol, Tuple
 
 from idle_culler_daemon.context import PassContext
 from idle_culler_daemon.errors import ModelError
@@ -37,10 +39,35 @@ def states(use_state_filter: bool, cull_users: bool) -> List[Optional[str]]:
     return ["ready"] + (["inactive"] if cull_users else [])
 
 
-def list_users(hub: ListingHub, context: PassContext, cull_users: bool) -> Iterator[User]:
-    """Every user of every listing, parsed, as their page arrives (a generator)."""
-    for state in states(context.runtime.use_state_filter, cull_users):
-        for page in _Pages(hub, context).of(state):
+class FirstAnswer(NamedTuple):
+    """The answer to the pass's first request: the hub's ``Date`` (``Page.date``) and how long
+    the request took on the monotonic clock, for the hub's clock (``clock.sample``)."""
+
+    date: Optional[datetime]
+    took_s: float
+
+
+def open_listing(hub: ListingHub, context: PassContext,
+                 cull_users: bool) -> Tuple[FirstAnswer, Iterator[User]]:
+    """Read the pass's first page now, and return its answer with every user of every listing,
+    parsed, as their page arrives (a generator that starts with that first page).
+
+    The first page is read before any user is judged so that the pass can take ``now`` on the
+    hub's clock from its ``Date`` (docs/behaviour.md#the-hubs-clock). A ``HubError`` of that
+    first request is raised here.
+    """
+    listings = states(context.runtime.use_state_filter, cull_users)
+    pages = _Pages(hub, context)
+    sent = context.runtime.monotonic()
+    first = pages.fetch(listings[0], 0)
+    took_s = max(0.0, context.runtime.monotonic() - sent)
+    return FirstAnswer(first.date, took_s), _users(pages, listings, first, context)
+
+
+def _users(pages: "_Pages", listings: List[Optional[str]], first: Page,
+           context: PassContext) -> Iterator[User]:
+    for index, state in enumerate(listings):
+        for page in pages.of(state, first if index == 0 else None):
             if context.stopping():
                 context.stats.interrupted = True
                 return
@@ -68,8 +95,10 @@ class _Pages:
         self._hub = hub
         self._context = context
 
-    def of(self, state: Optional[str]) -> Iterator[Page]:
-        first = self._fetch(state, 0)
+    def of(self, state: Optional[str], first: Optional[Page] = None) -> Iterator[Page]:
+        """The pages of the listing of ``state``; ``first``: its first page, already read."""
+        if first is None:
+            first = self.fetch(state, 0)
         yield first
         last = first
         if first.next_offset is not None and first.total is not None and first.limit:
@@ -107,11 +136,11 @@ class _Pages:
     def _follow(self, state: Optional[str], offset: Optional[int]) -> Iterator[Page]:
         """Pages past what ``total`` announced (users added while listing), one by one."""
         while offset is not None:
-            page = self._fetch(state, offset)
+            page = self.fetch(state, offset)
             yield page
             offset = page.next_offset
 
-    def _fetch(self, state: Optional[str], offset: int) -> Page:
+    def fetch(self, state: Optional[str], offset: int) -> Page:
         page = self._hub.users_page(state, offset)
         self._context.progress.advanced()
         return page

@@ -111,6 +111,9 @@ class Metrics:
         self.interval = gauge(PREFIX + "interval_seconds", "The configured time from the "
                               "start of one pass to the start of the next (--cull-every).",
                               registry=registry)
+        self.hub_clock_offset = gauge(PREFIX + "hub_clock_offset_seconds", "The hub's clock "
+                                      "minus the culler's, from the Date of the last pass's "
+                                      "first page (0: under 2 s or unknown).", registry=registry)
         self.process_registry = self._process_series()
         self._create_series()
         if metrics_file:
@@ -207,6 +210,8 @@ class Metrics:
         if stats.guard_tripped:
             self.guard_trips.inc()
         self.held_back.inc(stats.held_back)
+        if stats.hub_clock_offset_s is not None:
+            self.hub_clock_offset.set(stats.hub_clock_offset_s)
         for status_class, count in stats.errors.items():
             self.errors.labels(status_class=status_class).inc(count)
         # Only a pass that did all it had to: an interrupted pass, or one the mass-cull guard

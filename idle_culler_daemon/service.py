@@ -19,6 +19,7 @@ from typing import Callable, List, Optional, Set, Tuple
 from urllib.parse import urlsplit
 
 from idle_culler_daemon import scopes
+from idle_culler_daemon.clock import ClockWatch
 from idle_culler_daemon.config import Config, relaxing_rules, restart_changes, with_values
 from idle_culler_daemon.cull import Runtime, listing_failed, run_pass
 from idle_culler_daemon.errors import (
@@ -171,6 +172,7 @@ class Culler:
         self._tick_s = tick_s
         self._logging = logging
         self._warned: Set[str] = set()
+        self._clock_watch = ClockWatch()  # what was said about the hub's clock
         self._fallback: Optional[Config] = None  # the last verified config, after a reload
         self.last_stats: Optional[PassStats] = None
         self.policy = RetryPolicy()
@@ -349,6 +351,6 @@ class Culler:
             stall_s=self.worst_case_call_s(),
             check_token_s=check_token_s(self.config.hub.read_timeout))
         self.last_stats = run_pass(self.hub, self.config.culling, self._clock(), runtime,
-                                   self._warned)
+                                   self._warned, self._clock_watch)
         _record(self._metrics, self.last_stats)
         return self.last_stats

@@ -60,6 +60,7 @@ class PassStats:
     aborted: bool = False  # the listing (or the preflight) failed: nothing was sent
     dry_run: bool = False  # nothing was sent: ``plan`` holds what would have been
     first_failure: Optional[str] = None  # a user whose stop or deletion failed, for STATUS=
+    hub_clock_offset_s: Optional[int] = None  # the hub's clock minus the culler's, as used
     stopped_by: Counter = field(default_factory=Counter)  # (reason, kind, rule) -> servers
     errors: Counter = field(default_factory=Counter)      # status class -> failed requests
     plan: List[PlanEntry] = field(default_factory=list)

@@ -55,7 +55,8 @@ class MemoryHub:
     Kernel checks: ``server_token`` mints a ``FakeToken`` for the server's owner (or raises what
     ``token_results[user]`` holds), ``server_status``/``server_kernels`` answer what
     ``servers[url]`` holds and record the token they were given, ``revoke_token`` records the
-    revocation (or raises ``revoke_error``).
+    revocation (or raises ``revoke_error``). ``date`` is every page's ``Date`` (the hub's
+    clock; None: the answers carry none).
     """
 
     def __init__(self, users: List[Dict[str, Any]], page_size: int = 50,
@@ -63,9 +64,11 @@ class MemoryHub:
                  delete_results: Optional[Dict[str, Any]] = None,
                  servers: Optional[Dict[str, Dict[str, Any]]] = None,
                  token_results: Optional[Dict[str, Exception]] = None,
-                 revoke_error: Optional[Exception] = None) -> None:
+                 revoke_error: Optional[Exception] = None,
+                 date: Optional[datetime] = NOW) -> None:
         self.users = list(users)
         self.page_size = page_size
+        self.date = date
         self.calls: List[Tuple] = []
         self._stop_results = stop_results or {}
         self._delete_results = delete_results or {}
@@ -95,7 +98,7 @@ class MemoryHub:
         items = chosen[offset:offset + self.page_size]
         following = offset + self.page_size
         return Page(items=items, offset=offset, limit=self.page_size, total=len(chosen),
-                    next_offset=following if following < len(chosen) else None)
+                    next_offset=following if following < len(chosen) else None, date=self.date)
 
     def stop_server(self, user: str, server: str, remove: bool) -> StopResult:
         self._record("stop", user, server, remove)

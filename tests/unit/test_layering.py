@@ -23,6 +23,7 @@ ALLOWED = {
     "model": {"errors"},
     "policy": {"model", "config", "errors"},
     "scopes": {"config"},
+    "clock": set(),
     "deadline": set(),
     "transport": {"config", "errors", "log", "deadline"},
     "hub": {"config", "errors", "transport"},
@@ -34,10 +35,12 @@ ALLOWED = {
     "kernels": {"context", "errors", "jobs", "log", "model", "policy"},
     "acting": {"config", "context", "errors", "hub", "jobs", "kernels", "log", "planning",
                "policy", "scopes", "stats"},
-    "cull": {"acting", "config", "context", "errors", "kernels", "listing", "planning", "stats"},
+    "cull": {"acting", "clock", "config", "context", "errors", "kernels", "listing", "log",
+             "planning", "stats"},
     "report": {"stats", "log"},
     "metrics": {"stats", "policy", "errors"},
-    "service": {"scopes", "config", "cull", "stats", "errors", "hub", "log", "metrics"},
+    "service": {"scopes", "config", "cull", "stats", "errors", "hub", "log", "metrics",
+                "clock"},
     "daemon": {"stats", "notify", "errors", "log", "report"},
     "reference": {"scopes", "converters", "errors", "events", "metrics", "settings"},
     "installed": set(),
@@ -46,7 +49,7 @@ ALLOWED = {
 }
 PURE = {"requests", "urllib3", "logging", "time", "os", "socket", "threading"}
 FORBIDDEN_EXTERNAL = {"policy": PURE, "model": PURE, "scopes": PURE, "options": PURE,
-                      "converters": PURE, "settings": PURE}
+                      "converters": PURE, "settings": PURE, "clock": PURE}
 
 
 def imports_of(path):
