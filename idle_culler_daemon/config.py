@@ -77,6 +77,7 @@ class CullSettings:
     check_kernels: bool = False
     max_stops_per_pass: int = 0            # 0: no limit
     max_stop_fraction: Optional[float] = None  # None: no guard
+    warn_before: int = 0                   # --warn-before: 0, no warnings
 
     @property
     def needs_groups(self) -> bool:
@@ -111,6 +112,33 @@ class HubSettings:
 
 
 @dataclass(frozen=True)
+class NotifySettings:
+    """Where notifications go (``--notify-url``); the URL and the header are secrets.
+
+    ``header``: the ``(name, value)`` of ``--notify-header-file``. ``hub``: the hub's public
+    URL as the payloads name it. Timeouts are the hub's: connect 3.05 s, read
+    ``read_timeout``.
+    """
+
+    url: str = field(repr=False)
+    header: Optional[Tuple[str, str]] = field(default=None, repr=False)
+    hub: str = ""
+    read_timeout: float = 60.0
+
+    @property
+    def secrets(self) -> Tuple[str, ...]:
+        """What the log filter must redact: the URL, its path and query on their own (an
+        error message may name only those), and the header's value."""
+        parts = urlsplit(self.url)
+        found = [self.url, parts.path + ("?" + parts.query if parts.query else "")]
+        if parts.query:
+            found.append(parts.query)
+        if self.header:
+            found.append(self.header[1])
+        return tuple(found)
+
+
+@dataclass(frozen=True)
 class Config:
     """The whole validated configuration, built once per (re)load."""
 
@@ -131,6 +159,12 @@ class Config:
     values: Tuple[Tuple[str, str], ...] = ()  # every effective option as text, token excluded
     sources: Tuple[Tuple[str, str], ...] = ()  # where each option's value came from
     token_source: str = ""
+    notify: Optional[NotifySettings] = None  # --notify-url; None: no webhook
+
+    @property
+    def secrets(self) -> Tuple[str, ...]:
+        """Every secret of this configuration, for the log filter: the token, the webhook's."""
+        return (self.hub.token,) + (self.notify.secrets if self.notify else ())
 
     def describe(self) -> Dict[str, str]:
         """Return the effective options as text, for logging what a reload changed."""
@@ -352,6 +386,7 @@ def _settle(values: Dict[str, Any], rules: Tuple[RuleSettings, ...]) -> List[str
                         % UNLIMITED_CONCURRENCY)
         values["concurrency"] = UNLIMITED_CONCURRENCY
     _server_url_base(values, rules, warnings)
+    _check_notify(values, warnings)
     if values["output"] != "table" and not (values["once"] and values["dry_run"]):
         warnings.append("--output=%s only changes what --once --dry-run prints; it has no "
                         "effect here" % values["output"])
@@ -427,7 +462,7 @@ def load_config(cli_values: Mapping[str, Any], env: Mapping[str, str],
         token = ("", "none: %s" % exc)
     config = _build(values, rules, env, token)
     return replace(config, config_file=config_path, warnings=tuple(warnings),
-                   sources=tuple(sources.items()))
+                   sources=tuple(sources.items()), notify=_notify(values, read_file))
 
 
 def _build(values: Mapping[str, Any], rules: Tuple[RuleSettings, ...], env: Mapping[str, str],
@@ -447,8 +482,9 @@ def _build(values: Mapping[str, Any], rules: Tuple[RuleSettings, ...], env: Mapp
         cull_named_servers=values["cull_named_servers"], rules=rules,
         check_kernels=values["check_kernels"],
         max_stops_per_pass=values["max_stops_per_pass"],
-        max_stop_fraction=values["max_stop_fraction"])
-    shown = tuple((option.name, show(values[option.name])) for option in OPTIONS
+        max_stop_fraction=values["max_stop_fraction"], warn_before=values["warn_before"])
+    shown = tuple((option.name, show(values[option.name]) if option.name != "notify_url"
+                   else shown_url(values[option.name])) for option in OPTIONS
                   if not option.cli_only and values[option.name] is not None)
     return Config(
         hub=hub, culling=culling, cull_every=values["cull_every"],
@@ -491,3 +527,69 @@ def _rule_text(rule: RuleSettings) -> str:
         if value not in (None, ()):
             parts.append("%s=%s" % (key, show(value)))
     return ", ".join(parts)
+
+
+# --- notifications (--notify-url, --notify-header-file, --warn-before) -----------------------
+
+_HEADER_NAME = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")  # an HTTP token (RFC 9110)
+
+
+def shown_url(url: str) -> str:
+    """``https://hooks.example.org/<redacted>``: a secret URL as ``--show-config`` and
+    ``reload-changed`` show it, scheme and host only (credentials, path and query hidden)."""
+    parts = urlsplit(url)
+    return "%s://%s/<redacted>" % (parts.scheme, parts.netloc.rpartition("@")[2])
+
+
+def _check_notify(values: Dict[str, Any], warnings: List[str]) -> None:
+    """Refuse a ``--notify-url`` that is not an http(s) URL with a host, without showing it;
+    warn when the warning time is shorter than the interval (a server may then go from
+    outside its warning time to its stop between two passes, unwarned)."""
+    url = values["notify_url"]
+    if url:
+        url = url.strip()
+        try:
+            parts = urlsplit(url)
+            host = parts.hostname
+        except ValueError:
+            host = None
+        if parts.scheme not in ("http", "https") or not host or \
+                re.search(r"[\s\x00-\x1f\x7f]", url):
+            raise ConfigError("--notify-url: not an http(s) URL with a host (the value is a "
+                              "secret and not shown)")
+        values["notify_url"] = url
+    elif values["notify_header_file"]:
+        warnings.append("--notify-header-file has no effect without --notify-url")
+    warn_before = values["warn_before"]
+    if warn_before and warn_before < values["cull_every"]:
+        warnings.append("--warn-before=%ds is shorter than --cull-every=%ds: a server may be "
+                        "stopped without a warning when its warning time falls between two "
+                        "passes" % (warn_before, values["cull_every"]))
+
+
+def read_header(path: str, read_file: ReadFile) -> Tuple[str, str]:
+    """The one ``Name: value`` line of ``--notify-header-file``; ConfigError otherwise
+    (naming the file, never its contents)."""
+    try:
+        text = read_file(path)
+    except (OSError, ValueError) as exc:
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+        raise ConfigError("--notify-header-file: cannot read %s: %s" % (path, reason)) from None
+    lines = [line.strip() for line in text.lstrip("\ufeff").splitlines() if line.strip()]
+    name, colon, value = lines[0].partition(":") if len(lines) == 1 else ("", "", "")
+    name, value = name.strip(), value.strip()
+    if not colon or not _HEADER_NAME.fullmatch(name) or not value or \
+            re.search(r"[\x00-\x1f\x7f]", value):
+        raise ConfigError("--notify-header-file: %s must hold one line 'Name: value' "
+                          "(e.g. 'Authorization: Bearer ...')" % path)
+    return name, value
+
+
+def _notify(values: Mapping[str, Any], read_file: ReadFile) -> Optional[NotifySettings]:
+    if not values["notify_url"]:
+        return None
+    header = (read_header(values["notify_header_file"], read_file)
+              if values["notify_header_file"] else None)
+    return NotifySettings(url=values["notify_url"], header=header,
+                          hub=values["server_url_base"] or values["url"],
+                          read_timeout=values["request_timeout"])

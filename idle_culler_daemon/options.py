@@ -47,6 +47,7 @@ GROUPS: Dict[str, str] = {
     "run": "run mode",
     "output": "output",
     "metrics": "metrics",
+    "notify": "notifications",
 }
 
 TRUE_WORDS = frozenset({"1", "true", "yes", "on"})
@@ -354,6 +355,17 @@ OPTIONS: Tuple[Option, ...] = (
            "config section; a list value continues over following commas without '='). "
            "Repeatable; rules given here come before those of the config file.", "RULE",
            repeatable=True, in_file=False, group="rules"),
+    # notifications (webhook): the three rows of docs/behaviour.md#notifications
+    Option("notify_url", text, None, "POST every notification (warnings before a stop or "
+           "deletion, the stops, deletions and mass-cull guard trips) as one JSON object to "
+           "this http(s) URL, e.g. a Slack or Mattermost incoming webhook. A secret: redacted "
+           "in the log and --show-config. Unset: no webhook.", "URL", group="notify"),
+    Option("notify_header_file", text, None, "Read one 'Name: value' header line (usually "
+           "'Authorization: Bearer ...') for the --notify-url requests from this file, e.g. a "
+           "systemd credential. A secret, like the URL.", "PATH", group="notify"),
+    Option("warn_before", seconds, 0, "Warn this long before a server is stopped (or, with "
+           "--cull-users, a user deleted): once per idle stretch, in the log and to "
+           "--notify-url. 0 means no warnings.", "DURATION", group="notify"),
     Option("metrics_port", port, 0, "Serve /healthz, and Prometheus metrics at /metrics "
            "(needs the [metrics] extra), on this port. 0 disables the endpoint.", "PORT",
            group="metrics"),
