@@ -8,6 +8,7 @@ import json
 from datetime import datetime, timedelta
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
+from idle_culler_daemon.forewarn import Notice, iso
 from idle_culler_daemon.log import display, get_logger
 from idle_culler_daemon.stats import PassStats, PlanEntry, seconds
 
@@ -77,7 +78,7 @@ def _in_order(plan: Sequence[PlanEntry]) -> List[PlanEntry]:
     return sorted(plan, key=lambda e: (e.user, e.action != "stop", e.server))
 
 
-def plan_table(plan: Sequence[PlanEntry]) -> str:
+def plan_table(plan: Sequence[PlanEntry], warnings: Sequence[Notice] = ()) -> str:
     """The ``--once --dry-run`` table: one row per server to stop and user to delete.
 
     What the mass-cull guard holds back is listed too, as ``held-back``. Names are shown as the
@@ -100,7 +101,25 @@ def plan_table(plan: Sequence[PlanEntry]) -> str:
     text.append("%d server(s) would be stopped, %d user(s) deleted%s; nothing was changed."
                 % (stops, len(acting) - stops,
                    ", %d held back by the mass-cull guard" % held if held else ""))
+    if warnings:
+        text += [""] + warnings_table(warnings)
     return "\n".join(text)
+
+
+def warnings_table(warnings: Sequence[Notice]) -> List[str]:
+    """The warnings a dry run would send (``--warn-before``), under the plan's table."""
+    header = ("WARNING", "USER", "SERVER", "REASON", "AT", "RULE")
+    lines: List[Tuple[str, ...]] = [header]
+    for notice in sorted(warnings, key=lambda n: (n.user or "", n.server is None,
+                                                   n.server or "")):
+        lines.append((notice.event, display(notice.user or ""),
+                      "-" if not notice.server else display(notice.server),
+                      notice.reason or "-", iso(notice.at) if notice.at else "-",
+                      notice.rule or "-"))
+    widths = [max(len(line[column]) for line in lines) for column in range(len(header))]
+    text = ["  ".join(cell.ljust(width) for cell, width in zip(line, widths)).rstrip()
+            for line in lines]
+    return text + ["%d warning(s) would be sent; none was sent." % len(warnings)]
 
 
 def _whole_seconds(delta: Optional[timedelta]) -> Optional[int]:
@@ -124,6 +143,11 @@ def plan_json(stats: PassStats) -> str:
             "reason": entry.verdict.reason, "idle_s": _whole_seconds(entry.verdict.idle_for),
             "age_s": _whole_seconds(entry.verdict.age), "rule": entry.verdict.rule,
             "profile": entry.profile, "held_back": entry.held_back})
+    for notice in stats.warnings:
+        lines.append({
+            "type": "warning", "event": notice.event, "user": notice.user,
+            "server": notice.server, "reason": notice.reason, "idle_s": notice.idle_s,
+            "rule": notice.rule, "at": iso(notice.at) if notice.at else None})
     lines.append(_plan_summary(stats))
     return "\n".join(json.dumps(line, sort_keys=False, ensure_ascii=False) for line in lines)
 

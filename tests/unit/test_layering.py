@@ -19,18 +19,26 @@ ALLOWED = {
     "policy": {"model", "config", "errors"},
     "scopes": {"config"},
     "hub": {"config", "errors", "log"},
-    "stats": {"policy", "errors"},
+    "forewarn": {"policy", "model", "config"},
+    "webhook": {"config", "forewarn", "log"},
+    "stats": {"policy", "errors", "forewarn"},
     "jobs": {"policy", "model", "config", "log", "stats"},
-    "cull": {"jobs", "stats", "policy", "hub", "model", "config", "errors", "log", "scopes"},
-    "report": {"stats", "log"},
+    "cull": {"jobs", "stats", "policy", "hub", "model", "config", "errors", "log", "scopes",
+             "forewarn"},
+    "report": {"stats", "log", "forewarn"},
     "metrics": {"stats", "errors"},
-    "service": {"scopes", "config", "cull", "stats", "errors", "hub", "log", "metrics"},
+    "service": {"scopes", "config", "cull", "stats", "errors", "hub", "log", "metrics",
+                "forewarn", "webhook"},
     "daemon": {"stats", "notify", "errors", "log", "report"},
     "cli": {"config", "daemon", "errors", "log", "metrics", "notify", "options", "report",
             "service", "sources"},
 }
 PURE = {"requests", "urllib3", "logging", "time", "os", "socket", "threading"}
-FORBIDDEN_EXTERNAL = {"policy": PURE, "model": PURE, "scopes": PURE, "options": PURE}
+FORBIDDEN_EXTERNAL = {"policy": PURE, "model": PURE, "scopes": PURE, "options": PURE,
+                      "forewarn": PURE}
+# The only modules that may use requests/urllib3: the hub's client, and the webhook's sender
+# (a Session of its own, never the hub's token).
+HTTP_MODULES = {"hub", "webhook"}
 
 
 def imports_of(path):
@@ -75,14 +83,25 @@ def test_layering_nothing_imports_cli_and_only_cli_reads_the_environment():
                     "%s uses %s" % (path.stem, used)
 
 
-def test_layering_only_hub_touches_requests_and_every_call_has_a_timeout():
+def test_layering_only_hub_and_webhook_touch_requests_and_every_call_has_a_timeout():
     for path in PACKAGE.glob("*.py"):
         _, external = imports_of(path)
-        if path.stem != "hub":
+        if path.stem not in HTTP_MODULES:
             assert "requests" not in external and "urllib3" not in external, path.stem
     source = (PACKAGE / "hub.py").read_text()
     assert source.count("self._session.send(") == 1 and "self._session.request(" not in source
     assert "self._session.send(prepared, timeout=self._timeout" in source
+    webhook = (PACKAGE / "webhook.py").read_text()
+    assert webhook.count("self._session.") == 2  # the one POST, and close()
+    assert "self._session.post(self._settings.url, json=body, timeout=self._timeout," in webhook
+    assert "allow_redirects=False" in webhook
+
+
+def test_layering_the_webhook_never_reaches_the_hubs_client_or_token():
+    internal, _ = imports_of(PACKAGE / "webhook.py")
+    assert "hub" not in internal
+    source = (PACKAGE / "webhook.py").read_text()
+    assert "token" not in source.lower()
 
 
 MODULE_NAME = PACKAGE.parent / "jupyterhub_idle_culler"
