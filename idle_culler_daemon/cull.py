@@ -34,6 +34,16 @@ from typing import (
 
 from idle_culler_daemon.config import CullSettings
 from idle_culler_daemon.errors import HubAuthError, HubError, HubUnavailable, ModelError
+from idle_culler_daemon.forewarn import (
+    GUARD_TRIPPED,
+    INACTIVE_USER,
+    SERVER_STOPPED,
+    USER_DELETED,
+    Notice,
+    Warned,
+    judged_notices,
+    log_fields,
+)
 from idle_culler_daemon.hub import DeleteResult, Page, StopResult
 from idle_culler_daemon.jobs import Stop, UserJob, judge, verdict_fields
 from idle_culler_daemon.log import get_logger
@@ -70,6 +80,12 @@ class HubApi(Protocol):
     def server_kernels(self, server_url: str) -> Any: ...
 
 
+class Outbox(Protocol):
+    """Where a pass hands its notices (``webhook.Webhook``, or a list in tests)."""
+
+    def send(self, notice: Notice) -> bool: ...
+
+
 # --- how a pass runs -------------------------------------------------------------------------
 
 def _nothing() -> None:
@@ -99,6 +115,10 @@ class Runtime:
     tick_s: float = 1.0
     stall_s: float = 600.0
     monotonic: Callable[[], float] = time.monotonic
+    # Notifications (docs/behaviour.md#notifications): the webhook's queue (None: no
+    # --notify-url), and the stretches already warned about (kept across passes).
+    outbox: Optional[Outbox] = None
+    forewarned: Optional[Warned] = None
 
 
 class _Progress:
@@ -251,10 +271,12 @@ class CullPass:
         self._denials = _Denials()
         self._check_failures = _Denials()  # reasons a kernel check failed, logged once each
         self._unreached = _Unreached()
+        self._due: List[Notice] = []  # *-soon notices found while listing, warned or not
 
     def run(self) -> PassStats:
         started = self.runtime.monotonic()
         jobs = self._guard(self._list())
+        self._warn()
         self._act(jobs)
         self._unreached.report(self.warned)
         if self._denials.summary() and not self.stats.auth_error:
@@ -309,6 +331,8 @@ class CullPass:
                         detail="nothing of this user is stopped or deleted in this pass")
             return
         job = judge(user, self.now, self.settings, self.warned)
+        if self.settings.warn_before and self.runtime.forewarned is not None:
+            self._due.extend(judged_notices(user, self.now, self.settings))
         if user.name in jobs or user.name in nothing_to_do:
             # seen before: keep only what every sighting agrees on
             earlier = jobs.get(user.name) or UserJob(user.name)
@@ -405,6 +429,8 @@ class CullPass:
 
     def _trip(self, planned: int, running: int) -> None:
         limit = self.settings.max_stop_fraction or 0.0
+        self._tell(Notice(GUARD_TRIPPED, counts=(("planned", planned), ("running", running),
+                                                 ("limit", limit))))
         self.stats.guard_tripped = ("mass-cull guard: would stop %d of %d running servers, "
                                     "more than %g of them; nothing stopped"
                                     % (planned, running, limit))
@@ -522,6 +548,8 @@ class CullPass:
             self.stats.count_stop(stop.verdict.reason, "named" if stop.server else "default",
                                   stop.verdict.rule)
         log.info("stop", **who, **verdict_fields(stop.verdict), result=result.value)
+        if result in (StopResult.STOPPED, StopResult.PENDING):
+            self._tell(_done(SERVER_STOPPED, user, stop.server, stop.verdict, result.value))
         return result in (StopResult.STOPPED, StopResult.GONE)
 
     def _delete(self, user: str, verdict: Verdict, all_down: bool) -> None:
@@ -546,6 +574,39 @@ class CullPass:
         elif result is not None:
             self.stats.add(deleted=1)
             log.info("delete", user=user, **verdict_fields(verdict), result=result.value)
+            if result is DeleteResult.DELETED:
+                self._tell(_done(USER_DELETED, user, None, verdict))
+
+    # -- notifications (docs/behaviour.md#notifications) -------------------------------------
+
+    def _warn(self) -> None:
+        """After a complete listing that the guard let through: the warnings not sent before,
+        each logged as its event and handed to the webhook (a dry run: ``would-warn``, and
+        into the plan). Anything less than a whole picture warns nobody and forgets nothing."""
+        warned = self.runtime.forewarned
+        stats = self.stats
+        if warned is None or stats.listing_error or stats.auth_error or stats.interrupted \
+                or stats.guard_tripped:
+            return
+        warned.sweep(self._due)
+        for notice in self._due:
+            if not warned.claim(notice):
+                continue
+            if self.runtime.dry_run:
+                log.info("would-warn", event=notice.event, **log_fields(notice))
+                stats.add_warning(notice)
+                continue
+            log.info(notice.event, **log_fields(notice))
+            if self.runtime.outbox is not None:
+                self.runtime.outbox.send(notice)
+
+    def _tell(self, notice: Notice) -> None:
+        """An action's notice: logged as its event and handed to the webhook, when there is
+        one (without it, the ``stop``/``delete``/``mass-cull-guard`` lines say it all)."""
+        if self.runtime.outbox is None or self.runtime.dry_run:
+            return
+        log.info(notice.event, **log_fields(notice))
+        self.runtime.outbox.send(notice)
 
     def _attempt(self, action: str, who: Dict[str, str], reason: str,
                  call: Callable[[], Any]) -> Any:
@@ -571,6 +632,14 @@ class CullPass:
                 log.exception(action + "-failed", **who, reason=reason)
         self.stats.count_failure(action, who["user"])
         return None
+
+
+def _done(event: str, user: str, server: Optional[str], verdict: Verdict,
+          result: Optional[str] = None) -> Notice:
+    """The notice of a stop (``server`` a name) or deletion (``server`` None) the hub took."""
+    reason = INACTIVE_USER if server is None and verdict.reason == "idle" else verdict.reason
+    idle_s = None if verdict.idle_for is None else int(verdict.idle_for.total_seconds())
+    return Notice(event, user, server, reason, idle_s, verdict.rule, result=result)
 
 
 def _check_failure(exc: Exception) -> str:

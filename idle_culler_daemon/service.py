@@ -27,10 +27,12 @@ from idle_culler_daemon.errors import (
     HubHTTPError,
     HubProtocolError,
 )
+from idle_culler_daemon.forewarn import Warned
 from idle_culler_daemon.hub import HubClient, RetryPolicy
 from idle_culler_daemon.log import get_logger
 from idle_culler_daemon.metrics import Metrics
 from idle_culler_daemon.stats import PassStats
+from idle_culler_daemon.webhook import DRAIN_S, Webhook
 
 log = get_logger(__name__)
 
@@ -108,6 +110,8 @@ class Culler:
         self._tick_s = tick_s
         self._logging = logging
         self._warned: Set[str] = set()
+        self._forewarned = Warned()  # the stretches warned about (--warn-before)
+        self.webhook: Optional[Webhook] = None  # --notify-url
         self._fallback: Optional[Config] = None  # the last verified config, after a reload
         self.last_stats: Optional[PassStats] = None
         self.policy = RetryPolicy()
@@ -124,13 +128,30 @@ class Culler:
                                            thread_name_prefix="cull")
         self._checked = state_filter is not None
         self._use_state_filter = True if state_filter is None else state_filter
+        self._swap_webhook(config)
         if self._metrics is not None:
             self._metrics.configure(self.interval_s, [rule.name for rule in config.culling.rules
                                                       if rule.cull is not False])
 
     def close(self) -> None:
+        """Close the pool and the hub client; the webhook too (bounded: ``DRAIN_S``)."""
+        self._close_pass_tools()
+        if self.webhook is not None:
+            self.webhook.close(DRAIN_S)
+            self.webhook = None
+
+    def _close_pass_tools(self) -> None:
         self.executor.shutdown(wait=True, cancel_futures=True)
         self.hub.close()
+
+    def _swap_webhook(self, config: Config) -> None:
+        """Keep the running webhook while ``--notify-url`` (and its header, ...) stay the
+        same; otherwise close it (its queue drains for ``DRAIN_S`` at most) and start anew."""
+        if self.webhook is not None and self.webhook.settings == config.notify:
+            return
+        if self.webhook is not None:
+            self.webhook.close(DRAIN_S)
+        self.webhook = Webhook(config.notify) if config.notify is not None else None
 
     def worst_case_call_s(self) -> float:
         return self.policy.worst_case_call_s(self.config.hub.read_timeout)
@@ -153,7 +174,7 @@ class Culler:
             log.exception("reload-refused", error=str(exc), detail="an unexpected error; the "
                           "previous configuration stays")
             return "reload refused (unexpected error); the previous configuration stays"
-        self._logging(old, (new.hub.token,))  # the new token is a secret from now on
+        self._logging(old, new.secrets)  # the new token (and URL) are secrets from now on
         loaded = new
         restart = [name for name in RESTART_ONLY if getattr(new, name) != getattr(old, name)]
         new = _with_values(new, **{name: getattr(old, name) for name in restart})
@@ -167,7 +188,7 @@ class Culler:
                         new=getattr(loaded, name), detail="kept until the culler is restarted "
                         "(systemctl restart)")
         changed = self._log_changes(old, new)
-        self.close()
+        self._close_pass_tools()
         self._apply(new, hub, state_filter)
         # Until the new configuration is preflighted, keep the last one that was.
         self._fallback = (self._fallback or old) if state_filter is None else None
@@ -287,7 +308,7 @@ class Culler:
             old, self._fallback = self._fallback, None
             log.error("reload-refused", error=str(exc), detail="found before the first pass "
                       "after the reload; the previous configuration is restored")
-            self.close()
+            self._close_pass_tools()
             self._apply(old, HubClient(old.hub, self.policy, cancel=self._cancel))
             if self._metrics is not None:
                 self._metrics.set_file(old.metrics_file)
@@ -312,9 +333,12 @@ class Culler:
             pool=self.executor, concurrency=self.config.concurrency,
             dry_run=self.config.dry_run, use_state_filter=self._use_state_filter,
             heartbeat=heartbeat, should_stop=should_stop, tick_s=self._tick_s,
-            stall_s=self.worst_case_call_s())
+            stall_s=self.worst_case_call_s(), outbox=self.webhook,
+            forewarned=self._forewarned)
         self.last_stats = run_pass(self.hub, self.config.culling, self._clock(), runtime,
                                    self._warned)
+        if self.webhook is not None:
+            self.webhook.report()  # one WARNING per pass at most about failed notifications
         self._record(self.last_stats)
         return self.last_stats
 
