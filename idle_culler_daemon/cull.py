@@ -593,7 +593,7 @@ class CullPass:
             if not warned.claim(notice):
                 continue
             if self.runtime.dry_run:
-                log.info("would-warn", event=notice.event, **log_fields(notice))
+                log.info("would-warn", notice=notice.event, **log_fields(notice))
                 stats.add_warning(notice)
                 continue
             log.info(notice.event, **log_fields(notice))
