@@ -115,7 +115,7 @@ class Runtime:
     tick_s: float = 1.0
     stall_s: float = 600.0
     monotonic: Callable[[], float] = time.monotonic
-    # Notifications (docs/behaviour.md#notifications): the webhook's queue (None: no
+    # Notifications (docs/behaviour.md#webhook-notifications): the webhook's queue (None: no
     # --notify-url), and the stretches already warned about (kept across passes).
     outbox: Optional[Outbox] = None
     forewarned: Optional[Warned] = None
@@ -577,7 +577,7 @@ class CullPass:
             if result is DeleteResult.DELETED:
                 self._tell(_done(USER_DELETED, user, None, verdict))
 
-    # -- notifications (docs/behaviour.md#notifications) -------------------------------------
+    # -- notifications (docs/behaviour.md#webhook-notifications) -------------------------------------
 
     def _warn(self) -> None:
         """After a complete listing that the guard let through: the warnings not sent before,

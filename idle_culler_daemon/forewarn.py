@@ -6,7 +6,7 @@ notice per idle stretch. :func:`warnings_for` finds those notices for one listed
 :class:`Warned` remembers, per server and user, the stretch already warned about, so the same
 stretch is not warned twice while a server used again and idle once more is warned again.
 Nothing here logs, reads the clock or sends anything: ``now`` is an argument, and the pass
-logs and hands the notices to the webhook (docs/behaviour.md#notifications).
+logs and hands the notices to the webhook (docs/behaviour.md#webhook-notifications).
 """
 
 import unicodedata

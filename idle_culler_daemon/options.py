@@ -355,7 +355,7 @@ OPTIONS: Tuple[Option, ...] = (
            "config section; a list value continues over following commas without '='). "
            "Repeatable; rules given here come before those of the config file.", "RULE",
            repeatable=True, in_file=False, group="rules"),
-    # notifications (webhook): the three rows of docs/behaviour.md#notifications
+    # notifications (webhook): the three rows of docs/behaviour.md#webhook-notifications
     Option("notify_url", text, None, "POST every notification (warnings before a stop or "
            "deletion, the stops, deletions and mass-cull guard trips) as one JSON object to "
            "this http(s) URL, e.g. a Slack or Mattermost incoming webhook. A secret: redacted "

@@ -9,7 +9,7 @@ no redirect, and gives each POST the request timeout; connection errors, 429 and
 retried a few times with backoff by urllib3's ``Retry``, then the notice is dropped and
 counted as failed. The URL is a secret: no message here names it (the log filter redacts it
 besides). On SIGTERM :meth:`Webhook.close` lets the queue drain for a bounded time and counts
-what remains as dropped (docs/behaviour.md#notifications).
+what remains as dropped (docs/behaviour.md#webhook-notifications).
 """
 
 import threading

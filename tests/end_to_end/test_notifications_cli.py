@@ -1,5 +1,5 @@
 """Notifications from the command line: --notify-url, --warn-before, the header file, the URL
-kept out of every line, the plan of a dry run (docs/behaviour.md#notifications)."""
+kept out of every line, the plan of a dry run (docs/behaviour.md#webhook-notifications)."""
 
 import json
 

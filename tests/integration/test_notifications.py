@@ -1,5 +1,5 @@
 """Notifications end to end: whole passes against the loopback fake hub, the real webhook
-sender, and a recording receiver on 127.0.0.1 (docs/behaviour.md#notifications).
+sender, and a recording receiver on 127.0.0.1 (docs/behaviour.md#webhook-notifications).
 
 The hub's timestamps stay put and each pass is given its own ``now``, so several passes
 minutes apart take no time at all.

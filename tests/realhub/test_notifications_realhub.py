@@ -1,4 +1,4 @@
-"""Notifications against a real JupyterHub 6.1.1 (docs/behaviour.md#notifications).
+"""Notifications against a real JupyterHub 6.1.1 (docs/behaviour.md#webhook-notifications).
 
 A hub of the test's own (its servers are the only ones, so what the receiver gets is all
 ours), the culler as a daemon passing every second, and receivers on 127.0.0.1: one that

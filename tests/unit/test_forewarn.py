@@ -1,4 +1,4 @@
-"""The warnings before a cull and the notices' payloads (docs/behaviour.md#notifications)."""
+"""The warnings before a cull and the notices' payloads (docs/behaviour.md#webhook-notifications)."""
 
 from datetime import datetime, timedelta, timezone
 
