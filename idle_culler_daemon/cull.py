@@ -577,7 +577,7 @@ class CullPass:
             if result is DeleteResult.DELETED:
                 self._tell(_done(USER_DELETED, user, None, verdict))
 
-    # -- notifications (docs/behaviour.md#webhook-notifications) -------------------------------------
+    # -- notifications (docs/behaviour.md#webhook-notifications) ---------------------------
 
     def _warn(self) -> None:
         """After a complete listing that the guard let through: the warnings not sent before,

@@ -1,4 +1,7 @@
-"""The warnings before a cull and the notices' payloads (docs/behaviour.md#webhook-notifications)."""
+"""The warnings before a cull and the notices' payloads.
+
+See docs/behaviour.md#webhook-notifications.
+"""
 
 from datetime import datetime, timedelta, timezone
 
