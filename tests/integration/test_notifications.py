@@ -160,18 +160,16 @@ def test_notifications_a_bad_receiver_does_not_slow_the_pass(make_fake_hub, mode
 
     with Receiver(mode=mode, status=status) as receiver:
         without = timed_pass(None)
-        hook = Webhook(NotifySettings(url=receiver.url, read_timeout=0.5), retries=1,
-                       backoff_s=0)
+        # each notice costs the sender at least 0.2 + 0.4 s of backoff (a hang: 3 x 0.5 s
+        # more): 12 s or more for the 20, if the pass waited for them
+        hook = Webhook(NotifySettings(url=receiver.url, read_timeout=0.5), retries=2,
+                       backoff_s=0.2)
         try:
             with_webhook = timed_pass(hook)
             receiver.wait_for(1)
-            if mode != "hang":
-                assert hook.idle(30)
         finally:
             hook.close(0.2)
         sent, failed, dropped = hook.counts()
     # the pass only queues: as long as without the webhook (a generous bound for a busy CI)
     assert with_webhook < 2 * without + 0.5, (with_webhook, without)
-    assert sent == {} and failed + dropped == 20
-    if mode != "hang":
-        assert failed == 20 and len(receiver.received()) == 40  # each tried twice
+    assert sent == {} and failed + dropped == 20  # every notice counted, none lost silently
