@@ -11,10 +11,11 @@ problem refuses it and the running configuration stays (docs/behaviour.md#reload
 """
 
 import threading
+from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from datetime import datetime, timezone
-from typing import Callable, List, Optional, Set, Tuple
+from typing import Callable, Dict, List, Optional, Set, Tuple
 from urllib.parse import urlsplit
 
 from idle_culler_daemon import scopes
@@ -112,6 +113,7 @@ class Culler:
         self._warned: Set[str] = set()
         self._forewarned = Warned()  # the stretches warned about (--warn-before)
         self.webhook: Optional[Webhook] = None  # --notify-url
+        self._closed_counts: Tuple[Counter, int, int] = (Counter(), 0, 0)  # of past webhooks
         self._fallback: Optional[Config] = None  # the last verified config, after a reload
         self.last_stats: Optional[PassStats] = None
         self.policy = RetryPolicy()
@@ -136,9 +138,26 @@ class Culler:
     def close(self) -> None:
         """Close the pool and the hub client; the webhook too (bounded: ``DRAIN_S``)."""
         self._close_pass_tools()
+        self._close_webhook()
+
+    def _close_webhook(self) -> None:
+        if self.webhook is None:
+            return
+        self.webhook.close(DRAIN_S)
+        sent, failed, dropped = self.webhook.counts()
+        total = self._closed_counts
+        self._closed_counts = (total[0] + Counter(sent), total[1] + failed, total[2] + dropped)
+        self.webhook = None
+
+    def notification_counts(self) -> Tuple[Dict[str, int], int, int]:
+        """``(sent per event, failed, dropped)`` since start, across reloads that replaced the
+        webhook: for ``notifications_sent_total{event}``, ``notifications_failed_total`` and
+        ``notifications_dropped_total``."""
+        sent, failed, dropped = self._closed_counts
         if self.webhook is not None:
-            self.webhook.close(DRAIN_S)
-            self.webhook = None
+            now_sent, now_failed, now_dropped = self.webhook.counts()
+            return dict(sent + Counter(now_sent)), failed + now_failed, dropped + now_dropped
+        return dict(sent), failed, dropped
 
     def _close_pass_tools(self) -> None:
         self.executor.shutdown(wait=True, cancel_futures=True)
@@ -149,8 +168,7 @@ class Culler:
         same; otherwise close it (its queue drains for ``DRAIN_S`` at most) and start anew."""
         if self.webhook is not None and self.webhook.settings == config.notify:
             return
-        if self.webhook is not None:
-            self.webhook.close(DRAIN_S)
+        self._close_webhook()
         self.webhook = Webhook(config.notify) if config.notify is not None else None
 
     def worst_case_call_s(self) -> float:

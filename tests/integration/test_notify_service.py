@@ -89,6 +89,20 @@ def test_service_reload_keeps_the_webhook_unless_its_settings_change(fake_hub, r
     files["c.ini"] = "[culler]\n"
     culler.reload()
     assert culler.webhook is None
+    assert culler.notification_counts() == ({}, 0, 0)
+
+
+def test_service_notification_counts_add_up_across_webhooks(fake_hub, receiver, make_culler):
+    files = {"c.ini": "[culler]\nnotify_url = %s\n" % receiver.url}
+    culler, _ = make_culler(files)
+    culler.webhook.send(stopped())
+    assert culler.webhook.idle(5)
+    with Receiver(path="/second/hook-key-2") as other:
+        files["c.ini"] = "[culler]\nnotify_url = %s\n" % other.url
+        culler.reload()
+        culler.webhook.send(stopped())
+        assert culler.webhook.idle(5)
+        assert culler.notification_counts() == ({"server-stopped": 2}, 0, 0)
 
 
 def stopped():
