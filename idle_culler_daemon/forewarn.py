@@ -73,13 +73,19 @@ class _Due(NamedTuple):
     reason: str
     at: datetime
     stretch: datetime
+    limit_s: int  # the timeout or maximum age that makes it due
+
+    def warned_at(self, warn_before_s: int) -> datetime:
+        """When the warning is due: ``warn_before`` ahead, but never more than half the
+        limit ahead. Otherwise, with a limit as short as the warning time, every use would
+        begin a stretch already within it: a warning at every pass of a server in use."""
+        return self.at - timedelta(seconds=min(warn_before_s, self.limit_s / 2))
 
 
-def _earliest(idle: _Due, max_age: int, started: Optional[datetime],
-              reason: str = "max-age") -> _Due:
+def _earliest(idle: _Due, max_age: int, started: Optional[datetime]) -> _Due:
     if not max_age or started is None:
         return idle
-    aged = _Due(reason, started + timedelta(seconds=max_age), started)
+    aged = _Due("max-age", started + timedelta(seconds=max_age), started, max_age)
     return aged if aged.at < idle.at else idle
 
 
@@ -98,7 +104,7 @@ def server_due(user: User, server: Server, verdict: Verdict, settings: CullSetti
     if since is None:
         return None
     timeout = _first(rule.timeout if rule else None, settings.timeout)
-    idle = _Due("idle", since + timedelta(seconds=timeout), since)
+    idle = _Due("idle", since + timedelta(seconds=timeout), since, timeout)
     spared = user.admin is not False and not settings.cull_admin_users
     max_age = 0 if spared else _first(rule.max_age if rule else None, settings.max_age)
     return _earliest(idle, max_age, server.started)
@@ -116,7 +122,7 @@ def user_due(user: User, verdict: Verdict, settings: CullSettings) -> Optional[_
                      settings.timeout)
     max_age = _first(rule.user_max_age if rule else None, rule.max_age if rule else None,
                      settings.max_age)
-    idle = _Due(INACTIVE_USER, since + timedelta(seconds=timeout), since)
+    idle = _Due(INACTIVE_USER, since + timedelta(seconds=timeout), since, timeout)
     return _earliest(idle, max_age, user.created)
 
 
@@ -127,7 +133,8 @@ def _whole_seconds(delta: Optional[timedelta]) -> Optional[int]:
 def due_notices(user: User, verdicts: Sequence[Tuple[Server, Verdict]],
                 user_verdict: Optional[Verdict], now: datetime,
                 settings: CullSettings) -> List[Notice]:
-    """Every ``*-soon`` notice of one user whose action is due within ``warn_before``.
+    """Every ``*-soon`` notice of one user whose action is due within ``warn_before`` (at
+    most half its limit: :meth:`_Due.warned_at`).
 
     ``verdicts`` are the user's servers with ``policy.judge_server``'s verdicts;
     ``user_verdict`` is ``judge_user``'s (None without ``--cull-users``). Warned or not:
@@ -135,16 +142,16 @@ def due_notices(user: User, verdicts: Sequence[Tuple[Server, Verdict]],
     """
     if not settings.warn_before:
         return []
-    window = timedelta(seconds=settings.warn_before)
     notices = []
     for server, verdict in verdicts:
         due = server_due(user, server, verdict, settings)
-        if due is not None and now >= due.at - window:
+        if due is not None and now >= due.warned_at(settings.warn_before):
             notices.append(Notice(SERVER_STOP_SOON, user.name, server.name, due.reason,
                                   _whole_seconds(verdict.idle_for), verdict.rule, due.at,
                                   stretch=due.stretch))
     due = user_due(user, user_verdict, settings) if user_verdict is not None else None
-    if due is not None and user_verdict is not None and now >= due.at - window:
+    if due is not None and user_verdict is not None and \
+            now >= due.warned_at(settings.warn_before):
         notices.append(Notice(USER_DELETE_SOON, user.name, None, due.reason,
                               _whole_seconds(user_verdict.idle_for), user_verdict.rule, due.at,
                               stretch=due.stretch))
@@ -254,6 +261,10 @@ def _subject(notice: Notice) -> str:
     return "The server %s of %s" % (_name(notice.server), user)
 
 
+def _it(notice: Notice) -> str:
+    return "it" if notice.server is not None else "the account"
+
+
 def sentence(notice: Notice, now: datetime) -> str:
     """The one human sentence of a notice (the payload's ``text``), in UTC."""
     subject, aged = _subject(notice), notice.reason == "max-age"
@@ -266,7 +277,8 @@ def sentence(notice: Notice, now: datetime) -> str:
         verb = "stopped" if notice.event == SERVER_STOP_SOON else "deleted"
         when = _when(notice.at or now, now)
         if aged:
-            return "%s will be %s at %s, when it reaches its maximum age." % (subject, verb, when)
+            return "%s will be %s at %s, when %s reaches its maximum age." % (
+                subject, verb, when, _it(notice))
         unless = "it is used" if notice.server is not None else "they are active"
         return "%s will be %s at %s unless %s before then." % (subject, verb, when, unless)
     if notice.event == SERVER_STOPPED and notice.result == "pending":
@@ -274,7 +286,7 @@ def sentence(notice: Notice, now: datetime) -> str:
     else:
         done = "was stopped" if notice.event == SERVER_STOPPED else "was deleted"
     if aged:
-        return "%s %s: it reached its maximum age." % (subject, done)
+        return "%s %s: %s reached its maximum age." % (subject, done, _it(notice))
     return "%s %s after %s without activity." % (subject, done, _duration(notice.idle_s))
 
 

@@ -116,6 +116,17 @@ def test_warnings_max_age_spares_admins_as_the_stop_would():
     assert judged_notices(alice(server(started=started), admin=False), T0, settings)
 
 
+def test_warnings_come_at_most_half_the_limit_ahead_so_a_server_in_use_is_not_warned_each_pass():
+    settings = CullSettings(timeout=HOUR, warn_before=2 * HOUR)
+    warned = Warned()
+    for minute in range(0, 30, 5):  # used at every pass: never idle for half the timeout
+        used = T0 + timedelta(minutes=minute)
+        assert not one_pass(alice(server(active_at=used)), used + timedelta(minutes=4), warned,
+                            settings)
+    (notice,) = one_pass(alice(server()), T0 + timedelta(minutes=30), warned, settings)
+    assert notice.at == T0 + timedelta(hours=1)
+
+
 def test_warnings_a_rules_timeout_decides_when():
     settings = CullSettings(timeout=HOUR, warn_before=900,
                             rules=(RuleSettings("gpu", server_names=("gpu-*",), timeout=1800),))
@@ -141,7 +152,7 @@ def test_warnings_user_delete_soon_with_cull_users():
     assert not one_pass(guest, now + timedelta(minutes=5), warned, settings)
     # a user with a running server that is not due is not about to be deleted
     busy = User(name="g-2", created=T0, last_activity=T0, servers=(server(active_at=now),))
-    assert [n.event for n in judged_notices(busy, now, settings)] == [SERVER_STOP_SOON]
+    assert judged_notices(busy, now, settings) == []
 
 
 def test_payload_has_every_field_and_the_sentence():
@@ -166,6 +177,8 @@ def test_payload_of_the_actions_and_the_guard():
     pending = payload(Notice(SERVER_STOPPED, "bob", "", "max-age", 60, "gpu",
                              result="pending"), now, "h")
     assert pending["text"] == "The server of bob is being stopped: it reached its maximum age."
+    aged = payload(Notice(USER_DELETED, "dora", None, "max-age", 5, "guests"), now, "h")
+    assert aged["text"] == "The user dora was deleted: the account reached its maximum age."
     deleted = payload(Notice(USER_DELETED, "carl", None, "inactive-user", 30 * 86400,
                              "default"), now, "h")
     assert deleted["server"] is None and "result" not in deleted
