@@ -41,7 +41,7 @@ def run_pass(hub: HubApi, settings: CullSettings, now: datetime, runtime: Runtim
     started = runtime.monotonic()
     try:
         plan = plan_pass(list_users(hub, context, settings.cull_users), now, settings,
-                         context.stats, warned)
+                         context.stats, warned, runtime.forewarned)
     except HubError as exc:
         listing_failed(context.stats, exc)
     else:
