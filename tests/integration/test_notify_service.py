@@ -124,3 +124,22 @@ def test_service_close_gives_a_hanging_webhook_a_bounded_time(fake_hub, make_cul
         culler.close()
         assert time.monotonic() - began < 3
     assert hook.counts() == ({}, 0, 2) and culler.notifications.webhook is None
+
+
+def test_service_records_the_notification_totals_in_the_metrics(fake_hub, receiver,
+                                                               make_culler):
+    pytest.importorskip("prometheus_client")
+    from idle_culler_daemon.metrics import PREFIX, Metrics
+
+    start = utcnow()
+    fake_hub.add(idle_user("ann", 2 * 3600, start))
+    culler, _ = make_culler({"c.ini": "[culler]\ntimeout = 1h\nnotify_url = %s\n"
+                                      % receiver.url})
+    metrics = Metrics()
+    culler._metrics = metrics  # as cli wires it
+    one_pass(culler)  # stops ann: server-stopped queued
+    assert culler.notifications.webhook.idle(5)
+    one_pass(culler)  # the totals are recorded after each pass
+    sample = metrics.registry.get_sample_value
+    assert sample(PREFIX + "notifications_sent_total", {"event": "server-stopped"}) == 1
+    assert culler.notification_counts() == ({"server-stopped": 1}, 0, 0)
