@@ -2,9 +2,10 @@
 
 A server (or, with ``--cull-users``, a user) that the rules keep for now, but whose stop (or
 deletion) is due within ``--warn-before``, gets one ``server-stop-soon`` (``user-delete-soon``)
-notice per idle stretch. :func:`warnings_for` finds those notices for one listed user; a
-:class:`Warned` remembers, per server and user, the stretch already warned about, so the same
-stretch is not warned twice while a server used again and idle once more is warned again.
+notice per idle stretch. :func:`due_notices` finds those notices for one listed user, from the
+planner's verdicts; a :class:`Warned` remembers, per server and user, the stretch already
+warned about, so the same stretch is not warned twice while a server used again and idle once
+more is warned again.
 Nothing here logs, reads the clock or sends anything: ``now`` is an argument, and the pass
 logs and hands the notices to the webhook (docs/behaviour.md#webhook-notifications).
 """
@@ -159,20 +160,14 @@ def due_notices(user: User, verdicts: Sequence[Tuple[Server, Verdict]],
 
 
 def judged_notices(user: User, now: datetime, settings: CullSettings) -> List[Notice]:
-    """:func:`due_notices` for a user model, judged here with ``policy`` (as ``jobs`` does)."""
+    """:func:`due_notices` for a user model, judged here with ``policy`` (as ``jobs`` does):
+    for tests and tools; a pass gives the planner's verdicts to ``due_notices`` instead."""
     if not settings.warn_before:
         return []
     verdicts = [(server, judge_server(user, server, now, settings)) for server in user.servers]
     kept = any(verdict.action is not Action.STOP for _, verdict in verdicts)
     user_verdict = judge_user(user, now, settings, kept) if settings.cull_users else None
     return due_notices(user, verdicts, user_verdict, now, settings)
-
-
-def warnings_for(user: User, verdicts: Sequence[Tuple[Server, Verdict]],
-                 user_verdict: Optional[Verdict], now: datetime, settings: CullSettings,
-                 warned: "Warned") -> List[Notice]:
-    """The warnings a pass would send for one user: the due ones not warned before."""
-    return warned.fresh(due_notices(user, verdicts, user_verdict, now, settings))
 
 
 class Warned:

@@ -1,6 +1,8 @@
 """The planner's side of the warnings (--warn-before): the plan carries them, from the verdicts
-it judged with, and claims nothing; acting claims and sends them (docs/behaviour.md#webhook-
-notifications)."""
+it judged with, and claims nothing; acting claims and sends them.
+
+See docs/behaviour.md#webhook-notifications.
+"""
 
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
