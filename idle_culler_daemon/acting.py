@@ -14,6 +14,16 @@ from typing import Any, Callable, Dict, List, MutableSet, Optional, Protocol, Se
 from idle_culler_daemon.config import CullSettings
 from idle_culler_daemon.context import PassContext
 from idle_culler_daemon.errors import HubAuthError, HubError
+from idle_culler_daemon.forewarn import (
+    GUARD_TRIPPED,
+    INACTIVE_USER,
+    SERVER_STOP_SOON,
+    SERVER_STOPPED,
+    USER_DELETE_SOON,
+    USER_DELETED,
+    Notice,
+    log_fields,
+)
 from idle_culler_daemon.hub import DeleteResult, StopResult
 from idle_culler_daemon.jobs import Stop, UserJob, verdict_fields
 from idle_culler_daemon.kernels import KernelCheck
@@ -145,13 +155,72 @@ class _Unreached:
 
 
 def act(plan: Plan, actor: "Actor", context: PassContext) -> None:
-    """Run ``plan`` on the pool, at most ``concurrency`` jobs at once, then say what could not
-    be reached or was refused. In a dry run, what the guard held back joins the plan too."""
+    """Send the plan's warnings, run ``plan`` on the pool, at most ``concurrency`` jobs at
+    once, then say what could not be reached or was refused. In a dry run, what the guard held
+    back joins the plan too."""
+    _warn(plan, context)
+    if plan.tripped is not None:
+        tell(context, plan.tripped)
     actor.hold(plan.held)
     try:
         _Runners(context, actor.run_job, plan.jobs).run()
     finally:
         actor.finish()
+
+
+def _warn(plan: Plan, context: PassContext) -> None:
+    """The plan's warnings (docs/behaviour.md#webhook-notifications), claimed only now that
+    the plan is acted on, so a plan that is not acted on skips nothing: each is logged as its
+    event and handed to the webhook (a dry run: ``would-warn``, and into the plan). First the
+    stretches no longer due are forgotten (``sweep`` needs the whole due list)."""
+    warned = context.runtime.forewarned
+    if warned is None or plan.guard is not None:
+        return
+    warned.sweep(plan.due)
+    for notice in plan.warnings:
+        if not warned.claim(notice):
+            continue
+        if context.runtime.dry_run:
+            log.info("would-warn", notice=notice.event, **log_fields(notice))
+            context.stats.add_warning(notice)
+            continue
+        _log_notice(notice)
+        if context.runtime.outbox is not None:
+            context.runtime.outbox.send(notice)
+
+
+def tell(context: PassContext, notice: Notice) -> None:
+    """An action's notice: logged as its event and handed to the webhook, when there is one
+    (without it, the ``stop``/``delete``/``mass-cull-guard`` lines say it all). A dry run
+    tells nothing."""
+    outbox = context.runtime.outbox
+    if outbox is None or context.runtime.dry_run:
+        return
+    _log_notice(notice)
+    outbox.send(notice)
+
+
+def _log_notice(notice: Notice) -> None:
+    """A notice as the log event of its name (each name spelt out for the events registry)."""
+    fields = log_fields(notice)
+    if notice.event == SERVER_STOP_SOON:
+        log.info(SERVER_STOP_SOON, **fields)
+    elif notice.event == USER_DELETE_SOON:
+        log.info(USER_DELETE_SOON, **fields)
+    elif notice.event == SERVER_STOPPED:
+        log.info(SERVER_STOPPED, **fields)
+    elif notice.event == USER_DELETED:
+        log.info(USER_DELETED, **fields)
+    elif notice.event == GUARD_TRIPPED:
+        log.info(GUARD_TRIPPED, **fields)
+
+
+def _done(event: str, user: str, server: Optional[str], verdict: Verdict,
+          result: Optional[str] = None) -> Notice:
+    """The notice of a stop (``server`` a name) or deletion (``server`` None) the hub took."""
+    reason = INACTIVE_USER if server is None and verdict.reason == "idle" else verdict.reason
+    idle_s = None if verdict.idle_for is None else int(verdict.idle_for.total_seconds())
+    return Notice(event, user, server, reason, idle_s, verdict.rule, result=result)
 
 
 class Actor:
@@ -231,6 +300,9 @@ class Actor:
                                    stop.verdict.rule)
         log.info("stop", user=user, server=stop.server or "-", **verdict_fields(stop.verdict),
                  result=result.value)
+        if result in (StopResult.STOPPED, StopResult.PENDING):
+            tell(self._context, _done(SERVER_STOPPED, user, stop.server, stop.verdict,
+                                      result.value))
         return result in (StopResult.STOPPED, StopResult.GONE)
 
     def _delete(self, user: str, verdict: Verdict, all_down: bool) -> None:
@@ -251,6 +323,8 @@ class Actor:
         elif result is not None and result is not True:
             self._stats.add(deleted=1)
             log.info("delete", user=user, **verdict_fields(verdict), result=result.value)
+            if result is DeleteResult.DELETED:
+                tell(self._context, _done(USER_DELETED, user, None, verdict))
 
     def _attempt(self, entry: PlanEntry, call: Callable[[], Any]) -> Any:
         """Perform one hub call of a job; every failure becomes a counted, logged outcome.

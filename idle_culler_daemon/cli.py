@@ -103,7 +103,7 @@ def _logging_hook(env: Mapping[str, str]) -> Callable[[Config, Tuple[str, ...]],
     """Applies a configuration's log level and format, redacting its token (and others)."""
     def apply(config: Config, also_redact: Tuple[str, ...] = ()) -> None:
         configure_logging(config.log_level, config.log_format, env,
-                          secrets=[config.hub.token, *also_redact])
+                          secrets=[*config.secrets, *also_redact])
     return apply
 
 
@@ -168,7 +168,8 @@ def _serve(culler: Culler, notifier: Notifier, signals: Signals, metrics: Option
             endpoint.close()
     if config.once and config.dry_run and culler.last_stats is not None:
         stats = culler.last_stats
-        print(plan_json(stats) if config.output == "json" else plan_table(stats.plan))
+        print(plan_json(stats) if config.output == "json"
+              else plan_table(stats.plan, stats.warnings))
         sys.stdout.flush()
     return code
 

@@ -11,7 +11,7 @@ exit 78 before anything is sent to the hub. No network I/O and no ``os.environ``
 """
 
 import re
-from dataclasses import fields, is_dataclass
+from dataclasses import dataclass, field, fields, is_dataclass
 from typing import Any, Dict, List, Mapping, Optional, Tuple
 from urllib.parse import urlsplit, urlunsplit
 
@@ -49,6 +49,26 @@ from idle_culler_daemon.sources import (
     ssl_files,
     unknown_variables,
 )
+
+
+@dataclass(frozen=True)
+class NotifySettings:
+    """Where notifications go: derived from ``--notify-url`` and ``--notify-header-file``
+    (``header``: name, value), both secrets; ``hub`` names the hub in the payloads."""
+
+    url: str = field(repr=False)
+    header: Optional[Tuple[str, str]] = field(default=None, repr=False)
+    hub: str = ""
+    read_timeout: float = 60.0  # the hub's (--request-timeout)
+
+    @property
+    def secrets(self) -> Tuple[str, ...]:
+        """The URL, its path and query alone (an error may name only those), the header."""
+        parts = urlsplit(self.url)
+        path = parts.path + ("?" + parts.query if parts.query else "")
+        found = (self.url, path, parts.query, self.header[1] if self.header else "")
+        return tuple(secret for secret in found if secret)
+
 
 # --- converting ------------------------------------------------------------------------------
 
@@ -166,6 +186,7 @@ def _settle(values: Dict[str, Any], rules: Tuple[RuleSettings, ...]) -> List[str
                         % UNLIMITED_CONCURRENCY)
         values["concurrency"] = UNLIMITED_CONCURRENCY
     _server_url_base(values, rules, warnings)
+    _check_notify(values, warnings)
     if values["output"] != "table" and not (values["once"] and values["dry_run"]):
         warnings.append("--output=%s only changes what --once --dry-run prints; it has no "
                         "effect here" % values["output"])
@@ -250,7 +271,7 @@ def load_config(cli_values: Mapping[str, Any], env: Mapping[str, str],
                "hub.env_ca_bundle": env_ca_bundle,
                "culling.rules": rules, "warnings": tuple(warnings),
                "sources": tuple(sources.items()), "token_source": token[1],
-               "overridden": tuple(overridden)}
+               "overridden": tuple(overridden), "notify": _notify(values, read_file)}
     return _build(Config, values, derived)
 
 
@@ -295,3 +316,62 @@ def show_config(config: Config) -> str:
     for warning in config.warnings:
         lines.append("# warning: %s" % warning)
     return "\n".join(lines) + "\n"
+
+
+# --- notifications (--notify-url, --notify-header-file, --warn-before) -----------------------
+
+_HEADER_NAME = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")  # an HTTP token (RFC 9110)
+
+
+def _check_notify(values: Dict[str, Any], warnings: List[str]) -> None:
+    """Refuse a ``--notify-url`` that is not an http(s) URL with a host, without showing it;
+    warn when the warning time is shorter than the interval (a server may then go from
+    outside its warning time to its stop between two passes, unwarned)."""
+    url = values["notify_url"]
+    if url:
+        url = url.strip()
+        try:
+            parts = urlsplit(url)
+            host = parts.hostname
+        except ValueError:
+            host = None
+        if parts.scheme not in ("http", "https") or not host or \
+                re.search(r"[\s\x00-\x1f\x7f]", url):
+            raise ConfigError("--notify-url: not an http(s) URL with a host (the value is a "
+                              "secret and not shown)")
+        values["notify_url"] = url
+    elif values["notify_header_file"]:
+        warnings.append("--notify-header-file has no effect without --notify-url")
+    warn_before = values["warn_before"]
+    if warn_before and warn_before < values["cull_every"]:
+        warnings.append("--warn-before=%ds is shorter than --cull-every=%ds: a server may be "
+                        "stopped without a warning when its warning time falls between two "
+                        "passes" % (warn_before, values["cull_every"]))
+
+
+def read_header(path: str, read_file: ReadFile) -> Tuple[str, str]:
+    """The one ``Name: value`` line of ``--notify-header-file``; ConfigError otherwise
+    (naming the file, never its contents)."""
+    try:
+        text = read_file(path)
+    except (OSError, ValueError) as exc:
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+        raise ConfigError("--notify-header-file: cannot read %s: %s" % (path, reason)) from None
+    lines = [line.strip() for line in text.lstrip("\ufeff").splitlines() if line.strip()]
+    name, colon, value = lines[0].partition(":") if len(lines) == 1 else ("", "", "")
+    name, value = name.strip(), value.strip()
+    if not colon or not _HEADER_NAME.fullmatch(name) or not value or \
+            re.search(r"[\x00-\x1f\x7f]", value):
+        raise ConfigError("--notify-header-file: %s must hold one line 'Name: value' "
+                          "(e.g. 'Authorization: Bearer ...')" % path)
+    return name, value
+
+
+def _notify(values: Mapping[str, Any], read_file: ReadFile) -> Optional[NotifySettings]:
+    if not values["notify_url"]:
+        return None
+    header = (read_header(values["notify_header_file"], read_file)
+              if values["notify_header_file"] else None)
+    return NotifySettings(url=values["notify_url"], header=header,
+                          hub=values["server_url_base"] or values["url"],
+                          read_timeout=values["request_timeout"])

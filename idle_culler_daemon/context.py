@@ -11,13 +11,20 @@ import threading
 import time
 from concurrent.futures import Executor, Future, wait
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any, Callable, Optional, Protocol
 
+from idle_culler_daemon.forewarn import Notice, Warned
 from idle_culler_daemon.stats import PassStats
 
 
 def _nothing() -> None:
     return None
+
+
+class Outbox(Protocol):
+    """Where a pass hands its notices (``webhook.Webhook``, or a list in tests)."""
+
+    def send(self, notice: Notice) -> bool: ...
 
 
 @dataclass(frozen=True)
@@ -30,7 +37,9 @@ class Runtime:
     least every ``tick_s`` while requests keep finishing, and not at all once none has
     finished for ``stall_s`` (longer than any legitimate call, retries included), so a stuck
     pass gets the daemon restarted. ``check_token_s`` is the lifetime of the token minted for
-    each kernel check (``--check-kernels``).
+    each kernel check (``--check-kernels``). ``outbox``: the webhook's queue (None: no
+    ``--notify-url``); ``forewarned``: the stretches already warned about, kept across passes
+    by the service (None: no warnings at all).
     """
 
     pool: Executor
@@ -43,6 +52,8 @@ class Runtime:
     stall_s: float = 600.0
     check_token_s: int = 60
     monotonic: Callable[[], float] = time.monotonic
+    outbox: Optional[Outbox] = None
+    forewarned: Optional[Warned] = None
 
 
 class Progress:

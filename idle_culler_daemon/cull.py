@@ -51,7 +51,7 @@ def run_pass(hub: HubApi, settings: CullSettings, now: datetime, runtime: Runtim
     try:
         first, users = open_listing(hub, context, settings.cull_users)
         now = on_hub_clock(now, first, context.stats, clock_watch or ClockWatch())
-        plan = plan_pass(users, now, settings, context.stats, warned)
+        plan = plan_pass(users, now, settings, context.stats, warned, runtime.forewarned)
     except HubError as exc:
         listing_failed(context.stats, exc)
     else:

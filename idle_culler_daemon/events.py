@@ -151,4 +151,25 @@ EVENTS: Dict[str, Event] = {event.name: event for event in (
           "`NOTIFY_SOCKET` is set but unusable: `error`, `detail`"),
     Event("notify-failed", "DEBUG",
           "a message to systemd could not be sent (logged once): `error`, `detail`"),
+    # notifications (--warn-before, --notify-url): docs/notifications.md
+    Event("server-stop-soon", "INFO",
+          "a server will be stopped within `--warn-before`, once per idle stretch: `user`, "
+          "`server`, `reason`, `idle_s`, `rule`, `at`"),
+    Event("user-delete-soon", "INFO",
+          "a user will be deleted within `--warn-before` (`--cull-users`), once per idle "
+          "stretch: `user`, `reason`, `idle_s`, `rule`, `at`"),
+    Event("would-warn", "INFO",
+          "a dry run: the warning it would send (`notice`, then its fields)"),
+    Event("server-stopped", "INFO",
+          "with `--notify-url`: the hub took a stop, notice sent: `user`, `server`, `reason`, "
+          "`idle_s`, `rule`, `result`"),
+    Event("user-deleted", "INFO",
+          "with `--notify-url`: the hub deleted a user, notice sent: `user`, `reason`, "
+          "`idle_s`, `rule`"),
+    Event("guard-tripped", "INFO",
+          "with `--notify-url`: the mass-cull guard held a pass back, notice sent: "
+          "`planned`, `running`, `limit`"),
+    Event("webhook-failed", "WARNING, ERROR",
+          "notifications not delivered since the last pass (one line per pass at most): "
+          "`failed`, `dropped`, `error`; ERROR with a traceback for a bug in the sender"),
 )}

@@ -10,7 +10,7 @@ from typing import Any, Dict, MutableSet, NamedTuple, Optional, Tuple
 
 from idle_culler_daemon.config import CullSettings
 from idle_culler_daemon.log import get_logger
-from idle_culler_daemon.model import User
+from idle_culler_daemon.model import Server, User
 from idle_culler_daemon.policy import (
     GROUPS_UNKNOWN,
     Action,
@@ -69,14 +69,30 @@ def verdict_fields(verdict: Verdict) -> Dict[str, Any]:
             "age_s": whole_seconds(verdict.age), "rule": verdict.rule}
 
 
+class Judged(NamedTuple):
+    """One user's job (None: nothing to do) and the verdicts it was made from, for the
+    warnings ahead of a cull (``forewarn.due_notices``)."""
+
+    job: Optional[UserJob]
+    verdicts: Tuple[Tuple[Server, Verdict], ...]
+    user_verdict: Verdict
+
+
 def judge(user: User, now: datetime, settings: CullSettings,
           warned: Optional[MutableSet[str]] = None) -> Optional[UserJob]:
-    """Turn one parsed user into a job, or None when nothing is to be done.
+    """Turn one parsed user into a job, or None when nothing is to be done."""
+    return judged(user, now, settings, warned).job
+
+
+def judged(user: User, now: datetime, settings: CullSettings,
+           warned: Optional[MutableSet[str]] = None) -> Judged:
+    """Judge one parsed user: the job and the verdicts.
 
     A server kept for want of any timestamp is warned about once per ``warned`` set (the
     daemon keeps one for its lifetime), and so, once in all, is a keep for want of groups.
     """
     stops = []
+    verdicts = []
     kept = False
     for server in user.servers:
         if server.user_options is None and settings.needs_user_options:
@@ -85,6 +101,7 @@ def judge(user: User, now: datetime, settings: CullSettings,
                        "models carry no user_options: such rules match no server until the "
                        "token has the scope read:servers")
         verdict = judge_server(user, server, now, settings)
+        verdicts.append((server, verdict))
         if verdict.action is Action.STOP:
             url = server.url if verdict.check_within_s is not None else None
             stops.append(Stop(server.name, verdict, url, server.profile))
@@ -106,9 +123,8 @@ def judge(user: User, now: datetime, settings: CullSettings,
     user_verdict = judge_user(user, now, settings, kept)
     _warn_groups_unknown(user.name, user_verdict, warned)
     delete = user_verdict if user_verdict.action is Action.DELETE else None
-    if not stops and delete is None:
-        return None
-    return UserJob(user.name, tuple(stops), delete)
+    job = UserJob(user.name, tuple(stops), delete) if stops or delete is not None else None
+    return Judged(job, tuple(verdicts), user_verdict)
 
 
 def _warn_once(warned: Optional[MutableSet[str]], key: str, detail: str) -> None:

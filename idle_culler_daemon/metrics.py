@@ -19,10 +19,11 @@ import tempfile
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any, Callable, Iterable, Optional, Tuple
+from typing import Any, Callable, Dict, Iterable, Optional, Tuple
 
 from idle_culler_daemon import __version__
 from idle_culler_daemon.errors import ConfigError
+from idle_culler_daemon.forewarn import EVENTS as NOTICE_EVENTS
 from idle_culler_daemon.policy import DEFAULT_RULE
 from idle_culler_daemon.stats import Outcome, PassStats, outcome
 
@@ -63,6 +64,30 @@ class _WithoutCreated:
             family.samples = [sample for sample in family.samples
                               if not sample.name.endswith("_created")]
             yield family
+
+
+class _NotificationCounters:
+    """The webhook's counters (``--notify-url``), grown to the totals ``grow`` is given."""
+
+    def __init__(self, counter: Any, registry: Any) -> None:
+        self.sent = counter(PREFIX + "notifications_sent", "Notifications the webhook took "
+                            "(--notify-url), by event.", ["event"], registry=registry)
+        self.failed = counter(PREFIX + "notifications_failed", "Notifications not delivered "
+                              "after the retries.", registry=registry)
+        self.dropped = counter(PREFIX + "notifications_dropped", "Notifications dropped: the "
+                               "queue was full, or the culler stopped first.",
+                               registry=registry)
+        self._last: Tuple[Dict[str, int], int, int] = ({}, 0, 0)  # the totals seen last
+
+    def grow(self, sent: Dict[str, int], failed: int, dropped: int) -> None:
+        """Add what is new in these totals since the last call (totals since start)."""
+        last_sent, last_failed, last_dropped = self._last
+        for event, count in sent.items():
+            if count > last_sent.get(event, 0):
+                self.sent.labels(event=event).inc(count - last_sent.get(event, 0))
+        self.failed.inc(max(0, failed - last_failed))
+        self.dropped.inc(max(0, dropped - last_dropped))
+        self._last = (dict(sent), failed, dropped)
 
 
 class Metrics:
@@ -106,6 +131,15 @@ class Metrics:
         self.held_back = counter(PREFIX + "servers_held_back", "Planned stops held back by "
                                  "the mass-cull guard (--max-stops-per-pass, "
                                  "--max-stop-fraction).", registry=registry)
+        self._create_time_series(gauge, registry)
+        self.process_registry = self._process_series()
+        self.notifications = _NotificationCounters(counter, registry)
+        self._create_series()
+        if metrics_file:
+            self._carry_over(metrics_file)
+
+    def _create_time_series(self, gauge: Any, registry: Any) -> None:
+        """The gauges of time: the last success, the interval, the hub's clock offset."""
         self.last_success = gauge(PREFIX + "last_success_timestamp_seconds", "Unix time of "
                                   "the end of the last pass without errors.", registry=registry)
         self.interval = gauge(PREFIX + "interval_seconds", "The configured time from the "
@@ -114,10 +148,6 @@ class Metrics:
         self.hub_clock_offset = gauge(PREFIX + "hub_clock_offset_seconds", "The hub's clock "
                                       "minus the culler's, from the Date of the last pass's "
                                       "first page (0: under 2 s or unknown).", registry=registry)
-        self.process_registry = self._process_series()
-        self._create_series()
-        if metrics_file:
-            self._carry_over(metrics_file)
 
     def _process_series(self) -> Any:
         """The process's own series (CPU, memory, descriptors, start time; python_info), for
@@ -142,7 +172,10 @@ class Metrics:
             ("servers_stop_failed", self.stop_failed), ("users_deleted", self.deleted),
             ("users_delete_failed", self.delete_failed), ("request_errors", self.errors),
             ("mass_cull_guard_trips", self.guard_trips),
-            ("servers_held_back", self.held_back))}
+            ("servers_held_back", self.held_back),
+            ("notifications_sent", self.notifications.sent),
+            ("notifications_failed", self.notifications.failed),
+            ("notifications_dropped", self.notifications.dropped))}
         try:
             with open(path, encoding="utf-8") as stream:
                 text = stream.read(CARRY_OVER_MAX_BYTES)
@@ -151,7 +184,7 @@ class Metrics:
         except (OSError, ValueError, UnicodeDecodeError):
             return
         known = {"result": PASS_RESULTS, "status_class": STATUS_CLASSES,
-                 "reason": STOP_REASONS, "kind": SERVER_KINDS}
+                 "reason": STOP_REASONS, "kind": SERVER_KINDS, "event": NOTICE_EVENTS}
         for sample in samples:
             if not (0 <= sample.value < float("inf")) or any(
                     value not in known.get(label, (value,))
@@ -176,6 +209,8 @@ class Metrics:
             self.passes.labels(result=result)
         for status_class in STATUS_CLASSES:
             self.errors.labels(status_class=status_class)
+        for event in NOTICE_EVENTS:
+            self.notifications.sent.labels(event=event)
         self._create_stop_series()
 
     def _create_stop_series(self) -> None:
@@ -193,6 +228,10 @@ class Metrics:
 
     def set_file(self, path: Optional[str]) -> None:
         self._file = path
+
+    def notified(self, sent: Dict[str, int], failed: int, dropped: int) -> None:
+        """The webhooks' totals since start (``service.Culler.notification_counts``)."""
+        self.notifications.grow(sent, failed, dropped)
 
     def record(self, stats: PassStats, now: Optional[float] = None) -> None:
         """Add one pass's figures, then rewrite the textfile if there is one."""

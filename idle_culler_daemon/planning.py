@@ -6,12 +6,13 @@ only the small jobs are kept, never the user models. A name seen twice keeps onl
 sighting agrees on. The result is an immutable :class:`Plan`.
 """
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Dict, Iterable, List, MutableSet, Optional, Set, Tuple
 
 from idle_culler_daemon.config import CullSettings
-from idle_culler_daemon.jobs import UserJob, judge
+from idle_culler_daemon.forewarn import GUARD_TRIPPED, Notice, Warned, due_notices
+from idle_culler_daemon.jobs import UserJob, judged
 from idle_culler_daemon.log import get_logger
 from idle_culler_daemon.model import User
 from idle_culler_daemon.policy import GuardVerdict, PlannedUser, guard_plan
@@ -26,14 +27,18 @@ class Plan:
 
     ``jobs``: one per user with something to do, in listing order. ``held``: what the
     mass-cull guard holds back (shown by a dry run). ``guard``: why nothing at all is done (the
-    guard tripped), else None. ``warnings``: what the operator should hear about this plan,
-    beyond the log (for notifications).
+    guard tripped), else None. Notifications (``--warn-before``, ``--notify-url``):
+    ``warnings``, the ``*-soon`` notices not sent before (claimed only when the plan is acted
+    on); ``due``, every ``*-soon`` notice of the listing, warned or not (``Warned.sweep``
+    forgets the others); ``tripped``, the ``guard-tripped`` notice.
     """
 
     jobs: Tuple[UserJob, ...] = ()
     held: Tuple[UserJob, ...] = ()
     guard: Optional[str] = None
-    warnings: Tuple[str, ...] = ()
+    warnings: Tuple[Notice, ...] = ()
+    due: Tuple[Notice, ...] = ()
+    tripped: Optional[Notice] = None
 
 
 class _Sightings:
@@ -50,13 +55,16 @@ class _Sightings:
         self._nothing_to_do: Set[str] = set()
         self.servers_running = 0
         self.users_running = 0
+        self.due: List[Notice] = []  # --warn-before: the *-soon notices, warned or not
 
     @property
     def listed(self) -> int:
         return len(self.jobs) + len(self._nothing_to_do)
 
     def take(self, user: User) -> None:
-        job = judge(user, self._now, self._settings, self._warned)
+        job, verdicts, user_verdict = judged(user, self._now, self._settings, self._warned)
+        if self._settings.warn_before:  # the planner's verdicts: nothing is judged twice
+            self.due += due_notices(user, verdicts, user_verdict, self._now, self._settings)
         if user.name in self.jobs or user.name in self._nothing_to_do:
             # seen before: keep only what every sighting agrees on
             earlier = self.jobs.get(user.name) or UserJob(user.name)
@@ -72,8 +80,10 @@ class _Sightings:
 
 
 def plan_pass(users: Iterable[User], now: datetime, settings: CullSettings, stats: PassStats,
-              warned: Optional[MutableSet[str]] = None) -> Plan:
-    """Judge every user of ``users`` (consumed as they come), then apply the guard."""
+              warned: Optional[MutableSet[str]] = None,
+              forewarned: Optional[Warned] = None) -> Plan:
+    """Judge every user of ``users`` (consumed as they come), then apply the guard; with
+    ``forewarned`` (the stretches already warned about), the warnings not sent before."""
     sightings = _Sightings(now, settings, warned)
     for user in users:
         sightings.take(user)
@@ -83,7 +93,11 @@ def plan_pass(users: Iterable[User], now: datetime, settings: CullSettings, stat
         return Plan()
     # A job emptied by a duplicate sighting has nothing left to send.
     jobs = [job for job in sightings.jobs.values() if not job.empty]
-    return _guard(jobs, sightings, settings, stats)
+    plan = _guard(jobs, sightings, settings, stats)
+    if forewarned is None or plan.guard is not None:  # a held-back pass warns nobody
+        return plan
+    due = tuple(sightings.due)
+    return replace(plan, warnings=tuple(forewarned.fresh(due)), due=due)
 
 
 def _guard(jobs: List[UserJob], sightings: _Sightings, settings: CullSettings,
@@ -113,11 +127,14 @@ def _guard(jobs: List[UserJob], sightings: _Sightings, settings: CullSettings,
                           None if deleted else job.delete)
         if not verdict.tripped and not job.empty:
             acting.append(job)
-    if verdict.tripped:
-        stats.guard_tripped = _trip(verdict, settings)
-    else:
+    if not verdict.tripped:
         _say_held(verdict, planned, settings)
-    return Plan(tuple(acting), tuple(held), stats.guard_tripped)
+        return Plan(tuple(acting), tuple(held))
+    stats.guard_tripped = _trip(verdict, settings)
+    counts = (("planned", verdict.stopping), ("running", verdict.running),
+              ("limit", settings.max_stop_fraction or 0.0))
+    return Plan(tuple(acting), tuple(held), stats.guard_tripped,
+                tripped=Notice(GUARD_TRIPPED, counts=counts))
 
 
 def _trip(verdict: GuardVerdict, settings: CullSettings) -> str:

@@ -7,6 +7,7 @@ Formatting only: the figures come from ``stats.PassStats``; the caller decides w
 from datetime import datetime
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
+from idle_culler_daemon.forewarn import Notice, iso
 from idle_culler_daemon.log import display, get_logger, json_line
 from idle_culler_daemon.stats import Outcome, PassStats, PlanEntry, outcome, whole_seconds
 
@@ -86,12 +87,13 @@ def _in_order(plan: Sequence[PlanEntry]) -> List[PlanEntry]:
     return sorted(plan, key=lambda e: (e.user, e.action != "stop", e.server))
 
 
-def plan_table(plan: Sequence[PlanEntry]) -> str:
+def plan_table(plan: Sequence[PlanEntry], warnings: Sequence[Notice] = ()) -> str:
     """The ``--once --dry-run`` table: one row per server to stop and user to delete.
 
     What the mass-cull guard holds back is listed too, as ``held-back``. Names are shown as the
     log shows them (:func:`log.display`): a name with spaces, quotes or control characters is
-    quoted and escaped, so it can neither forge a row nor drive the terminal.
+    quoted and escaped, so it can neither forge a row nor drive the terminal. The warnings it
+    would send (``--warn-before``) follow in a table of their own.
     """
     header = ("ACTION", "USER", "SERVER", "REASON", "IDLE FOR", "AGE", "RULE")
     lines: List[Tuple[str, ...]] = [header]
@@ -109,7 +111,25 @@ def plan_table(plan: Sequence[PlanEntry]) -> str:
     text.append("%d server(s) would be stopped, %d user(s) deleted%s; nothing was changed."
                 % (stops, len(acting) - stops,
                    ", %d held back by the mass-cull guard" % held if held else ""))
+    if warnings:
+        text += [""] + warnings_table(warnings)
     return "\n".join(text)
+
+
+def warnings_table(warnings: Sequence[Notice]) -> List[str]:
+    """The warnings a dry run would send (``--warn-before``), under the plan's table."""
+    header = ("WARNING", "USER", "SERVER", "REASON", "AT", "RULE")
+    lines: List[Tuple[str, ...]] = [header]
+    for notice in sorted(warnings, key=lambda n: (n.user or "", n.server is None,
+                                                   n.server or "")):
+        lines.append((notice.event, display(notice.user or ""),
+                      "-" if not notice.server else display(notice.server),
+                      notice.reason or "-", iso(notice.at) if notice.at else "-",
+                      notice.rule or "-"))
+    widths = [max(len(line[column]) for line in lines) for column in range(len(header))]
+    text = ["  ".join(cell.ljust(width) for cell, width in zip(line, widths)).rstrip()
+            for line in lines]
+    return text + ["%d warning(s) would be sent; none was sent." % len(warnings)]
 
 
 def plan_json(stats: PassStats) -> str:
@@ -118,7 +138,9 @@ def plan_json(stats: PassStats) -> str:
     Each action: ``type`` "action", ``action`` (stop, delete), ``user``, ``server`` ("" for
     the default server, null for a user deletion), ``reason``, ``idle_s``, ``age_s`` (whole
     seconds or null), ``rule``, ``profile`` (the server's ``user_options["profile"]`` or
-    null) and ``held_back`` (the mass-cull guard holds it back). The summary: ``type``
+    null) and ``held_back`` (the mass-cull guard holds it back). Then each warning it would
+    send: ``type`` "warning", ``event``, ``user``, ``server``, ``reason``, ``idle_s``, ``rule``
+    and ``at`` (--warn-before). The summary: ``type``
     "summary", the counts, and what kept the plan from being complete or carried out.
     """
     lines = []
@@ -129,6 +151,11 @@ def plan_json(stats: PassStats) -> str:
             "reason": entry.verdict.reason, "idle_s": whole_seconds(entry.verdict.idle_for),
             "age_s": whole_seconds(entry.verdict.age), "rule": entry.verdict.rule,
             "profile": entry.profile, "held_back": entry.held_back})
+    for notice in stats.warnings:
+        lines.append({
+            "type": "warning", "event": notice.event, "user": notice.user,
+            "server": notice.server, "reason": notice.reason, "idle_s": notice.idle_s,
+            "rule": notice.rule, "at": iso(notice.at) if notice.at else None})
     lines.append(_plan_summary(stats))
     # One object per line, whatever the names hold: escaped as the JSON logs are.
     return "\n".join(json_line(line) for line in lines)

@@ -15,7 +15,7 @@ import threading
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timezone
 from functools import partial
-from typing import Callable, List, Optional, Set, Tuple
+from typing import Callable, Dict, List, Optional, Set, Tuple
 from urllib.parse import urlsplit
 
 from idle_culler_daemon import scopes
@@ -33,6 +33,7 @@ from idle_culler_daemon.hub import HubClient, RetryPolicy
 from idle_culler_daemon.log import get_logger
 from idle_culler_daemon.metrics import Metrics
 from idle_culler_daemon.stats import PassStats
+from idle_culler_daemon.webhook import Notifications
 
 log = get_logger(__name__)
 
@@ -139,14 +140,39 @@ def check_token_s(read_timeout: float) -> int:
     return max(CHECK_TOKEN_MIN_S, math.ceil(2 * read_timeout))
 
 
-def _record(metrics: Optional[Metrics], stats: PassStats) -> None:
-    """Add a pass's figures to the metrics, if any; a file that cannot be written is logged."""
+NotificationCounts = Tuple[Dict[str, int], int, int]  # sent per event, failed, dropped
+
+
+def _record(metrics: Optional[Metrics], stats: PassStats, notified: NotificationCounts
+            ) -> None:
+    """Add a pass's figures and the notification totals to the metrics, if any; a file that
+    cannot be written is logged."""
     if metrics is None:
         return
+    metrics.notified(*notified)
     try:
         metrics.record(stats)
     except OSError as exc:
         log.error("metrics-failed", error=str(exc))
+
+
+def log_changes(old: Config, new: Config) -> List[str]:
+    """Log each option, the token and the rules that differ; return their names."""
+    old_values, new_values = old.describe(), new.describe()
+    changed = sorted(key for key in set(old_values) | set(new_values)
+                     if old_values.get(key) != new_values.get(key))
+    for key in changed:
+        log.info("reload-changed", option=key, old=old_values.get(key, "-"),
+                 new=new_values.get(key, "-"))
+    if new.hub.token != old.hub.token:
+        changed.append("credential")
+        log.info("reload-changed", option="credential", detail="replaced")
+    if old.culling.rules != new.culling.rules and "rule" not in changed:
+        changed.append("rules")
+        log.info("reload-changed", option="rules",
+                 old=",".join(rule.name for rule in old.culling.rules) or "-",
+                 new=",".join(rule.name for rule in new.culling.rules) or "-")
+    return changed
 
 
 class Culler:
@@ -173,6 +199,7 @@ class Culler:
         self._logging = logging
         self._warned: Set[str] = set()
         self._clock_watch = ClockWatch()  # what was said about the hub's clock
+        self.notifications = Notifications()  # the webhook and the warned stretches
         self._fallback: Optional[Config] = None  # the last verified config, after a reload
         self.last_stats: Optional[PassStats] = None
         self.policy = RetryPolicy()
@@ -189,13 +216,23 @@ class Culler:
                                            thread_name_prefix="cull")
         self._checked = state_filter is not None
         self._use_state_filter = True if state_filter is None else state_filter
+        self.notifications.swap(config.notify)
         if self._metrics is not None:
             self._metrics.configure(self.interval_s, [rule.name for rule in config.culling.rules
                                                       if rule.cull is not False])
 
     def close(self) -> None:
+        """Close the pool, the hub client and the webhook (bounded: ``webhook.DRAIN_S``)."""
+        self._close_pass_tools()
+        self.notifications.close()
+
+    def _close_pass_tools(self) -> None:
         self.executor.shutdown(wait=True, cancel_futures=True)
         self.hub.close()
+
+    def notification_counts(self) -> NotificationCounts:
+        """The webhooks' ``(sent per event, failed, dropped)`` since start."""
+        return self.notifications.counts()
 
     def worst_case_call_s(self) -> float:
         return self.policy.worst_case_call_s(self.config.hub.read_timeout)
@@ -218,7 +255,7 @@ class Culler:
             log.exception("reload-refused", error=str(exc), detail="an unexpected error; the "
                           "previous configuration stays")
             return "reload refused (unexpected error); the previous configuration stays"
-        self._logging(old, (new.hub.token,))  # the new token is a secret from now on
+        self._logging(old, new.secrets)  # the new token (and URL) are secrets from now on
         restart = restart_changes(old, new)
         new = with_values(new, {name: running for name, (running, _) in restart.items()})
         try:
@@ -229,13 +266,13 @@ class Culler:
         for name, (running, wanted) in restart.items():
             log.warning("reload-needs-restart", option=name, running=running, new=wanted,
                         detail="kept until the culler is restarted (systemctl restart)")
-        changed = self._log_changes(old, new)
+        changed = log_changes(old, new)
         if new.overridden:
             log.info("reload-overridden", options=",".join(new.overridden),
                      detail="the config file sets them, but the command line or the "
                      "environment wins: change them there, then restart")
         warn_about_rules(new)
-        self.close()
+        self._close_pass_tools()
         self._apply(new, hub, state_filter)
         # Until the new configuration is preflighted, keep the last one that was.
         self._fallback = (self._fallback or old) if state_filter is None else None
@@ -283,25 +320,6 @@ class Culler:
         metrics.set_file(new.metrics_file)
         self._metrics = metrics
 
-    @staticmethod
-    def _log_changes(old: Config, new: Config) -> List[str]:
-        """Log each option, the token and the rules that differ; return their names."""
-        old_values, new_values = old.describe(), new.describe()
-        changed = sorted(key for key in set(old_values) | set(new_values)
-                         if old_values.get(key) != new_values.get(key))
-        for key in changed:
-            log.info("reload-changed", option=key, old=old_values.get(key, "-"),
-                     new=new_values.get(key, "-"))
-        if new.hub.token != old.hub.token:
-            changed.append("credential")
-            log.info("reload-changed", option="credential", detail="replaced")
-        if old.culling.rules != new.culling.rules and "rule" not in changed:
-            changed.append("rules")
-            log.info("reload-changed", option="rules",
-                     old=",".join(rule.name for rule in old.culling.rules) or "-",
-                     new=",".join(rule.name for rule in new.culling.rules) or "-")
-        return changed
-
     # -- preflight ----------------------------------------------------------------------------
 
     def preflight(self) -> None:
@@ -325,7 +343,7 @@ class Culler:
             old, self._fallback = self._fallback, None
             log.error("reload-refused", error=str(exc), detail="found before the first pass "
                       "after the reload; the previous configuration is restored")
-            self.close()
+            self._close_pass_tools()
             self._apply(old, HubClient(old.hub, self.policy, cancel=self._stop))
             if self._metrics is not None:
                 self._metrics.set_file(old.metrics_file)
@@ -342,15 +360,17 @@ class Culler:
                 stats = listing_failed(PassStats(dry_run=self.config.dry_run), exc)
                 if stats.listing_error:
                     stats.listing_error += plain_http_hint(self.config.hub.api_url, str(exc))
-                _record(self._metrics, stats)
+                _record(self._metrics, stats, self.notification_counts())
                 return stats
         runtime = Runtime(
             pool=self.executor, concurrency=self.config.concurrency,
             dry_run=self.config.dry_run, use_state_filter=self._use_state_filter,
             heartbeat=heartbeat, stop=self._stop, tick_s=self._tick_s,
             stall_s=self.worst_case_call_s(),
-            check_token_s=check_token_s(self.config.hub.read_timeout))
+            check_token_s=check_token_s(self.config.hub.read_timeout),
+            outbox=self.notifications.webhook, forewarned=self.notifications.forewarned)
         self.last_stats = run_pass(self.hub, self.config.culling, self._clock(), runtime,
                                    self._warned, self._clock_watch)
-        _record(self._metrics, self.last_stats)
+        self.notifications.report()  # one WARNING per pass at most about failed notices
+        _record(self._metrics, self.last_stats, self.notification_counts())
         return self.last_stats

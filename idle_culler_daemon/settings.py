@@ -16,6 +16,7 @@ go"); the code that uses it reads the field.
 
 from dataclasses import Field, dataclass, field, fields, is_dataclass, replace
 from typing import Any, Dict, List, Optional, Tuple
+from urllib.parse import urlsplit
 
 from idle_culler_daemon.converters import (
     Converter,
@@ -52,6 +53,7 @@ GROUPS: Dict[str, str] = {
     "run": "run mode",
     "output": "output",
     "metrics": "metrics",
+    "notify": "notifications",
 }
 _OPTION, _RULE_KEY = "option", "rule_key"  # the metadata keys of declared fields
 
@@ -77,6 +79,7 @@ class Option:
     in_file: bool = True
     repeatable: bool = False
     reload: bool = True
+    secret: bool = False
     path: Tuple[str, ...] = ()
 
     @property
@@ -104,7 +107,8 @@ def declare(convert: Converter, default: Any, help: str, metavar: str = "", **mo
             ) -> Any:
     """A settings field that is an option; ``more`` are further ``Option`` attributes
     (``group`` always; ``name`` when the option's name is not the field's)."""
-    return field(default=default, metadata={_OPTION: Option(
+    shown = not more.get("secret", False)  # a secret stays out of repr
+    return field(default=default, repr=shown, metadata={_OPTION: Option(
         more.pop("name", ""), convert, default, help, metavar, **more)})
 
 
@@ -259,6 +263,10 @@ class CullSettings:
         patterns, (), "Never stop the servers of, or delete, members of these groups "
         "(comma-separated; repeatable; needs read:users:groups).", "GROUPS", repeatable=True,
         group="rules")
+    warn_before: int = declare(
+        seconds, 0, "Warn this long before a server is stopped (or, with --cull-users, a user "
+        "deleted): once per idle stretch, in the log and to --notify-url. 0 means no "
+        "warnings.", "DURATION", group="notify")
     rule_texts: Tuple[str, ...] = declare(
         entries, (), "A rule as NAME:key=value,key=value (the keys of a [rule:NAME] config "
         "section; a list value continues over following commas without '='). Repeatable; "
@@ -315,17 +323,33 @@ class Config:
     metrics_file: Optional[str] = declare(
         text, None, "Write Prometheus metrics to this file after every pass (node_exporter "
         "textfile collector; needs the [metrics] extra).", "PATH", group="metrics")
+    notify_url: Optional[str] = declare(
+        text, None, "POST every notification (warnings before a stop or deletion, the stops, "
+        "deletions and mass-cull guard trips) as one JSON object to this http(s) URL, e.g. a "
+        "Slack or Mattermost incoming webhook. A secret: redacted in the log and "
+        "--show-config. Unset: no webhook.", "URL", group="notify", secret=True)
+    notify_header_file: Optional[str] = declare(
+        text, None, "Read one 'Name: value' header line (usually 'Authorization: Bearer ...') "
+        "for the --notify-url requests from this file, e.g. a systemd credential. A secret, "
+        "like the URL.", "PATH", group="notify")
+    # config.NotifySettings, derived from the notify_* options; None: no webhook
+    notify: Optional[Any] = None
     warnings: Tuple[str, ...] = ()
     sources: Tuple[Tuple[str, str], ...] = ()  # where each option's value came from
     token_source: str = ""
     overridden: Tuple[str, ...] = ()  # set in the config file, but the command line or
     #                                   environment wins
 
+    @property
+    def secrets(self) -> Tuple[str, ...]:
+        """Every secret of this configuration, for the log filter: the token, the webhook's."""
+        return (self.hub.token,) + (self.notify.secrets if self.notify else ())
+
     def describe(self) -> Dict[str, str]:
-        """The effective options as text (the token is no option), for ``--show-config``
-        and for logging what a reload changed."""
-        return {option.name: show(value_of(self, option)) for option in OPTIONS
-                if option.path and value_of(self, option) is not None}
+        """The effective options as text (the token is no option; a secret URL as
+        :func:`shown_url`), for ``--show-config`` and for logging what a reload changed."""
+        return {option.name: (shown_url if option.secret else show)(value_of(self, option))
+                for option in OPTIONS if option.path and value_of(self, option) is not None}
 
 
 #: The actions: options of the command line only, which fill no setting.
@@ -402,6 +426,12 @@ def restart_changes(old: Any, new: Any) -> Dict[str, Tuple[Any, Any]]:
     return {name: (value_of(old, OPTIONS_BY_NAME[name]), value_of(new, OPTIONS_BY_NAME[name]))
             for name in RESTART_ONLY
             if value_of(old, OPTIONS_BY_NAME[name]) != value_of(new, OPTIONS_BY_NAME[name])}
+
+
+def shown_url(url: str) -> str:
+    """A secret URL as shown: ``https://hooks.example.org/<redacted>`` (scheme, host)."""
+    parts = urlsplit(url)
+    return "%s://%s/<redacted>" % (parts.scheme, parts.netloc.rpartition("@")[2])
 
 
 def show(value: Any) -> str:

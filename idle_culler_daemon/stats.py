@@ -14,6 +14,7 @@ from datetime import timedelta
 from typing import Any, List, Optional
 
 from idle_culler_daemon.errors import status_class
+from idle_culler_daemon.forewarn import Notice
 from idle_culler_daemon.policy import Verdict
 
 
@@ -64,6 +65,7 @@ class PassStats:
     stopped_by: Counter = field(default_factory=Counter)  # (reason, kind, rule) -> servers
     errors: Counter = field(default_factory=Counter)      # status class -> failed requests
     plan: List[PlanEntry] = field(default_factory=list)
+    warnings: List[Notice] = field(default_factory=list)  # dry run: warnings it would send
     _lock: Any = field(default_factory=threading.Lock, repr=False, compare=False)
 
     @property
@@ -103,6 +105,10 @@ class PassStats:
     def add_to_plan(self, entry: PlanEntry) -> None:
         with self._lock:
             self.plan.append(entry)
+
+    def add_warning(self, notice: Notice) -> None:
+        with self._lock:
+            self.warnings.append(notice)
 
 
 class Outcome(enum.Enum):

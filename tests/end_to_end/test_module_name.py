@@ -32,6 +32,8 @@ def option_values(tmp_path, fake_hub):
     config_file.write_text("[culler]\ntimeout = 3600\n")
     certs = tmp_path / "certs"
     certs.mkdir()
+    header_file = tmp_path / "notify-header"
+    header_file.write_text("Authorization: Bearer a-dry-run-sends-nothing\n")
     return {
         "url": fake_hub.api_url, "timeout": "3600", "cull_every": "600", "max_age": "0",
         "cull_users": "true", "cull_admin_users": "false", "remove_named_servers": "true",
@@ -44,6 +46,8 @@ def option_values(tmp_path, fake_hub):
         "log_level": "INFO", "log_format": "text", "config": str(config_file),
         "check_kernels": "false", "server_url_base": fake_hub.url, "max_stops_per_pass": "0",
         "max_stop_fraction": "1", "output": "table",
+        "notify_url": "http://127.0.0.1:9/never-used", "notify_header_file": str(header_file),
+        "warn_before": "900",
     }
 
 

@@ -722,7 +722,7 @@ def test_every_declared_option_reaches_its_field_from_every_source():
                "output": "json", "log_level": "DEBUG", "log_format": "json",
                "max_stop_fraction": "0.5", "metrics_address": "::1", "metrics_file": "m.prom",
                "exclude_users": "ann", "exclude_groups": "staff", "rule": "r:users=bob",
-               "config": ""}
+               "config": "", "notify_url": "https://hooks.example.org/T/B/key"}
     files = {"tok": TOKEN}
     base = dict(ENV, JUPYTERHUB_PUBLIC_HUB_URL="https://proxy.example.org/hub/")  # for kernels
     for option in OPTIONS:

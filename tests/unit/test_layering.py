@@ -27,20 +27,22 @@ ALLOWED = {
     "deadline": set(),
     "transport": {"config", "errors", "log", "deadline"},
     "hub": {"config", "errors", "transport"},
-    "stats": {"policy", "errors"},
+    "forewarn": {"policy", "model", "config"},
+    "webhook": {"config", "forewarn", "log"},
+    "stats": {"policy", "errors", "forewarn"},
     "jobs": {"policy", "model", "config", "log", "stats"},
-    "context": {"stats"},
+    "context": {"forewarn", "stats"},
     "listing": {"context", "errors", "hub", "log", "model"},
-    "planning": {"config", "jobs", "log", "model", "policy", "stats"},
+    "planning": {"config", "forewarn", "jobs", "log", "model", "policy", "stats"},
     "kernels": {"context", "errors", "jobs", "log", "model", "policy"},
-    "acting": {"config", "context", "errors", "hub", "jobs", "kernels", "log", "planning",
-               "policy", "scopes", "stats"},
+    "acting": {"config", "context", "errors", "forewarn", "hub", "jobs", "kernels", "log",
+               "planning", "policy", "scopes", "stats"},
     "cull": {"acting", "clock", "config", "context", "errors", "kernels", "listing", "log",
              "planning", "stats"},
-    "report": {"stats", "log"},
-    "metrics": {"stats", "policy", "errors"},
+    "report": {"stats", "log", "forewarn"},
+    "metrics": {"stats", "policy", "errors", "forewarn"},
     "service": {"scopes", "config", "cull", "stats", "errors", "hub", "log", "metrics",
-                "clock"},
+                "clock", "webhook"},
     "daemon": {"stats", "notify", "errors", "log", "report"},
     "reference": {"scopes", "converters", "errors", "events", "metrics", "settings"},
     "installed": set(),
@@ -49,7 +51,7 @@ ALLOWED = {
 }
 PURE = {"requests", "urllib3", "logging", "time", "os", "socket", "threading"}
 FORBIDDEN_EXTERNAL = {"policy": PURE, "model": PURE, "scopes": PURE, "options": PURE,
-                      "converters": PURE, "settings": PURE, "clock": PURE}
+                      "converters": PURE, "settings": PURE, "clock": PURE, "forewarn": PURE}
 
 
 def imports_of(path):
@@ -94,13 +96,24 @@ def test_layering_nothing_imports_cli_and_only_cli_reads_the_environment():
                     "%s uses %s" % (path.stem, used)
 
 
-def test_layering_only_hub_transport_and_deadline_touch_requests():
+def test_layering_only_hub_transport_deadline_and_webhook_touch_requests():
     # that every request goes out through Transport.send, with a timeout, is checked by
     # behaviour: tests/integration/test_hub_client.py::test_client_every_request_*
     for path in PACKAGE.glob("*.py"):
         _, external = imports_of(path)
-        if path.stem not in ("hub", "transport", "deadline"):
+        if path.stem not in ("hub", "transport", "deadline", "webhook"):
             assert "requests" not in external and "urllib3" not in external, path.stem
+    webhook = (PACKAGE / "webhook.py").read_text()
+    assert webhook.count("self._session.") == 2  # the one POST, and close()
+    assert "self._session.post(self._settings.url, json=body, timeout=self._timeout," in webhook
+    assert "allow_redirects=False" in webhook
+
+
+def test_layering_the_webhook_never_reaches_the_hubs_client_or_token():
+    internal, _ = imports_of(PACKAGE / "webhook.py")
+    assert "hub" not in internal and "transport" not in internal
+    source = (PACKAGE / "webhook.py").read_text()
+    assert "token" not in source.lower()
 
 
 MODULE_NAME = PACKAGE.parent / "jupyterhub_idle_culler"
