@@ -190,10 +190,34 @@ _BEHAVIOUR = {}  # (user name, server name) -> {"start_delay", "stop_delay", "st
 # culler sends a user's server).
 _RECORDED = []
 _RESPONDER = {"server": None}
+# Scripted answers (POST /hub/api/_realhub/answer), by the unescaped request path of a running
+# server: {"headers": [[name, value], ...], "body": JSON, "stream_bytes": N}. With
+# stream_bytes the body is N bytes of spaces, sent in chunks without a Content-Length (a
+# hostile server's huge answer); the sending ends when the client goes away.
+_SCRIPTED = {}
+_STREAM_CHUNK = b" " * 65536
 
 
 class _ResponderHandler(web.RequestHandler):
-    def _answer(self):
+    async def _scripted(self, script):
+        for name, value in script.get("headers") or ():
+            self.add_header(name, value)
+        self.set_header("Content-Type", "application/json")
+        size = int(script.get("stream_bytes") or 0)
+        if not size:
+            self.finish(json.dumps(script.get("body")))
+            return
+        from tornado.iostream import StreamClosedError
+
+        try:
+            for _ in range(-(-size // len(_STREAM_CHUNK))):
+                self.write(_STREAM_CHUNK)
+                await self.flush()
+            self.finish()
+        except StreamClosedError:
+            pass  # the client stopped reading
+
+    async def _answer(self):
         path = self.request.path
         _RECORDED.append({"path": path, "query": self.request.query,
                           "authorization": self.request.headers.get("Authorization"),
@@ -205,6 +229,9 @@ class _ResponderHandler(web.RequestHandler):
         parts = unquote(path).split("/")
         candidates = {"/".join(parts[:3]) + "/", "/".join(parts[:4]) + "/"}
         if candidates & _RUNNING_UNQUOTED:
+            if unquote(path) in _SCRIPTED:
+                await self._scripted(_SCRIPTED[unquote(path)])
+                return
             self.set_header("X-JupyterHub-Version", jupyterhub.__version__)
             self.set_header("Content-Type", "application/json")
             self.finish(json.dumps({"realhub": True, "path": path}))
@@ -212,8 +239,8 @@ class _ResponderHandler(web.RequestHandler):
         self.set_status(503)
         self.finish(json.dumps({"message": "no such server (realhub responder)"}))
 
-    def get(self, *args):
-        self._answer()
+    async def get(self, *args):
+        await self._answer()
 
     head = post = put = delete = patch = get
 
@@ -324,6 +351,10 @@ if _env("REALHUB_SPAWNER", "inhub") == "process":
 #     "stop_fail": the hub swallows exceptions from Spawner.stop, answers 204 and marks the
 #     server stopped anyway, so a failing stop cannot be told from a good one.)
 # GET  /hub/api/_realhub/running   the responder's running URL prefixes
+# GET  /hub/api/_realhub/recorded  what the responder was sent (last 200 requests)
+# POST /hub/api/_realhub/answer    {"path": "/user/NAME/api/status", "headers": [[name, value]],
+#     "body": JSON, "stream_bytes": N}: how the responder answers GETs of that path while its
+#     server runs (see _SCRIPTED); only {"path"}: back to the default answer
 # Every call needs a token with admin:users (the harness's admin service; an admin before 2.0).
 
 _MISSING = object()
@@ -400,6 +431,20 @@ class RunningHandler(APIHandler):
         self.finish(json.dumps(sorted(_RUNNING_PREFIXES)))
 
 
+class AnswerHandler(APIHandler):
+    @_ADMIN_ONLY
+    def post(self):
+        body = self.get_json_body() or {}
+        path = unquote(body.get("path") or "")
+        script = {k: body[k] for k in ("headers", "body", "stream_bytes") if k in body}
+        if script:
+            _SCRIPTED[path] = script
+        else:
+            _SCRIPTED.pop(path, None)
+        self.set_header("Content-Type", "application/json")
+        self.finish(json.dumps({"path": path, "scripted": sorted(script)}))
+
+
 class RecordedHandler(APIHandler):
     @_ADMIN_ONLY
     def get(self):
@@ -413,6 +458,7 @@ c.JupyterHub.extra_handlers = [
     (r"/api/_realhub/behaviour", BehaviourHandler),
     (r"/api/_realhub/running", RunningHandler),
     (r"/api/_realhub/recorded", RecordedHandler),
+    (r"/api/_realhub/answer", AnswerHandler),
 ]
 
 
