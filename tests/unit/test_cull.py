@@ -342,7 +342,7 @@ def test_check_kernels_a_token_that_cannot_be_revoked_is_a_debug_line(caplog):
     hub = MemoryHub([user_model("ann", {"": server_model(3600, url="/user/ann/")})],
                     servers={"/user/ann/": {"status": status(3000, 0)}},
                     revoke_error=HubUnavailable("DELETE /users/ann/tokens/t1: 503", 503))
-    with caplog.at_level(logging.DEBUG):
+    with caplog.at_level(logging.DEBUG, logger="idle_culler_daemon"):
         stats = run(hub, CHECKS)
     assert stats.stopped == 1 and stats.ok and stats.check_failed == 0
     (line,) = [r for r in caplog.records if "kernel-check-token-kept" in r.getMessage()]
@@ -404,7 +404,7 @@ def test_a_server_that_cannot_be_asked_is_judged_by_the_hub_and_logged_once(capl
     users = [user_model("u%d" % i, {"": server_model(3600, url="/user/u%d/" % i)})
              for i in range(3)]
     hub = MemoryHub(users, servers={"/user/u%d/" % i: {"status": answer} for i in range(3)})
-    with caplog.at_level(logging.DEBUG):
+    with caplog.at_level(logging.DEBUG, logger="idle_culler_daemon"):
         stats = run(hub, CHECKS)
     assert len(hub.of_kind("stop")) == 3 and stats.check_failed == 3 and stats.ok
     warnings = [r for r in caplog.records if r.levelno == logging.WARNING
