@@ -8,6 +8,18 @@ import pytest
 from tests.notify_listener import NotifyListener
 from tests.support.fakehub import FakeHub
 
+PROXY_VARIABLES = ("http_proxy", "https_proxy", "all_proxy", "no_proxy")
+
+
+@pytest.fixture(autouse=True)
+def no_proxy_from_the_environment(monkeypatch):
+    """Every test talks to loopback servers directly: Debian's package builds set
+    http_proxy=127.0.0.1:9, which requests would otherwise use for them. A test about proxies
+    sets its own."""
+    for name in PROXY_VARIABLES:
+        monkeypatch.delenv(name, raising=False)
+        monkeypatch.delenv(name.upper(), raising=False)
+
 
 @pytest.fixture
 def unused_port():
