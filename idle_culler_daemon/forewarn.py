@@ -214,9 +214,10 @@ def iso(when: datetime) -> str:
 
 
 def _name(text: str) -> str:
-    """A name as the sentence shows it: control and formatting characters as ``\\u`` and four hex digits (a
-    name cannot start a line or reorder the text), and ``&``, ``<``, ``>`` as the entities chat
-    webhooks (Slack, Mattermost) ask for, so that a name cannot ping a channel or make a link.
+    """A name as the sentence shows it: control and formatting characters escaped as ``\\u``
+    and four hex digits (a name cannot start a line or reorder the text), and ``&``, ``<``,
+    ``>`` as the entities chat webhooks (Slack, Mattermost) ask for, so that a name cannot
+    ping a channel or make a link.
     The JSON's ``user`` and ``server`` fields carry the names as they are."""
     out = []
     for char in text:
