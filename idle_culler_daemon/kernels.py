@@ -16,7 +16,7 @@ from typing import Any, Dict, Protocol, Set
 from idle_culler_daemon.context import PassContext
 from idle_culler_daemon.errors import HubAuthError, HubError, HubUnavailable, ModelError
 from idle_culler_daemon.jobs import Stop, verdict_fields
-from idle_culler_daemon.log import get_logger
+from idle_culler_daemon.log import REDACTED, get_logger
 from idle_culler_daemon.model import parse_server_status
 from idle_culler_daemon.policy import Verdict, judge_server_status, kernels_needed
 
@@ -116,7 +116,9 @@ class KernelCheck:
         try:
             self._hub.revoke_token(user, token.id)
         except Exception as exc:  # noqa: BLE001 - nothing to do about it but say so
-            log.debug("kernel-check-token-kept", user=user, error=str(exc),
+            # any exception lands here: its text must not carry the minted token itself
+            error = str(exc).replace(token.value, REDACTED) if token.value else str(exc)
+            log.debug("kernel-check-token-kept", user=user, error=error,
                       detail="not revoked; it expires by itself")
 
     def _bug(self, who: Dict[str, str], verdict: Verdict) -> Verdict:

@@ -554,3 +554,14 @@ def test_guard_fraction_is_over_users_so_one_user_with_many_servers_holds_no_one
     assert stats.guard_tripped is None and stats.stopped == 15
     assert sorted({call[1] for call in hub.of_kind("stop")}) == ["many", "u0", "u1", "u2"]
     assert (stats.users_running, stats.servers_running) == (11, 22)
+
+
+def test_check_kernels_a_failed_revocation_never_logs_the_minted_token(caplog):
+    # Whatever the error's text holds, the token minted for the user stays out of the log.
+    hub = MemoryHub([user_model("ann", {"": server_model(3600, url="/user/ann/")})],
+                    servers={"/user/ann/": {"status": status(3000, 0)}},
+                    revoke_error=RuntimeError("refused token secret-of-ann-1"))
+    with caplog.at_level(logging.DEBUG, logger="idle_culler_daemon"):
+        run(hub, CHECKS)
+    (line,) = [r for r in caplog.records if "kernel-check-token-kept" in r.getMessage()]
+    assert "secret-of-ann-1" not in line.getMessage() and "<redacted>" in line.getMessage()
